@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Benchmark DS01 Gateway against its baselines, all measured in this one run:
+#   cold   ssh proj@gw true, no container up   vs  docker run --rm <same image> true
+#   warm   ssh proj@gw true, container up      vs  ssh to a private OpenSSH sshd
+#   stream 1 GiB of zeros to the client        vs  the same through that sshd
+# Prints medians and ratios beside the targets. Run via `make bench` (root).
+#
+# Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_GW_PORT (2298),
+#      BENCH_SSHD_PORT (2223), BENCH_STRICT=1 (exit 1 when a target is missed).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+N="${BENCH_N:-10}"
+STREAM_N="${BENCH_STREAM_N:-3}"
+GW_PORT="${BENCH_GW_PORT:-2298}"
+SSHD_PORT="${BENCH_SSHD_PORT:-2223}"
+BIN="${BENCH_BIN:-$PWD/bin/ds01-gateway}"
+BASE_IMAGE="${BASE_IMAGE:-ds01-base:bookworm}"
+BUID=30000
+PROJ=proj
+IMAGE="ds01-$BUID/$PROJ:latest"
+STREAM_BYTES=1073741824
+
+log() { echo "bench: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (the gateway needs it; sshd runs privately as root)"
+[ -x "$BIN" ] || die "$BIN not found: run make build"
+docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE missing: run make base-image"
+if [ ! -x /usr/sbin/sshd ]; then
+	log "installing openssh-server (its service is not started)"
+	apt-get update -qq
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server >/dev/null
+	rm -f /usr/sbin/policy-rc.d
+fi
+
+TMP="$(mktemp -d /tmp/ds01-bench.XXXXXX)"
+GW_PID= SSHD_PID= HOLD_PID=
+cleanup() {
+	set +e
+	[ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null
+	[ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+	[ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null && wait "$SSHD_PID" 2>/dev/null
+	ids=$(docker ps -a -q --filter "label=ds01.uid=$BUID")
+	[ -n "$ids" ] && docker rm -f $ids >/dev/null
+	imgs=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep "^ds01-$BUID/")
+	[ -n "$imgs" ] && docker rmi -f $imgs >/dev/null
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() { # port pid logfile
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "process for port $1 exited"; }
+		sleep 0.1
+	done
+	tail -n 20 "$3" >&2
+	die "nothing listening on port $1 after 10s"
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_free "$GW_PORT" || die "port $GW_PORT in use (set BENCH_GW_PORT)"
+port_free "$SSHD_PORT" || die "port $SSHD_PORT in use (set BENCH_SSHD_PORT)"
+
+# --- the client: identical options for both servers, default ciphers ---
+ssh-keygen -q -t ed25519 -N '' -C bench -f "$TMP/key"
+SSH_OPTS=(-F /dev/null -i "$TMP/key" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
+	-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes)
+gw_ssh() { ssh "${SSH_OPTS[@]}" -p "$GW_PORT" -l "$PROJ" 127.0.0.1 "$@"; }
+sshd_ssh() { ssh "${SSH_OPTS[@]}" -p "$SSHD_PORT" -l root 127.0.0.1 "$@"; }
+
+# --- the gateway under test ---
+cat >"$TMP/gw.yaml" <<EOF
+listen: 127.0.0.1:$GW_PORT
+data_dir: $TMP/data
+workspace_root: $TMP/ws/{user}
+base_image: $BASE_IMAGE
+retire_after: 0s
+command_login: ds01
+EOF
+"$BIN" user add bench --uid "$BUID" --gid "$BUID" --key-file "$TMP/key.pub" --config "$TMP/gw.yaml" >/dev/null
+"$BIN" serve --config "$TMP/gw.yaml" >"$TMP/gw.log" 2>&1 &
+GW_PID=$!
+wait_port "$GW_PORT" "$GW_PID" "$TMP/gw.log"
+
+# --- a private OpenSSH sshd: own host key, config and authorized_keys ---
+ssh-keygen -q -t ed25519 -N '' -f "$TMP/sshd_host_ed25519"
+cp "$TMP/key.pub" "$TMP/authorized_keys"
+cat >"$TMP/sshd_config" <<EOF
+ListenAddress 127.0.0.1:$SSHD_PORT
+HostKey $TMP/sshd_host_ed25519
+PidFile $TMP/sshd.pid
+AuthorizedKeysFile $TMP/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PrintMotd no
+EOF
+mkdir -p /run/sshd # privilege separation dir; exists wherever sshd is set up
+/usr/sbin/sshd -f "$TMP/sshd_config" -D -e >"$TMP/sshd.log" 2>&1 &
+SSHD_PID=$!
+wait_port "$SSHD_PORT" "$SSHD_PID" "$TMP/sshd.log"
+
+# --- helpers ---
+now_us() { echo $(($(date +%s%N) / 1000)); }
+# time_us CMD...: run CMD (stdout to /dev/null), print microseconds
+time_us() {
+	local s e
+	s=$(now_us)
+	"$@" >/dev/null 2>>"$TMP/client.log" || {
+		tail -n 20 "$TMP/client.log" "$TMP/gw.log" >&2
+		die "failed: $*"
+	}
+	e=$(now_us)
+	echo $((e - s))
+}
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) m=a[(NR+1)/2]; else m=(a[NR/2]+a[NR/2+1])/2; printf "%.3f", m/1e6}'; }
+containers() { docker ps -a -q --filter "label=ds01.uid=$BUID" --filter "label=ds01.project=$PROJ"; }
+wait_gone() {
+	for _ in $(seq 1 300); do
+		[ -z "$(containers)" ] && return 0
+		sleep 0.1
+	done
+	die "container still there 30s after logout (retire_after 0s)"
+}
+wait_running() {
+	for _ in $(seq 1 300); do
+		[ -n "$(docker ps -q --filter "label=ds01.uid=$BUID" --filter "label=ds01.project=$PROJ")" ] && return 0
+		sleep 0.1
+	done
+	die "no running container 30s after login"
+}
+stream() { "$@" "head -c $STREAM_BYTES /dev/zero"; }
+check_stream() { # once, untimed: a stream cut short would look fast
+	local n
+	n=$(stream "$@" | wc -c)
+	[ "$n" = "$STREAM_BYTES" ] || die "stream through $1: got $n bytes, want $STREAM_BYTES"
+}
+
+log "first login (builds $IMAGE; not timed)"
+gw_ssh true
+sshd_ssh true
+docker run --rm "$IMAGE" true
+
+log "cold: $N x ssh vs docker run"
+cold_gw=() cold_docker=()
+for _ in $(seq 1 "$N"); do
+	wait_gone
+	cold_gw+=("$(time_us gw_ssh true)")
+	wait_gone # the gateway's removal must not overlap the docker run
+	cold_docker+=("$(time_us docker run --rm "$IMAGE" true)")
+done
+wait_gone
+
+log "warm: $N x ssh vs OpenSSH"
+gw_ssh sleep 600 </dev/null >/dev/null 2>&1 &
+HOLD_PID=$!
+wait_running
+warm_gw=() warm_sshd=()
+for _ in $(seq 1 "$N"); do
+	warm_gw+=("$(time_us gw_ssh true)")
+	warm_sshd+=("$(time_us sshd_ssh true)")
+done
+
+log "stream: $STREAM_N x 1 GiB vs OpenSSH"
+check_stream gw_ssh
+check_stream sshd_ssh
+stream_gw=() stream_sshd=()
+for _ in $(seq 1 "$STREAM_N"); do
+	stream_gw+=("$(time_us stream gw_ssh)")
+	stream_sshd+=("$(time_us stream sshd_ssh)")
+done
+
+# --- report ---
+fail=0
+row() { # name ours baseline-name baseline target-ratio
+	local ratio ok
+	ratio=$(awk -v a="$2" -v b="$4" 'BEGIN {printf "%.2f", a/b}')
+	ok=$(awk -v r="$ratio" -v t="$5" 'BEGIN {print (r <= t) ? "ok" : "MISS"}')
+	[ "$ok" = ok ] || fail=1
+	printf '%-7s %9ss   %-11s %9ss %7sx   <= %-5s %s\n' "$1" "$2" "$3" "$4" "$ratio" "$5" "$ok"
+}
+echo
+echo "DS01 Gateway bench: medians, N=$N (stream N=$STREAM_N, 1 GiB), $(nproc) cores, $(ssh -V 2>&1 | cut -d, -f1)"
+printf '%-7s %10s   %-11s %10s %8s   %-8s\n' metric ds01 baseline "" ratio target
+row cold "$(printf '%s\n' "${cold_gw[@]}" | median)" "docker-run" "$(printf '%s\n' "${cold_docker[@]}" | median)" 1.30
+row warm "$(printf '%s\n' "${warm_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${warm_sshd[@]}" | median)" 1.00
+row stream "$(printf '%s\n' "${stream_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${stream_sshd[@]}" | median)" 1.25
+echo "(stream target: throughput >= 0.8x OpenSSH, i.e. time ratio <= 1.25)"
+
+if [ "$fail" = 1 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then
+	exit 1
+fi

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+	"gopkg.in/yaml.v3"
+
+	"github.com/ds01/ds01-gateway/session"
+)
+
+// Config is the gateway's configuration file (YAML). Every key is
+// optional; defaults are in defaultConfig.
+type Config struct {
+	Listen           string   `yaml:"listen"`
+	DataDir          string   `yaml:"data_dir"`
+	WorkspaceRoot    string   `yaml:"workspace_root"`
+	BaseImage        string   `yaml:"base_image"`
+	RetireAfter      Duration `yaml:"retire_after"`
+	CommandLogin     string   `yaml:"command_login"`
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	MaxAuthTries     int      `yaml:"max_auth_tries"`
+	Ciphers          []string `yaml:"ciphers"`
+	LogLevel         string   `yaml:"log_level"`
+	Limits           Limits   `yaml:"limits"`
+}
+
+// Limits apply to every project container.
+type Limits struct {
+	Memory    Size    `yaml:"memory"`
+	CPUs      float64 `yaml:"cpus"`
+	PidsLimit int64   `yaml:"pids_limit"`
+	ShmSize   Size    `yaml:"shm_size"`
+}
+
+// Duration is a Go duration string in YAML ("10s", "5m").
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("want a duration like 10s or 5m, got %q", n.Value)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Size is a byte size in YAML ("32g", "512m", or plain bytes).
+type Size int64
+
+func (s *Size) UnmarshalYAML(n *yaml.Node) error {
+	v, err := units.RAMInBytes(n.Value)
+	if err != nil {
+		return fmt.Errorf("want a size like 512m or 32g, got %q", n.Value)
+	}
+	*s = Size(v)
+	return nil
+}
+
+// defaultConfig follows DS01's defaults (resource-limits.yaml) where it has
+// them.
+func defaultConfig() Config {
+	return Config{
+		Listen:           "127.0.0.1:2222",
+		DataDir:          "./.ds01",
+		WorkspaceRoot:    "{home}/workspace",
+		BaseImage:        "ds01-base:bookworm",
+		RetireAfter:      Duration{10 * time.Second},
+		CommandLogin:     "ds01",
+		HandshakeTimeout: Duration{30 * time.Second},
+		MaxAuthTries:     6,
+		LogLevel:         "info",
+		Limits: Limits{
+			Memory:    32 << 30,
+			CPUs:      32,
+			PidsLimit: 4096,
+			ShmSize:   16 << 30,
+		},
+	}
+}
+
+// loadConfig reads path over the defaults. Unknown keys and bad values are
+// errors that name the option's path.
+func loadConfig(path string) (Config, error) {
+	cfg := defaultConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(doc.Content) == 0 {
+		return cfg, nil // an empty file means all defaults
+	}
+	if err := decodeStrict(doc.Content[0], reflect.ValueOf(&cfg).Elem(), ""); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+// decodeStrict decodes a mapping node into a struct, recursing into nested
+// structs, so every error can say which option it is about.
+func decodeStrict(n *yaml.Node, v reflect.Value, path string) error {
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("%s: want a mapping of options", orRoot(path))
+	}
+	fields := map[string]reflect.Value{}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		if tag := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]; tag != "" {
+			fields[tag] = v.Field(i)
+		}
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i].Value, n.Content[i+1]
+		p := k
+		if path != "" {
+			p = path + "." + k
+		}
+		f, ok := fields[k]
+		if !ok {
+			return fmt.Errorf("%s: unknown option", p)
+		}
+		if f.Kind() == reflect.Struct && !f.Addr().Type().Implements(unmarshalerType) {
+			if err := decodeStrict(val, f, p); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := val.Decode(f.Addr().Interface()); err != nil {
+			return fmt.Errorf("%s: %s", p, strings.TrimPrefix(cleanYAMLErr(err), "yaml: "))
+		}
+	}
+	return nil
+}
+
+func cleanYAMLErr(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) && len(te.Errors) > 0 {
+		return te.Errors[0]
+	}
+	return err.Error()
+}
+
+func orRoot(p string) string {
+	if p == "" {
+		return "config"
+	}
+	return p
+}
+
+var knownCiphers = map[string]bool{
+	"aes128-gcm@openssh.com": true, "aes256-gcm@openssh.com": true,
+	"chacha20-poly1305@openssh.com": true,
+	"aes128-ctr":                    true, "aes192-ctr": true, "aes256-ctr": true,
+}
+
+// Validate checks values that decode but make no sense.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: want host:port, got %q", c.Listen)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: must not be empty")
+	}
+	if !strings.Contains(c.WorkspaceRoot, "{user}") && !strings.Contains(c.WorkspaceRoot, "{home}") {
+		return fmt.Errorf("workspace_root: must contain {user} or {home} so users get separate workspaces, got %q", c.WorkspaceRoot)
+	}
+	if !strings.HasPrefix(c.WorkspaceRoot, "/") && !strings.HasPrefix(c.WorkspaceRoot, "{home}") {
+		return fmt.Errorf("workspace_root: must be an absolute path, got %q", c.WorkspaceRoot)
+	}
+	if c.BaseImage == "" || strings.ContainsAny(c.BaseImage, " \t\n\"'$`\\") {
+		return fmt.Errorf("base_image: want an image reference like debian:bookworm, got %q", c.BaseImage)
+	}
+	if c.RetireAfter.Duration < 0 {
+		return errors.New("retire_after: must not be negative")
+	}
+	if err := session.ValidateProject(c.CommandLogin, ""); err != nil {
+		return fmt.Errorf("command_login: %w", err)
+	}
+	if c.HandshakeTimeout.Duration <= 0 {
+		return errors.New("handshake_timeout: must be positive")
+	}
+	if c.MaxAuthTries < 1 {
+		return errors.New("max_auth_tries: must be at least 1")
+	}
+	for i, name := range c.Ciphers {
+		if !knownCiphers[name] {
+			return fmt.Errorf("ciphers[%d]: unknown cipher %q", i, name)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level: want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.Limits.Memory < 0 || c.Limits.ShmSize < 0 || c.Limits.PidsLimit < 0 || c.Limits.CPUs < 0 {
+		return errors.New("limits: values must not be negative")
+	}
+	if c.Limits.Memory > 0 && c.Limits.Memory < 6<<20 {
+		return errors.New("limits.memory: Docker needs at least 6m")
+	}
+	return nil
+}
+
+// absDataDir resolves data_dir against the working directory once, so a
+// later chdir cannot move the store.
+func (c *Config) absDataDir() (string, error) {
+	return filepath.Abs(c.DataDir)
+}
+
+// nanoCPUs clamps the CPU limit to the host: Docker refuses more.
+func (l Limits) nanoCPUs() int64 {
+	cpus := l.CPUs
+	if n := float64(runtime.NumCPU()); cpus > n {
+		cpus = n
+	}
+	return int64(cpus * 1e9)
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/ds01/ds01-gateway/gateway"
+	"github.com/ds01/ds01-gateway/hostkeys"
+	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/docker"
+	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var c common
+	c.register(fs)
+	listen := fs.String("listen", "", "address to listen on (overrides listen)")
+	dev := fs.Bool("dev", false, "developer mode: register the invoking user's SSH keys and print how to connect")
+	if pos, err := parse(fs, args); err != nil || len(pos) > 0 {
+		return errUsage
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := newLogger(cfg.LogLevel)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	dataDir, err := cfg.absDataDir()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	st, err := store.Open(ctx, filepath.Join(dataDir, "ds01.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	signers, err := hostkeys.LoadOrGenerate(dataDir)
+	if err != nil {
+		return err
+	}
+	instance, err := st.InstanceID(ctx)
+	if err != nil {
+		return err
+	}
+	dk, err := docker.New(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer dk.Close()
+
+	mgr := session.New(session.Config{
+		WorkspaceRoot: cfg.WorkspaceRoot,
+		BaseImage:     cfg.BaseImage,
+		RetireAfter:   cfg.RetireAfter.Duration,
+		Instance:      instance,
+		Limits: runtime.Limits{
+			Memory:    int64(cfg.Limits.Memory),
+			NanoCPUs:  cfg.Limits.nanoCPUs(),
+			PidsLimit: cfg.Limits.PidsLimit,
+			ShmSize:   int64(cfg.Limits.ShmSize),
+		},
+	}, dk, dk, st, log)
+	defer mgr.Close()
+	if err := mgr.Reconcile(ctx); err != nil {
+		return err
+	}
+	srv, err := gateway.New(gateway.Options{
+		HostSigners:      signers,
+		CommandLogin:     cfg.CommandLogin,
+		HandshakeTimeout: cfg.HandshakeTimeout.Duration,
+		MaxAuthTries:     cfg.MaxAuthTries,
+		Ciphers:          cfg.Ciphers,
+	}, st, mgr, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("ds01 gateway listening", "addr", ln.Addr().String(), "data_dir", dataDir, "instance", instance)
+	if *dev {
+		if err := devRegister(ctx, st, cfg, ln.Addr().String()); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func newLogger(level string) *slog.Logger {
+	var l slog.Level
+	l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}

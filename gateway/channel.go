@@ -1,0 +1,300 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	gssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/runtime"
+)
+
+// errChannelClosed is the cancel cause when the client closes the channel
+// or the connection drops.
+var errChannelClosed = errors.New("channel closed by client")
+
+// sessionChan serves one "session" channel. It replaces gliderlabs' own
+// session handler, which rewrites "\n" to "\r\n" on pty output (Docker's
+// pty already does that) and blocks its request loop on window-change
+// until the handler reads it.
+type sessionChan struct {
+	s    *Server
+	ch   gossh.Channel
+	gctx gssh.Context
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	env     []string
+	pty     *ptyRequest
+	win     window
+	started bool
+	proc    runtime.Process
+	sigs    []string // signals that arrived before the process started
+	resize  chan struct{}
+}
+
+func (s *Server) sessionChannel(_ *gssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, gctx gssh.Context) {
+	ch, reqs, err := newChan.Accept()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithCancelCause(gctx)
+	sc := &sessionChan{
+		s: s, ch: ch, gctx: gctx, resize: make(chan struct{}, 1),
+		log: s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String()),
+	}
+	for req := range reqs {
+		sc.handle(ctx, req)
+	}
+	// The client closed the channel or the connection dropped.
+	cancel(errChannelClosed)
+}
+
+func (sc *sessionChan) handle(ctx context.Context, req *gossh.Request) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	ok := false
+	switch req.Type {
+	case "env":
+		var kv struct{ Name, Value string }
+		if gossh.Unmarshal(req.Payload, &kv) == nil && !sc.started && envAllowed(kv.Name) {
+			sc.env = append(sc.env, kv.Name+"="+kv.Value)
+			ok = true
+		}
+	case "pty-req":
+		var p ptyRequest
+		if gossh.Unmarshal(req.Payload, &p) == nil && !sc.started && sc.pty == nil {
+			sc.pty = &p
+			sc.win = window{Cols: p.Cols, Rows: p.Rows}
+			ok = true
+		}
+	case "window-change":
+		var w window
+		if gossh.Unmarshal(req.Payload, &w) == nil {
+			sc.win = w
+			select { // coalesce: the resizer reads the latest size
+			case sc.resize <- struct{}{}:
+			default:
+			}
+			ok = true
+		}
+	case "shell", "exec":
+		if sc.started {
+			break
+		}
+		var cmd struct{ Command string }
+		if req.Type == "exec" && gossh.Unmarshal(req.Payload, &cmd) != nil {
+			break
+		}
+		sc.started, ok = true, true
+		go sc.run(ctx, req.Type == "shell", cmd.Command)
+	case "signal":
+		var sig struct{ Signal string }
+		if gossh.Unmarshal(req.Payload, &sig) == nil {
+			if sc.proc != nil {
+				sc.deliver(sig.Signal)
+			} else if len(sc.sigs) < 16 {
+				sc.sigs = append(sc.sigs, sig.Signal)
+			}
+			ok = true
+		}
+	}
+	if req.WantReply {
+		req.Reply(ok, nil)
+	}
+}
+
+// run starts the session's process in the project's container and relays
+// it until it ends or the client goes away.
+func (sc *sessionChan) run(ctx context.Context, shell bool, command string) {
+	defer sc.ch.Close()
+	u, err := sc.s.identity(ctx, sc.gctx)
+	if err != nil {
+		sc.log.Error("session without identity", "err", err)
+		sc.fail("access denied", 1)
+		return
+	}
+	log := sc.log.With("user", u.Name)
+	project, err := sc.s.route(sc.gctx.User())
+	if err != nil {
+		log.Info("login refused", "err", err)
+		code := uint32(1)
+		if errors.Is(err, errCommandLogin) {
+			code = 2
+		}
+		sc.fail(err.Error(), code)
+		return
+	}
+	log = log.With("project", project)
+	lease, err := sc.s.sessions.Attach(ctx, u, project, sc.ch.Stderr())
+	if err != nil {
+		log.Error("attach", "err", err)
+		sc.fail(userMessage(err), 1)
+		return
+	}
+	defer lease.Release()
+
+	sc.mu.Lock()
+	spec := runtime.ExecSpec{Env: append([]string{"SSH_CONNECTION=" + sshConnection(sc.gctx)}, sc.env...)}
+	if sc.pty != nil {
+		spec.Tty, spec.Rows, spec.Cols = true, sc.win.Rows, sc.win.Cols
+		spec.Env = append(spec.Env, "TERM="+sc.pty.Term)
+	}
+	sc.mu.Unlock()
+	spec.Cmd = command1(lease.Shell(), shell, command)
+
+	proc, err := lease.Exec(ctx, spec)
+	if err != nil {
+		log.Error("exec", "err", err)
+		sc.fail(userMessage(err), 1)
+		return
+	}
+	defer proc.Close()
+	sc.mu.Lock()
+	sc.proc = proc
+	for _, s := range sc.sigs {
+		sc.deliver(s)
+	}
+	sc.sigs = nil
+	sc.mu.Unlock()
+	if spec.Tty {
+		go sc.resizer(ctx, proc)
+	}
+	go func() {
+		io.Copy(proc.Stdin(), sc.ch)
+		// EOF from the client: the process must read EOF too. A terminal
+		// has no half-close; there EOF is a ^D the user types.
+		if !spec.Tty {
+			proc.Stdin().Close()
+		}
+	}()
+	// When the client goes away first: hang up a terminal session like
+	// sshd does, and drop our end of the streams.
+	stop := context.AfterFunc(ctx, func() {
+		if spec.Tty {
+			if err := proc.Hangup(); err != nil {
+				log.Warn("hangup", "err", err)
+			}
+		}
+		proc.Close()
+	})
+	defer stop()
+
+	if err := proc.Stream(sc.ch, sc.ch.Stderr()); err != nil && ctx.Err() == nil {
+		log.Debug("stream", "err", err)
+	}
+	if ctx.Err() != nil {
+		return // nobody left to tell the exit status to
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	status, err := proc.Wait(wctx)
+	if err != nil {
+		log.Error("exit status", "err", err)
+		sc.fail("lost the exit status of the process", 1)
+		return
+	}
+	sc.exit(status)
+}
+
+// command1 is the argv for a session: the user's login shell for "shell",
+// or `shell -c command` for "exec", as sshd does.
+func command1(shell string, interactive bool, command string) []string {
+	if shell == "" {
+		if interactive {
+			// The shell is unknown for containers adopted after a restart.
+			return []string{"/bin/sh", "-c", `if [ -x /bin/bash ]; then exec /bin/bash -l; else exec /bin/sh -l; fi`}
+		}
+		shell = "/bin/sh"
+	}
+	if interactive {
+		return []string{shell, "-l"}
+	}
+	return []string{shell, "-c", command}
+}
+
+func (sc *sessionChan) resizer(ctx context.Context, proc runtime.Process) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sc.resize:
+		}
+		sc.mu.Lock()
+		w := sc.win
+		sc.mu.Unlock()
+		if err := proc.Resize(ctx, w.Rows, w.Cols); err != nil {
+			sc.log.Debug("resize", "err", err)
+		}
+	}
+}
+
+// deliver passes a client's signal request to the process; sc.mu is held.
+func (sc *sessionChan) deliver(name string) {
+	sig, ok := signalByName[name]
+	if !ok {
+		return
+	}
+	if err := sc.proc.Signal(sig); err != nil {
+		sc.log.Debug("signal", "signal", name, "err", err)
+	}
+}
+
+// exit reports how the process ended, after all of its output, then
+// closes the channel (OpenSSH's order: EOF, exit-status, close).
+func (sc *sessionChan) exit(st runtime.ExitStatus) {
+	sc.ch.CloseWrite()
+	if name, ok := signalName[st.Signal]; ok && st.Signal != 0 {
+		sc.ch.SendRequest("exit-signal", false, gossh.Marshal(struct {
+			Signal     string
+			CoreDumped bool
+			Message    string
+			Lang       string
+		}{Signal: name}))
+		return
+	}
+	sc.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{uint32(st.Code)}))
+}
+
+// fail tells the user in one line on stderr and ends with an exit status.
+func (sc *sessionChan) fail(msg string, code uint32) {
+	fmt.Fprintf(sc.ch.Stderr(), "ds01: %s\n", msg)
+	sc.ch.CloseWrite()
+	sc.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{code}))
+}
+
+// userMessage is the one line a user sees for an error; logs keep detail.
+func userMessage(err error) string {
+	switch {
+	case errors.Is(err, session.ErrInvalidName):
+		return err.Error()
+	case errors.Is(err, runtime.ErrNotRunning):
+		return "the project container stopped; connect again"
+	}
+	msg := err.Error()
+	if i := strings.IndexByte(msg, '\n'); i >= 0 {
+		msg = msg[:i]
+	}
+	return msg
+}
+
+func sshConnection(gctx gssh.Context) string {
+	return strings.Join([]string{hostPort(gctx.RemoteAddr().String()), hostPort(gctx.LocalAddr().String())}, " ")
+}
+
+// hostPort writes "host:port" as sshd's "host port".
+func hostPort(addr string) string {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return addr
+	}
+	return strings.Trim(addr[:i], "[]") + " " + addr[i+1:]
+}

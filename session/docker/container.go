@@ -1,0 +1,153 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
+)
+
+// idleCmd keeps a project container alive between sessions; docker-init
+// (Init) runs as PID 1 in front of it so orphans of exec'd processes get
+// reaped and SIGTERM stops the container at once.
+var idleCmd = []string{"sleep", "infinity"}
+
+// stopGrace is how long processes get between SIGTERM and SIGKILL on retire.
+const stopGrace = 2
+
+// Launch creates the container, places spec.Files, and starts it.
+func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string, error) {
+	if err := d.ensureNetwork(ctx, spec.Network, spec.NetworkLabels); err != nil {
+		return "", err
+	}
+	init := true
+	cfg := &container.Config{
+		Image:      spec.Image,
+		Hostname:   spec.Hostname,
+		Labels:     spec.Labels,
+		User:       spec.User,
+		Env:        spec.Env,
+		WorkingDir: spec.Workdir,
+		Entrypoint: []string{},
+		Cmd:        idleCmd,
+	}
+	mounts := make([]mount.Mount, 0, len(spec.Mounts))
+	for _, m := range spec.Mounts {
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	pids := spec.Limits.PidsLimit
+	host := &container.HostConfig{
+		NetworkMode: container.NetworkMode(spec.Network),
+		Mounts:      mounts,
+		Init:        &init,
+		CapDrop:     []string{"ALL"},
+		SecurityOpt: []string{"no-new-privileges:true"},
+		ShmSize:     spec.Limits.ShmSize,
+		LogConfig:   container.LogConfig{Type: "none"},
+		Resources: container.Resources{
+			Memory:   spec.Limits.Memory,
+			NanoCPUs: spec.Limits.NanoCPUs,
+		},
+	}
+	if pids > 0 {
+		host.Resources.PidsLimit = &pids
+	}
+	created, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	if err != nil {
+		return "", fmt.Errorf("create container: %w", err)
+	}
+	id := created.ID
+	fail := func(err error) (string, error) {
+		// Remove on a fresh context: the caller's may be what failed.
+		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if rmErr := d.cli.ContainerRemove(rmCtx, id, container.RemoveOptions{Force: true}); rmErr != nil && !client.IsErrNotFound(rmErr) {
+			d.log.Warn("remove failed container", "container", id, "err", rmErr)
+		}
+		return "", err
+	}
+	files := spec.Files
+	if spec.FileHook != nil {
+		more, err := spec.FileHook(func(path string) ([]byte, error) { return d.readFile(ctx, id, path) })
+		if err != nil {
+			return fail(err)
+		}
+		files = append(files, more...)
+	}
+	if len(files) > 0 {
+		if err := d.writeFiles(ctx, id, files); err != nil {
+			return fail(err)
+		}
+	}
+	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return fail(fmt.Errorf("start container: %w", err))
+	}
+	return id, nil
+}
+
+// Running reports whether the container exists and runs.
+func (d *Docker) Running(ctx context.Context, id string) (bool, error) {
+	info, err := d.cli.ContainerInspect(ctx, id)
+	if client.IsErrNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect container: %w", err)
+	}
+	return info.State != nil && info.State.Running, nil
+}
+
+// Retire stops the container with a short grace and removes it. A container
+// that is already gone is not an error.
+func (d *Docker) Retire(ctx context.Context, id string) error {
+	grace := stopGrace
+	err := d.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &grace})
+	if err != nil && !client.IsErrNotFound(err) {
+		d.log.Warn("stop container", "container", id, "err", err)
+	}
+	err = d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
+	if err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("remove container: %w", err)
+	}
+	return nil
+}
+
+// List returns all containers, running or not, that carry every label given.
+func (d *Docker) List(ctx context.Context, labels map[string]string) ([]runtime.Container, error) {
+	args := filters.NewArgs()
+	for k, v := range labels {
+		if v == "" {
+			args.Add("label", k)
+		} else {
+			args.Add("label", k+"="+v)
+		}
+	}
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]runtime.Container, 0, len(list))
+	for _, c := range list {
+		name := ""
+		if len(c.Names) > 0 {
+			name = c.Names[0]
+			if len(name) > 0 && name[0] == '/' {
+				name = name[1:]
+			}
+		}
+		out = append(out, runtime.Container{
+			ID:      c.ID,
+			Name:    name,
+			Labels:  c.Labels,
+			Running: c.State == "running",
+			Created: time.Unix(c.Created, 0).UTC(),
+		})
+	}
+	return out, nil
+}

@@ -1,0 +1,46 @@
+// Package docker implements the session runtime on a local Docker engine.
+package docker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/docker/docker/client"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
+)
+
+// Docker talks to the engine named by the usual DOCKER_HOST environment.
+type Docker struct {
+	cli *client.Client
+	log *slog.Logger
+
+	// networks remembers networks known to exist, so a warm launch does
+	// not pay an inspect per login.
+	networks sync.Map
+	netMu    sync.Mutex
+}
+
+var (
+	_ runtime.Runtime = (*Docker)(nil)
+	_ runtime.Builder = (*Docker)(nil)
+)
+
+// New connects to the Docker engine and checks that it answers.
+func New(ctx context.Context, log *slog.Logger) (*Docker, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	if _, err := cli.Ping(ctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("docker engine not reachable (is dockerd running?): %w", err)
+	}
+	cli.NegotiateAPIVersion(ctx)
+	return &Docker{cli: cli, log: log}, nil
+}
+
+// Close releases the client's connections.
+func (d *Docker) Close() error { return d.cli.Close() }

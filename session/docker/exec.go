@@ -1,0 +1,205 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/versions"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
+)
+
+// Exec starts a process in a running container and attaches to its streams.
+func (d *Docker) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (runtime.Process, error) {
+	opts := container.ExecOptions{
+		User:         spec.User,
+		Tty:          spec.Tty,
+		AttachStdin:  true,
+		AttachStdout: true,
+		AttachStderr: true,
+		Env:          spec.Env,
+		WorkingDir:   spec.Dir,
+		Cmd:          spec.Cmd,
+	}
+	var size *[2]uint
+	if spec.Tty && spec.Rows > 0 && spec.Cols > 0 {
+		size = &[2]uint{uint(spec.Rows), uint(spec.Cols)}
+		opts.ConsoleSize = size
+		if versions.LessThan(d.cli.ClientVersion(), "1.42") {
+			// Engines before API 1.42 (Debian's Docker 20.10) ignore the
+			// size at start, and a resize after start races with the
+			// program reading it: set it from inside, before the exec.
+			opts.Cmd = append([]string{"/bin/sh", "-c", `stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"`,
+				"ds01-tty", strconv.Itoa(int(spec.Rows)), strconv.Itoa(int(spec.Cols))}, spec.Cmd...)
+		}
+	}
+	created, err := d.cli.ContainerExecCreate(ctx, id, opts)
+	if err != nil {
+		if isNotRunning(err) {
+			return nil, fmt.Errorf("exec: %w", runtime.ErrNotRunning)
+		}
+		return nil, fmt.Errorf("exec create: %w", err)
+	}
+	// Attaching starts the exec.
+	hj, err := d.cli.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: spec.Tty, ConsoleSize: size})
+	if err != nil {
+		return nil, fmt.Errorf("exec attach: %w", err)
+	}
+	return &process{d: d, id: created.ID, tty: spec.Tty, hj: hj}, nil
+}
+
+func isNotRunning(err error) bool {
+	return client.IsErrNotFound(err) || containsAny(err.Error(), "is not running", "is paused", "is restarting")
+}
+
+type process struct {
+	d   *Docker
+	id  string
+	tty bool
+	hj  types.HijackedResponse
+
+	pidOnce sync.Once
+	pid     int
+	pidErr  error
+}
+
+func (p *process) Stdin() io.WriteCloser { return stdin{p} }
+
+type stdin struct{ p *process }
+
+func (s stdin) Write(b []byte) (int, error) { return s.p.hj.Conn.Write(b) }
+
+// Close half-closes the connection so the process reads EOF while its
+// output keeps flowing back.
+func (s stdin) Close() error { return s.p.hj.CloseWrite() }
+
+// streamBuf is large so bulk output crosses in few, big channel writes.
+const streamBuf = 256 << 10
+
+func (p *process) Stream(stdout, stderr io.Writer) error {
+	var err error
+	if p.tty {
+		_, err = io.CopyBuffer(stdout, p.hj.Reader, make([]byte, streamBuf))
+	} else {
+		_, err = stdcopy.StdCopy(stdout, stderr, p.hj.Reader)
+	}
+	return err
+}
+
+// Wait asks the engine for the exit code. The engine may report the exec as
+// running for a moment after its output ended, so it polls briefly.
+func (p *process) Wait(ctx context.Context) (runtime.ExitStatus, error) {
+	delay := time.Millisecond
+	for {
+		info, err := p.d.cli.ContainerExecInspect(ctx, p.id)
+		if err != nil {
+			return runtime.ExitStatus{}, fmt.Errorf("exec inspect: %w", err)
+		}
+		if !info.Running {
+			return exitStatus(info.ExitCode), nil
+		}
+		select {
+		case <-ctx.Done():
+			return runtime.ExitStatus{}, ctx.Err()
+		case <-time.After(delay):
+		}
+		if delay < 50*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// exitStatus turns the engine's exit code into a status. The engine reports
+// a death by signal N as 128+N, like a shell; that is the only signal
+// information it gives, so such codes are reported as signals.
+func exitStatus(code int) runtime.ExitStatus {
+	if code > 128 && code < 128+32 {
+		return runtime.ExitStatus{Code: code, Signal: syscall.Signal(code - 128)}
+	}
+	return runtime.ExitStatus{Code: code}
+}
+
+// hostPID is the exec's PID in the host's namespace, which the gateway, as
+// root on the Docker host, can signal directly: Docker has no API to signal
+// an exec.
+func (p *process) hostPID() (int, error) {
+	p.pidOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for i := 0; i < 20; i++ {
+			info, err := p.d.cli.ContainerExecInspect(ctx, p.id)
+			if err != nil {
+				p.pidErr = fmt.Errorf("exec inspect: %w", err)
+				return
+			}
+			if info.Pid > 0 {
+				p.pid = info.Pid
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		p.pidErr = fmt.Errorf("exec %s has no pid", p.id)
+	})
+	return p.pid, p.pidErr
+}
+
+func (p *process) running() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := p.d.cli.ContainerExecInspect(ctx, p.id)
+	return err == nil && info.Running
+}
+
+func (p *process) Signal(sig syscall.Signal) error {
+	pid, err := p.hostPID()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("signal %d: %w", pid, err)
+	}
+	return nil
+}
+
+// Hangup sends SIGHUP to the exec's process group; with a TTY the exec is a
+// session leader, so that is its whole job tree on the terminal.
+func (p *process) Hangup() error {
+	if !p.running() {
+		return nil // never signal a PID that may have been reused
+	}
+	pid, err := p.hostPID()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(-pid, syscall.SIGHUP); err != nil {
+		if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+			return fmt.Errorf("hangup %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+func (p *process) Resize(ctx context.Context, rows, cols uint32) error {
+	if !p.tty {
+		return nil
+	}
+	err := p.d.cli.ContainerExecResize(ctx, p.id, container.ResizeOptions{Height: uint(rows), Width: uint(cols)})
+	if err != nil {
+		return fmt.Errorf("exec resize: %w", err)
+	}
+	return nil
+}
+
+func (p *process) Close() error {
+	p.hj.Close()
+	return nil
+}

@@ -1,0 +1,125 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
+)
+
+// ImageID returns the image's ID, or "" when it does not exist.
+func (d *Docker) ImageID(ctx context.Context, ref string) (string, error) {
+	info, err := d.cli.ImageInspect(ctx, ref)
+	if client.IsErrNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return info.ID, nil
+}
+
+// Build runs a classic (non-BuildKit) build: BuildKit needs a client session
+// the Go API does not give us, and the classic builder streams plain text.
+func (d *Docker) Build(ctx context.Context, ref string, buildContext io.Reader, labels map[string]string, out io.Writer) (string, error) {
+	resp, err := d.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
+		Tags:        []string{ref},
+		Remove:      true,
+		ForceRemove: true,
+		Labels:      labels,
+		Version:     build.BuilderV1,
+		Dockerfile:  "Dockerfile",
+	})
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", ref, err)
+	}
+	defer resp.Body.Close()
+	log := &buildLog{out: out}
+	defer log.Flush()
+	dec := json.NewDecoder(resp.Body)
+	var id string
+	for {
+		var msg jsonmessage.JSONMessage
+		if err := dec.Decode(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return "", fmt.Errorf("build %s: read output: %w", ref, err)
+		}
+		if msg.Error != nil {
+			return "", fmt.Errorf("build %s: %s", ref, strings.TrimSpace(msg.Error.Message))
+		}
+		if msg.Aux != nil {
+			var aux struct{ ID string }
+			if json.Unmarshal(*msg.Aux, &aux) == nil && aux.ID != "" {
+				id = aux.ID
+			}
+		}
+		if msg.Stream != "" {
+			log.Write([]byte(msg.Stream))
+		} else if msg.Status != "" {
+			fmt.Fprintln(log, msg.Status)
+		}
+	}
+	if id == "" {
+		if id, err = d.ImageID(ctx, ref); err != nil {
+			return "", err
+		}
+		if id == "" {
+			return "", fmt.Errorf("build %s: no image produced", ref)
+		}
+	}
+	return id, nil
+}
+
+// buildLog passes the classic builder's output on, a whole line at a time,
+// without its bookkeeping lines (layer IDs, intermediate containers), which
+// tell a user nothing: what remains is one line per step and the steps' own
+// output. The engine splits lines across messages, hence the buffer.
+type buildLog struct {
+	out io.Writer
+	buf []byte
+}
+
+func (b *buildLog) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	for {
+		i := bytes.IndexByte(b.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		b.emit(b.buf[:i+1])
+		b.buf = b.buf[i+1:]
+	}
+}
+
+func (b *buildLog) Flush() {
+	if len(b.buf) > 0 {
+		b.emit(append(b.buf, '\n'))
+		b.buf = nil
+	}
+}
+
+func (b *buildLog) emit(line []byte) {
+	t := string(bytes.TrimSpace(line))
+	if t == "" || strings.HasPrefix(t, "---> ") || strings.HasPrefix(t, "Removing intermediate container") || strings.HasPrefix(t, "Successfully built") {
+		return
+	}
+	b.out.Write(line)
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,317 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ds01/ds01-gateway/session/image"
+	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// Labels put on everything the gateway creates; reconciliation finds its
+// containers by them after a crash.
+const (
+	LabelUser     = "ds01.user"
+	LabelUID      = "ds01.uid"
+	LabelProject  = "ds01.project"
+	LabelCreated  = "ds01.created-at"
+	LabelInstance = "ds01.instance"
+)
+
+// Config is what the manager needs from the gateway's configuration.
+type Config struct {
+	// WorkspaceRoot holds every project's workspace: <root>/<project>. It
+	// may contain {user} and {home}.
+	WorkspaceRoot string
+	BaseImage     string
+	// RetireAfter is the grace between the last connection closing and the
+	// container being retired.
+	RetireAfter time.Duration
+	Limits      runtime.Limits
+	// Instance tells this gateway's containers from any other's.
+	Instance string
+}
+
+// Manager hands out leases on project containers.
+type Manager struct {
+	cfg     Config
+	rt      runtime.Runtime
+	builder runtime.Builder
+	store   *store.Store
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	entries map[key]*entry
+	closed  bool
+}
+
+type key struct {
+	uid     int
+	project string
+}
+
+// entry is one (user, project) container slot. mu serialises launching and
+// retiring it; refs, gen and timer are guarded by Manager.mu.
+type entry struct {
+	mu          sync.Mutex
+	user        store.User
+	project     string
+	containerID string
+	workspace   string
+	shell       string
+	home        string
+	launchedAt  time.Time
+
+	refs  int
+	gen   uint64
+	timer *time.Timer
+}
+
+// New returns a manager. Call Reconcile once before serving.
+func New(cfg Config, rt runtime.Runtime, b runtime.Builder, st *store.Store, log *slog.Logger) *Manager {
+	return &Manager{cfg: cfg, rt: rt, builder: b, store: st, log: log, entries: map[key]*entry{}}
+}
+
+// Lease is one connection's hold on a running project container.
+type Lease struct {
+	m        *Manager
+	e        *entry
+	k        key
+	once     sync.Once
+	attached time.Time
+}
+
+// Attach returns a lease on the user's project container, creating the
+// project and launching the container if needed. Notices for the user
+// (build output, "ready") are written to notice.
+func (m *Manager) Attach(ctx context.Context, u store.User, project string, notice io.Writer) (*Lease, error) {
+	if err := ValidateProject(project, ""); err != nil {
+		return nil, err
+	}
+	k := key{u.UID, project}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, errors.New("gateway is shutting down")
+	}
+	e := m.entries[k]
+	if e == nil {
+		e = &entry{user: u, project: project}
+		m.entries[k] = e
+	}
+	e.refs++
+	e.gen++
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	m.mu.Unlock()
+
+	l := &Lease{m: m, e: e, k: k, attached: time.Now()}
+	if err := m.ensureRunning(ctx, e, u, notice); err != nil {
+		l.Release()
+		return nil, err
+	}
+	m.event(ctx, store.Event{Type: "container.attach", User: u.Name, Project: project, Container: e.containerIDLocked()})
+	return l, nil
+}
+
+func (e *entry) containerIDLocked() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.containerID
+}
+
+// ensureRunning makes sure e has a running container.
+func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, notice io.Writer) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.user = u // the latest record: a key or group may have changed
+	if e.containerID != "" {
+		ok, err := m.rt.Running(ctx, e.containerID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		// It died on its own or an admin removed it: clean up, relaunch.
+		m.log.Warn("container gone, relaunching", "user", u.Name, "project", e.project, "container", e.containerID)
+		m.retireLocked(ctx, e, "died")
+	}
+	ws, err := m.ensureProject(ctx, u, e.project, notice)
+	if err != nil {
+		return err
+	}
+	e.workspace = ws
+	return m.launchLocked(ctx, e, notice)
+}
+
+// launchLocked starts a fresh container for e; e.mu is held.
+func (m *Manager) launchLocked(ctx context.Context, e *entry, notice io.Writer) error {
+	start := time.Now()
+	u := e.user
+	ref := image.Ref(u.UID, e.project)
+	home := homeDir(u)
+	var shell string
+	labels := map[string]string{
+		LabelUser:     u.Name,
+		LabelUID:      strconv.Itoa(u.UID),
+		LabelProject:  e.project,
+		LabelCreated:  start.UTC().Format(time.RFC3339),
+		LabelInstance: m.cfg.Instance,
+	}
+	spec := runtime.ContainerSpec{
+		Name:     containerName(u.Name, e.project),
+		Image:    ref,
+		Hostname: e.project,
+		Labels:   labels,
+		User:     fmt.Sprintf("%d:%d", u.UID, u.GID),
+		Env:      []string{"HOME=" + home, "USER=" + u.Name, "LOGNAME=" + u.Name},
+		Workdir:  "/workspace",
+		Mounts:   []runtime.Mount{{Source: e.workspace, Target: "/workspace"}},
+		Network:  userNetwork(u),
+		NetworkLabels: map[string]string{
+			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: m.cfg.Instance,
+		},
+		Limits: m.cfg.Limits,
+		FileHook: func(read func(string) ([]byte, error)) ([]runtime.File, error) {
+			passwd, err := read("/etc/passwd")
+			if err != nil {
+				return nil, err
+			}
+			group, err := read("/etc/group")
+			if err != nil {
+				return nil, err
+			}
+			var pw []byte
+			pw, shell = mergePasswd(passwd, u)
+			return []runtime.File{
+				{Path: "/etc/passwd", Mode: 0o644, Data: pw},
+				{Path: "/etc/group", Mode: 0o644, Data: mergeGroup(group, u)},
+				{Path: home, Mode: 0o700, UID: u.UID, GID: u.GID, Dir: true},
+			}, nil
+		},
+	}
+	id, err := m.rt.Launch(ctx, spec)
+	if err != nil {
+		m.event(ctx, store.Event{Type: "container.launch_failed", User: u.Name, Project: e.project, Duration: time.Since(start), Details: err.Error()})
+		return fmt.Errorf("launch container: %w", err)
+	}
+	e.containerID, e.shell, e.home, e.launchedAt = id, shell, home, time.Now()
+	d := time.Since(start)
+	if err := m.store.PutContainer(ctx, store.Container{ID: id, Name: spec.Name, User: u.Name, Project: e.project, Image: ref, State: "running", CreatedAt: start}); err != nil {
+		m.log.Error("record container", "container", id, "err", err)
+	}
+	m.event(ctx, store.Event{Type: "container.launch", User: u.Name, Project: e.project, Container: id, Duration: d})
+	m.log.Info("container launched", "user", u.Name, "project", e.project, "container", short(id), "duration", d)
+	fmt.Fprintf(notice, "ds01: container %s ready (%.1f s)\n", e.project, d.Seconds())
+	return nil
+}
+
+// Release ends the lease; the last one out starts the retire timer.
+func (l *Lease) Release() {
+	l.once.Do(func() {
+		m, e := l.m, l.e
+		m.mu.Lock()
+		e.refs--
+		if e.refs == 0 && !m.closed {
+			gen := e.gen
+			e.timer = time.AfterFunc(m.cfg.RetireAfter, func() { m.expire(l.k, e, gen) })
+		}
+		m.mu.Unlock()
+		if id := e.containerIDLocked(); id != "" {
+			m.event(context.Background(), store.Event{Type: "container.detach", User: e.user.Name, Project: e.project, Container: id, Duration: time.Since(l.attached)})
+		}
+	})
+}
+
+// expire retires e's container if nobody attached since the timer was set.
+func (m *Manager) expire(k key, e *entry, gen uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m.mu.Lock()
+	idle := e.refs == 0 && e.gen == gen
+	m.mu.Unlock()
+	if !idle {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m.retireLocked(ctx, e, "grace expired")
+	m.mu.Lock()
+	if e.refs == 0 && e.gen == gen && m.entries[k] == e {
+		delete(m.entries, k)
+	}
+	m.mu.Unlock()
+}
+
+// retireLocked stops and removes e's container; e.mu is held. The
+// workspace is a bind mount and is never touched.
+func (m *Manager) retireLocked(ctx context.Context, e *entry, why string) {
+	id := e.containerID
+	if id == "" {
+		return
+	}
+	start := time.Now()
+	if err := m.rt.Retire(ctx, id); err != nil {
+		m.log.Error("retire container", "container", short(id), "err", err)
+		return // keep the ID: reconciliation will try again
+	}
+	e.containerID = ""
+	if err := m.store.RetireContainer(ctx, id, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		m.log.Error("record retire", "container", short(id), "err", err)
+	}
+	var lifetime time.Duration
+	if !e.launchedAt.IsZero() {
+		lifetime = time.Since(e.launchedAt)
+	}
+	m.event(ctx, store.Event{Type: "container.retire", User: e.user.Name, Project: e.project, Container: id, Duration: lifetime, Details: why})
+	m.log.Info("container retired", "user", e.user.Name, "project", e.project, "container", short(id), "why", why, "took", time.Since(start))
+}
+
+// Close stops the retire timers. Containers stay up: connections are gone
+// with the process, and the next start adopts them and retires them after
+// the grace unless their users come back.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	for _, e := range m.entries {
+		if e.timer != nil {
+			e.timer.Stop()
+		}
+	}
+}
+
+func (m *Manager) event(ctx context.Context, ev store.Event) {
+	if err := m.store.AddEvent(context.WithoutCancel(ctx), ev); err != nil {
+		m.log.Error("record event", "type", ev.Type, "err", err)
+	}
+}
+
+// userNetwork is the per-user bridge network: a user's containers can reach
+// each other, never another user's.
+func userNetwork(u store.User) string { return fmt.Sprintf("ds01-u%d", u.UID) }
+
+func containerName(user, project string) string {
+	var b [3]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("ds01-%s.%s-%s", user, project, hex.EncodeToString(b[:]))
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

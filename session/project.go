@@ -1,0 +1,217 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ds01/ds01-gateway/session/image"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// Workspace returns the host directory of a user's project.
+func (m *Manager) Workspace(u store.User, project string) string {
+	root, _ := ExpandRoot(m.cfg.WorkspaceRoot, u.Name)
+	return filepath.Join(root, project)
+}
+
+// ExpandRoot fills {user} and {home} (the user's home on the host, or
+// /home/<user> when the host has no such account) in a workspace root. It
+// also returns the shared directory above the user's part: directories
+// created below it belong to the user, those above it to root.
+func ExpandRoot(root, userName string) (expanded, shared string) {
+	i := strings.Index(root, "{")
+	if i < 0 {
+		return root, root
+	}
+	shared = root[:i]
+	if strings.HasSuffix(shared, "/") {
+		shared = filepath.Clean(shared)
+	} else {
+		shared = filepath.Dir(shared)
+	}
+	if strings.Contains(root, "{home}") {
+		home := "/home/" + userName
+		if hu, err := user.Lookup(userName); err == nil && hu.HomeDir != "" && hu.HomeDir != "/" {
+			home = hu.HomeDir
+		}
+		if strings.HasPrefix(root, "{home}") {
+			shared = filepath.Dir(home)
+		}
+		root = strings.ReplaceAll(root, "{home}", home)
+	}
+	return strings.ReplaceAll(root, "{user}", userName), shared
+}
+
+// ensureProject creates the project on first use (workspace owned by the
+// user, default Dockerfile, store record) and builds its image if missing.
+func (m *Manager) ensureProject(ctx context.Context, u store.User, project string, notice io.Writer) (string, error) {
+	root, shared := ExpandRoot(m.cfg.WorkspaceRoot, u.Name)
+	ws := filepath.Join(root, project)
+	_, err := m.store.GetProject(ctx, u.Name, project)
+	isNew := errors.Is(err, store.ErrNotFound)
+	if err != nil && !isNew {
+		return "", fmt.Errorf("look up project: %w", err)
+	}
+	if err := os.MkdirAll(shared, 0o755); err != nil {
+		return "", fmt.Errorf("create workspace root: %w", err)
+	}
+	if err := mkdirOwned(ws, u.UID, u.GID); err != nil {
+		return "", fmt.Errorf("create workspace: %w", err)
+	}
+	df := filepath.Join(ws, image.DockerfileName)
+	if _, err := os.Lstat(df); errors.Is(err, fs.ErrNotExist) {
+		if err := writeOwned(df, image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project), u.UID, u.GID); err != nil {
+			return "", fmt.Errorf("write Dockerfile: %w", err)
+		}
+	}
+	now := time.Now()
+	if isNew {
+		if _, err := m.store.CreateProject(ctx, store.Project{User: u.Name, Name: project, Workspace: ws, CreatedAt: now, LastUsed: now}); err != nil {
+			return "", fmt.Errorf("record project: %w", err)
+		}
+		m.event(ctx, store.Event{Type: "project.create", User: u.Name, Project: project, Details: ws})
+	} else if err := m.store.TouchProject(ctx, u.Name, project, now); err != nil {
+		m.log.Warn("touch project", "project", project, "err", err)
+	}
+
+	ref := image.Ref(u.UID, project)
+	id, err := m.builder.ImageID(ctx, ref)
+	if err != nil {
+		return "", err
+	}
+	if id != "" {
+		return ws, nil
+	}
+	if isNew {
+		fmt.Fprintf(notice, "ds01: new project %s: workspace %s, building image %s ...\n", project, displayPath(ws, u), strings.TrimSuffix(ref, ":latest"))
+	} else {
+		fmt.Fprintf(notice, "ds01: building image %s from %s ...\n", strings.TrimSuffix(ref, ":latest"), displayPath(df, u))
+	}
+	if err := m.build(ctx, u, project, ws, ref, notice); err != nil {
+		return "", err
+	}
+	return ws, nil
+}
+
+// build builds ref from the workspace's Dockerfile, streaming each line of
+// output to the user as a notice.
+func (m *Manager) build(ctx context.Context, u store.User, project, ws, ref string, notice io.Writer) error {
+	start := time.Now()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(image.Context(ws, pw)) }()
+	out := &prefixWriter{w: notice, prefix: "ds01: "}
+	id, err := m.builder.Build(ctx, ref, pr, map[string]string{LabelUser: u.Name, LabelProject: project}, out)
+	pr.CloseWithError(err)
+	out.Flush()
+	ev := store.Event{Type: "image.build", User: u.Name, Project: project, Duration: time.Since(start), Details: "ok " + id}
+	if err != nil {
+		ev.Details = "failed: " + err.Error()
+		m.event(ctx, ev)
+		return fmt.Errorf("image build failed: %w (fix /workspace/Dockerfile, then connect again)", err)
+	}
+	m.event(ctx, ev)
+	return nil
+}
+
+func displayPath(p string, u store.User) string {
+	if hu, err := user.Lookup(u.Name); err == nil && hu.HomeDir != "" && hu.HomeDir != "/" {
+		if rel, err := filepath.Rel(hu.HomeDir, p); err == nil && !strings.HasPrefix(rel, "..") {
+			return "~/" + rel
+		}
+	}
+	return p
+}
+
+// mkdirOwned creates dir and any missing parents, giving each directory it
+// creates to uid:gid.
+func mkdirOwned(dir string, uid, gid int) error {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		if err := os.Lchown(missing[i], uid, gid); err != nil {
+			return err
+		}
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("%s exists and is not a directory", dir)
+	}
+	return nil
+}
+
+// writeOwned creates a new file (never following or replacing a symlink).
+func writeOwned(path string, data []byte, uid, gid int) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chown(uid, gid); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// prefixWriter writes each complete line with a prefix, so build output
+// reads as gateway notices on the user's stderr.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(p.buf[:i]), "\r")
+		p.buf = p.buf[i+1:]
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		if _, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, line); err != nil {
+			return len(b), nil // a gone client must not fail the build
+		}
+	}
+	return len(b), nil
+}
+
+// Flush writes a final unterminated line.
+func (p *prefixWriter) Flush() {
+	if len(p.buf) > 0 {
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf)
+		p.buf = nil
+	}
+}

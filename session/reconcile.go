@@ -1,0 +1,87 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// Reconcile makes the store and the runtime agree after a start, a crash or
+// a kill -9. Running containers of this gateway are adopted with no
+// connection, so they retire after the grace unless their user comes back;
+// stopped ones are removed; store rows whose container is gone are closed.
+// Containers of other gateway instances are left alone.
+func (m *Manager) Reconcile(ctx context.Context) error {
+	live, err := m.rt.List(ctx, map[string]string{LabelInstance: m.cfg.Instance})
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, c := range live {
+		seen[c.ID] = true
+		uid, err := strconv.Atoi(c.Labels[LabelUID])
+		project := c.Labels[LabelProject]
+		if err != nil || ValidateProject(project, "") != nil || !c.Running {
+			m.log.Info("reconcile: removing stopped or unlabelled container", "container", short(c.ID), "name", c.Name)
+			if err := m.rt.Retire(ctx, c.ID); err != nil {
+				m.log.Error("reconcile: remove", "container", short(c.ID), "err", err)
+				continue
+			}
+			m.closeRow(ctx, c.ID, c.Labels[LabelUser], project, "reconcile: not running")
+			continue
+		}
+		if !m.adopt(ctx, uid, project, c.Labels[LabelUser], c.ID, c.Created) {
+			// A second container for the same project: keep one.
+			if err := m.rt.Retire(ctx, c.ID); err == nil {
+				m.closeRow(ctx, c.ID, c.Labels[LabelUser], project, "reconcile: duplicate")
+			}
+		}
+	}
+	rows, err := m.store.ListContainers(ctx, true)
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	for _, r := range rows {
+		if !seen[r.ID] {
+			m.log.Warn("reconcile: store had a container the runtime does not", "container", short(r.ID), "user", r.User, "project", r.Project)
+			m.closeRow(ctx, r.ID, r.User, r.Project, "reconcile: gone")
+		}
+	}
+	return nil
+}
+
+// adopt takes over a running container with no connection and starts its
+// grace timer. It returns false if the project already has a container.
+func (m *Manager) adopt(ctx context.Context, uid int, project, userName, id string, created time.Time) bool {
+	u, err := m.store.GetUser(ctx, userName)
+	if err != nil || u.UID != uid {
+		u = store.User{Name: userName, UID: uid}
+	}
+	k := key{uid, project}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.entries[k] != nil {
+		return false
+	}
+	e := &entry{user: u, project: project, containerID: id, launchedAt: created, home: homeDir(u)}
+	e.workspace = m.Workspace(u, project)
+	m.entries[k] = e
+	gen := e.gen
+	e.timer = time.AfterFunc(m.cfg.RetireAfter, func() { m.expire(k, e, gen) })
+	m.log.Info("reconcile: adopted container", "user", userName, "project", project, "container", short(id), "retire_in", m.cfg.RetireAfter)
+	if err := m.store.PutContainer(ctx, store.Container{ID: id, User: userName, Project: project, State: "running", CreatedAt: created}); err != nil {
+		m.log.Error("reconcile: record", "container", short(id), "err", err)
+	}
+	m.event(ctx, store.Event{Type: "container.adopt", User: userName, Project: project, Container: id})
+	return true
+}
+
+func (m *Manager) closeRow(ctx context.Context, id, user, project, why string) {
+	if err := m.store.RetireContainer(ctx, id, time.Now()); err != nil {
+		m.log.Debug("reconcile: close row", "container", short(id), "err", err)
+	}
+	m.event(ctx, store.Event{Type: "container.retire", User: user, Project: project, Container: id, Details: why})
+}

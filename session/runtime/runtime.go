@@ -1,0 +1,134 @@
+// Package runtime declares what the session layer needs from a container
+// runtime. Docker implements it today (session/docker); a Kubernetes runtime
+// for many nodes can implement the same contract later.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+	"time"
+)
+
+// ErrNotRunning is returned when an operation needs a running container and
+// the container has stopped or disappeared underneath us.
+var ErrNotRunning = errors.New("container is not running")
+
+// Runtime runs project containers and processes inside them.
+type Runtime interface {
+	// Launch creates and starts a container from spec and returns its ID.
+	Launch(ctx context.Context, spec ContainerSpec) (string, error)
+	// Exec starts a process inside a running container.
+	Exec(ctx context.Context, containerID string, spec ExecSpec) (Process, error)
+	// Running reports whether the container exists and runs.
+	Running(ctx context.Context, containerID string) (bool, error)
+	// Retire stops and removes the container. Bind-mounted data is untouched.
+	Retire(ctx context.Context, containerID string) error
+	// List returns every container carrying the given label key=value pairs,
+	// running or not.
+	List(ctx context.Context, labels map[string]string) ([]Container, error)
+}
+
+// Builder builds and looks up images.
+type Builder interface {
+	// ImageID returns the ID of ref, or "" if it does not exist.
+	ImageID(ctx context.Context, ref string) (string, error)
+	// Build builds ref from a tar build context holding a Dockerfile at its
+	// root, streaming human-readable progress to out.
+	Build(ctx context.Context, ref string, buildContext io.Reader, labels map[string]string, out io.Writer) (string, error)
+}
+
+// ContainerSpec describes one project container.
+type ContainerSpec struct {
+	Name     string
+	Image    string
+	Hostname string
+	Labels   map[string]string
+	// User is "uid:gid"; every process of the container runs as it.
+	User    string
+	Env     []string
+	Workdir string
+	Mounts  []Mount
+	// Network is the name of the network the container joins; it must exist.
+	Network string
+	// NetworkLabels are put on Network if Launch has to create it.
+	NetworkLabels map[string]string
+	Limits        Limits
+	// Files are written into the container between create and start, so a
+	// user entry exists in /etc/passwd on any base image.
+	Files []File
+	// FileHook, when set, may adjust Files after reading files from the
+	// created (not yet started) container, e.g. to merge /etc/passwd.
+	FileHook func(read func(path string) ([]byte, error)) ([]File, error)
+}
+
+// Mount is a bind mount from the host.
+type Mount struct {
+	Source, Target string
+	ReadOnly       bool
+}
+
+// Limits are the container's resource limits; zero means unlimited.
+type Limits struct {
+	Memory    int64 // bytes
+	NanoCPUs  int64
+	PidsLimit int64
+	ShmSize   int64 // bytes
+}
+
+// File is a file or directory placed into a created container.
+type File struct {
+	Path     string // absolute path inside the container
+	Mode     int64
+	UID, GID int
+	Dir      bool
+	Data     []byte
+}
+
+// Container is a runtime container as listed.
+type Container struct {
+	ID      string
+	Name    string
+	Labels  map[string]string
+	Running bool
+	Created time.Time
+}
+
+// ExecSpec describes a process to start in a container.
+type ExecSpec struct {
+	Cmd  []string
+	User string
+	Env  []string
+	Dir  string
+	Tty  bool
+	// Rows and Cols give the initial terminal size when Tty is set.
+	Rows, Cols uint32
+}
+
+// Process is a running exec. Output must be consumed with Stream; Wait
+// returns the exit status once the output has ended.
+type Process interface {
+	// Stdin is the process's standard input; Close delivers EOF.
+	Stdin() io.WriteCloser
+	// Stream copies the process's output until it ends. Without a TTY,
+	// stderr is kept separate; with one, everything arrives on stdout.
+	Stream(stdout, stderr io.Writer) error
+	// Wait returns the exit status after Stream has returned.
+	Wait(ctx context.Context) (ExitStatus, error)
+	// Signal delivers sig to the process.
+	Signal(sig syscall.Signal) error
+	// Hangup sends SIGHUP to the process group, as sshd does when a
+	// terminal session's channel closes.
+	Hangup() error
+	Resize(ctx context.Context, rows, cols uint32) error
+	// Close releases the connection to the process.
+	Close() error
+}
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	Code int
+	// Signal is set when the process was killed by a signal.
+	Signal syscall.Signal
+}
