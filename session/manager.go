@@ -39,6 +39,8 @@ type Config struct {
 	Limits      runtime.Limits
 	// Instance tells this gateway's containers from any other's.
 	Instance string
+	// RunDir holds each container's run directory (see rundir.go).
+	RunDir string
 }
 
 // Manager hands out leases on project containers.
@@ -48,6 +50,9 @@ type Manager struct {
 	builder runtime.Builder
 	store   *store.Store
 	log     *slog.Logger
+
+	// identities caches, per image ID, the image's passwd and group files.
+	identities sync.Map
 
 	mu      sync.Mutex
 	entries map[key]*entry
@@ -66,9 +71,9 @@ type entry struct {
 	user        store.User
 	project     string
 	containerID string
+	name        string // the container's name, also its run directory's
 	workspace   string
 	shell       string
-	home        string
 	launchedAt  time.Time
 
 	refs  int
@@ -148,21 +153,24 @@ func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, not
 		m.log.Warn("container gone, relaunching", "user", u.Name, "project", e.project, "container", e.containerID)
 		m.retireLocked(ctx, e, "died")
 	}
-	ws, err := m.ensureProject(ctx, u, e.project, notice)
+	ws, imageID, err := m.ensureProject(ctx, u, e.project, notice)
 	if err != nil {
 		return err
 	}
 	e.workspace = ws
-	return m.launchLocked(ctx, e, notice)
+	return m.launchLocked(ctx, e, imageID, notice)
 }
 
-// launchLocked starts a fresh container for e; e.mu is held.
-func (m *Manager) launchLocked(ctx context.Context, e *entry, notice io.Writer) error {
+// launchLocked starts a fresh container for e from imageID; e.mu is held.
+func (m *Manager) launchLocked(ctx context.Context, e *entry, imageID string, notice io.Writer) error {
 	start := time.Now()
 	u := e.user
 	ref := image.Ref(u.UID, e.project)
-	home := homeDir(u)
-	var shell string
+	name := containerName(u.Name, e.project)
+	run, err := m.prepareRunDir(ctx, name, u, imageID)
+	if err != nil {
+		return fmt.Errorf("launch container: %w", err)
+	}
 	labels := map[string]string{
 		LabelUser:     u.Name,
 		LabelUID:      strconv.Itoa(u.UID),
@@ -171,43 +179,28 @@ func (m *Manager) launchLocked(ctx context.Context, e *entry, notice io.Writer) 
 		LabelInstance: m.cfg.Instance,
 	}
 	spec := runtime.ContainerSpec{
-		Name:     containerName(u.Name, e.project),
-		Image:    ref,
+		Name:     name,
+		Image:    imageID,
 		Hostname: e.project,
 		Labels:   labels,
 		User:     fmt.Sprintf("%d:%d", u.UID, u.GID),
-		Env:      []string{"HOME=" + home, "USER=" + u.Name, "LOGNAME=" + u.Name},
+		Env:      []string{"HOME=" + run.home, "USER=" + u.Name, "LOGNAME=" + u.Name, "SHELL=" + run.shell},
 		Workdir:  "/workspace",
-		Mounts:   []runtime.Mount{{Source: e.workspace, Target: "/workspace"}},
+		Mounts:   append([]runtime.Mount{{Source: e.workspace, Target: "/workspace"}}, run.mounts...),
 		Network:  userNetwork(u),
 		NetworkLabels: map[string]string{
 			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: m.cfg.Instance,
 		},
 		Limits: m.cfg.Limits,
-		FileHook: func(read func(string) ([]byte, error)) ([]runtime.File, error) {
-			passwd, err := read("/etc/passwd")
-			if err != nil {
-				return nil, err
-			}
-			group, err := read("/etc/group")
-			if err != nil {
-				return nil, err
-			}
-			var pw []byte
-			pw, shell = mergePasswd(passwd, u)
-			return []runtime.File{
-				{Path: "/etc/passwd", Mode: 0o644, Data: pw},
-				{Path: "/etc/group", Mode: 0o644, Data: mergeGroup(group, u)},
-				{Path: home, Mode: 0o700, UID: u.UID, GID: u.GID, Dir: true},
-			}, nil
-		},
+		IODir:  run.io,
 	}
 	id, err := m.rt.Launch(ctx, spec)
 	if err != nil {
+		m.removeRunDir(name)
 		m.event(ctx, store.Event{Type: "container.launch_failed", User: u.Name, Project: e.project, Duration: time.Since(start), Details: err.Error()})
 		return fmt.Errorf("launch container: %w", err)
 	}
-	e.containerID, e.shell, e.home, e.launchedAt = id, shell, home, time.Now()
+	e.containerID, e.name, e.shell, e.launchedAt = id, name, run.shell, time.Now()
 	d := time.Since(start)
 	if err := m.store.PutContainer(ctx, store.Container{ID: id, Name: spec.Name, User: u.Name, Project: e.project, Image: ref, State: "running", CreatedAt: start}); err != nil {
 		m.log.Error("record container", "container", id, "err", err)
@@ -268,6 +261,7 @@ func (m *Manager) retireLocked(ctx context.Context, e *entry, why string) {
 		return // keep the ID: reconciliation will try again
 	}
 	e.containerID = ""
+	m.removeRunDir(e.name)
 	if err := m.store.RetireContainer(ctx, id, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		m.log.Error("record retire", "container", short(id), "err", err)
 	}

@@ -53,30 +53,30 @@ func ExpandRoot(root, userName string) (expanded, shared string) {
 
 // ensureProject creates the project on first use (workspace owned by the
 // user, default Dockerfile, store record) and builds its image if missing.
-func (m *Manager) ensureProject(ctx context.Context, u store.User, project string, notice io.Writer) (string, error) {
+func (m *Manager) ensureProject(ctx context.Context, u store.User, project string, notice io.Writer) (ws, imageID string, err error) {
 	root, shared := ExpandRoot(m.cfg.WorkspaceRoot, u.Name)
-	ws := filepath.Join(root, project)
-	_, err := m.store.GetProject(ctx, u.Name, project)
+	ws = filepath.Join(root, project)
+	_, err = m.store.GetProject(ctx, u.Name, project)
 	isNew := errors.Is(err, store.ErrNotFound)
 	if err != nil && !isNew {
-		return "", fmt.Errorf("look up project: %w", err)
+		return "", "", fmt.Errorf("look up project: %w", err)
 	}
 	if err := os.MkdirAll(shared, 0o755); err != nil {
-		return "", fmt.Errorf("create workspace root: %w", err)
+		return "", "", fmt.Errorf("create workspace root: %w", err)
 	}
 	if err := mkdirOwned(ws, u.UID, u.GID); err != nil {
-		return "", fmt.Errorf("create workspace: %w", err)
+		return "", "", fmt.Errorf("create workspace: %w", err)
 	}
 	df := filepath.Join(ws, image.DockerfileName)
 	if _, err := os.Lstat(df); errors.Is(err, fs.ErrNotExist) {
 		if err := writeOwned(df, image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project), u.UID, u.GID); err != nil {
-			return "", fmt.Errorf("write Dockerfile: %w", err)
+			return "", "", fmt.Errorf("write Dockerfile: %w", err)
 		}
 	}
 	now := time.Now()
 	if isNew {
 		if _, err := m.store.CreateProject(ctx, store.Project{User: u.Name, Name: project, Workspace: ws, CreatedAt: now, LastUsed: now}); err != nil {
-			return "", fmt.Errorf("record project: %w", err)
+			return "", "", fmt.Errorf("record project: %w", err)
 		}
 		m.event(ctx, store.Event{Type: "project.create", User: u.Name, Project: project, Details: ws})
 	} else if err := m.store.TouchProject(ctx, u.Name, project, now); err != nil {
@@ -86,25 +86,25 @@ func (m *Manager) ensureProject(ctx context.Context, u store.User, project strin
 	ref := image.Ref(u.UID, project)
 	id, err := m.builder.ImageID(ctx, ref)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	if id != "" {
-		return ws, nil
+		return ws, id, nil
 	}
 	if isNew {
 		fmt.Fprintf(notice, "ds01: new project %s: workspace %s, building image %s ...\n", project, displayPath(ws, u), strings.TrimSuffix(ref, ":latest"))
 	} else {
 		fmt.Fprintf(notice, "ds01: building image %s from %s ...\n", strings.TrimSuffix(ref, ":latest"), displayPath(df, u))
 	}
-	if err := m.build(ctx, u, project, ws, ref, notice); err != nil {
-		return "", err
+	if id, err = m.build(ctx, u, project, ws, ref, notice); err != nil {
+		return "", "", err
 	}
-	return ws, nil
+	return ws, id, nil
 }
 
 // build builds ref from the workspace's Dockerfile, streaming each line of
 // output to the user as a notice.
-func (m *Manager) build(ctx context.Context, u store.User, project, ws, ref string, notice io.Writer) error {
+func (m *Manager) build(ctx context.Context, u store.User, project, ws, ref string, notice io.Writer) (string, error) {
 	start := time.Now()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(image.Context(ws, pw)) }()
@@ -116,10 +116,10 @@ func (m *Manager) build(ctx context.Context, u store.User, project, ws, ref stri
 	if err != nil {
 		ev.Details = "failed: " + err.Error()
 		m.event(ctx, ev)
-		return fmt.Errorf("image build failed: %w (fix /workspace/Dockerfile, then connect again)", err)
+		return "", fmt.Errorf("image build failed: %w (fix /workspace/Dockerfile, then connect again)", err)
 	}
 	m.event(ctx, ev)
-	return nil
+	return id, nil
 }
 
 func displayPath(p string, u store.User) string {

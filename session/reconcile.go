@@ -20,6 +20,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		return fmt.Errorf("reconcile: %w", err)
 	}
 	seen := map[string]bool{}
+	kept := map[string]bool{} // names of adopted containers: their run directories stay
 	for _, c := range live {
 		seen[c.ID] = true
 		uid, err := strconv.Atoi(c.Labels[LabelUID])
@@ -33,13 +34,16 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.closeRow(ctx, c.ID, c.Labels[LabelUser], project, "reconcile: not running")
 			continue
 		}
-		if !m.adopt(ctx, uid, project, c.Labels[LabelUser], c.ID, c.Created) {
+		if !m.adopt(ctx, uid, project, c.Labels[LabelUser], c.ID, c.Name, c.Created) {
 			// A second container for the same project: keep one.
 			if err := m.rt.Retire(ctx, c.ID); err == nil {
 				m.closeRow(ctx, c.ID, c.Labels[LabelUser], project, "reconcile: duplicate")
 			}
+			continue
 		}
+		kept[c.Name] = true
 	}
+	m.sweepRunDirs(kept)
 	rows, err := m.store.ListContainers(ctx, true)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
@@ -55,7 +59,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 
 // adopt takes over a running container with no connection and starts its
 // grace timer. It returns false if the project already has a container.
-func (m *Manager) adopt(ctx context.Context, uid int, project, userName, id string, created time.Time) bool {
+func (m *Manager) adopt(ctx context.Context, uid int, project, userName, id, name string, created time.Time) bool {
 	u, err := m.store.GetUser(ctx, userName)
 	if err != nil || u.UID != uid {
 		u = store.User{Name: userName, UID: uid}
@@ -66,7 +70,7 @@ func (m *Manager) adopt(ctx context.Context, uid int, project, userName, id stri
 	if m.entries[k] != nil {
 		return false
 	}
-	e := &entry{user: u, project: project, containerID: id, launchedAt: created, home: homeDir(u)}
+	e := &entry{user: u, project: project, containerID: id, name: name, launchedAt: created}
 	e.workspace = m.Workspace(u, project)
 	m.entries[k] = e
 	gen := e.gen

@@ -75,6 +75,7 @@ func serve(args []string) error {
 		BaseImage:     cfg.BaseImage,
 		RetireAfter:   cfg.RetireAfter.Duration,
 		Instance:      instance,
+		RunDir:        filepath.Join(dataDir, "run"),
 		Limits: runtime.Limits{
 			Memory:    int64(cfg.Limits.Memory),
 			NanoCPUs:  cfg.Limits.nanoCPUs(),

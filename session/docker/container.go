@@ -37,9 +37,14 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 		Entrypoint: []string{},
 		Cmd:        idleCmd,
 	}
-	mounts := make([]mount.Mount, 0, len(spec.Mounts))
+	mounts := make([]mount.Mount, 0, len(spec.Mounts)+1)
 	for _, m := range spec.Mounts {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
+	}
+	if spec.IODir != "" {
+		// Read-only: processes open the FIFOs in it, nobody creates files.
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: spec.IODir, Target: ioMountPoint, ReadOnly: true})
+		cfg.Labels = withLabel(cfg.Labels, labelIODir, spec.IODir)
 	}
 	pids := spec.Limits.PidsLimit
 	host := &container.HostConfig{
@@ -72,23 +77,22 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 		}
 		return "", err
 	}
-	files := spec.Files
-	if spec.FileHook != nil {
-		more, err := spec.FileHook(func(path string) ([]byte, error) { return d.readFile(ctx, id, path) })
-		if err != nil {
-			return fail(err)
-		}
-		files = append(files, more...)
-	}
-	if len(files) > 0 {
-		if err := d.writeFiles(ctx, id, files); err != nil {
-			return fail(err)
-		}
-	}
 	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return fail(fmt.Errorf("start container: %w", err))
 	}
+	if spec.IODir != "" {
+		d.ioDirs.Store(id, spec.IODir)
+	}
 	return id, nil
+}
+
+func withLabel(labels map[string]string, k, v string) map[string]string {
+	out := make(map[string]string, len(labels)+1)
+	for lk, lv := range labels {
+		out[lk] = lv
+	}
+	out[k] = v
+	return out
 }
 
 // Running reports whether the container exists and runs.
@@ -111,6 +115,7 @@ func (d *Docker) Retire(ctx context.Context, id string) error {
 	if err != nil && !client.IsErrNotFound(err) {
 		d.log.Warn("stop container", "container", id, "err", err)
 	}
+	d.ioDirs.Delete(id)
 	err = d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
 	if err != nil && !client.IsErrNotFound(err) {
 		return fmt.Errorf("remove container: %w", err)

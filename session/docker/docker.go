@@ -21,7 +21,19 @@ type Docker struct {
 	// not pay an inspect per login.
 	networks sync.Map
 	netMu    sync.Mutex
+
+	// ioDirs maps a container ID to the host side of its FIFO directory,
+	// or "" for containers without one.
+	ioDirs sync.Map
 }
+
+// ioMountPoint is where a container sees its FIFO directory; labelIODir
+// records the host side, so containers adopted after a restart keep the
+// fast path.
+const (
+	ioMountPoint = "/run/ds01"
+	labelIODir   = "ds01.io"
+)
 
 var (
 	_ runtime.Runtime = (*Docker)(nil)

@@ -30,6 +30,11 @@ func (d *Docker) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (ru
 		WorkingDir:   spec.Dir,
 		Cmd:          spec.Cmd,
 	}
+	if !spec.Tty {
+		if dir := d.ioDir(ctx, id); dir != "" {
+			return d.execFIFO(ctx, id, dir, spec)
+		}
+	}
 	var size *[2]uint
 	if spec.Tty && spec.Rows > 0 && spec.Cols > 0 {
 		size = &[2]uint{uint(spec.Rows), uint(spec.Cols)}
@@ -54,22 +59,29 @@ func (d *Docker) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (ru
 	if err != nil {
 		return nil, fmt.Errorf("exec attach: %w", err)
 	}
-	return &process{d: d, id: created.ID, tty: spec.Tty, hj: hj}, nil
+	return &process{execRef: execRef{d: d, id: created.ID}, tty: spec.Tty, hj: hj}, nil
 }
 
 func isNotRunning(err error) bool {
 	return client.IsErrNotFound(err) || containsAny(err.Error(), "is not running", "is paused", "is restarting")
 }
 
-type process struct {
-	d   *Docker
-	id  string
-	tty bool
-	hj  types.HijackedResponse
+// execRef is an exec known to the engine: its exit status, its host PID.
+type execRef struct {
+	d  *Docker
+	id string
 
 	pidOnce sync.Once
 	pid     int
 	pidErr  error
+}
+
+// process is an exec whose streams go through the engine's attach
+// connection: terminals, and containers without a FIFO directory.
+type process struct {
+	execRef
+	tty bool
+	hj  types.HijackedResponse
 }
 
 func (p *process) Stdin() io.WriteCloser { return stdin{p} }
@@ -97,7 +109,7 @@ func (p *process) Stream(stdout, stderr io.Writer) error {
 
 // Wait asks the engine for the exit code. The engine may report the exec as
 // running for a moment after its output ended, so it polls briefly.
-func (p *process) Wait(ctx context.Context) (runtime.ExitStatus, error) {
+func (p *execRef) Wait(ctx context.Context) (runtime.ExitStatus, error) {
 	delay := time.Millisecond
 	for {
 		info, err := p.d.cli.ContainerExecInspect(ctx, p.id)
@@ -131,7 +143,7 @@ func exitStatus(code int) runtime.ExitStatus {
 // hostPID is the exec's PID in the host's namespace, which the gateway, as
 // root on the Docker host, can signal directly: Docker has no API to signal
 // an exec.
-func (p *process) hostPID() (int, error) {
+func (p *execRef) hostPID() (int, error) {
 	p.pidOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -152,14 +164,14 @@ func (p *process) hostPID() (int, error) {
 	return p.pid, p.pidErr
 }
 
-func (p *process) running() bool {
+func (p *execRef) running() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	info, err := p.d.cli.ContainerExecInspect(ctx, p.id)
 	return err == nil && info.Running
 }
 
-func (p *process) Signal(sig syscall.Signal) error {
+func (p *execRef) Signal(sig syscall.Signal) error {
 	pid, err := p.hostPID()
 	if err != nil {
 		return err
@@ -172,7 +184,7 @@ func (p *process) Signal(sig syscall.Signal) error {
 
 // Hangup sends SIGHUP to the exec's process group; with a TTY the exec is a
 // session leader, so that is its whole job tree on the terminal.
-func (p *process) Hangup() error {
+func (p *execRef) Hangup() error {
 	if !p.running() {
 		return nil // never signal a PID that may have been reused
 	}

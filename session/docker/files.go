@@ -2,19 +2,14 @@ package docker
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"path"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
-
-	"github.com/ds01/ds01-gateway/session/runtime"
 )
 
 // maxReadFile bounds files read out of a container (passwd, group).
@@ -46,32 +41,28 @@ func (d *Docker) readFile(ctx context.Context, id, p string) ([]byte, error) {
 	}
 }
 
-// writeFiles places files into the container's root filesystem with the
-// ownership and modes given in their tar headers.
-func (d *Docker) writeFiles(ctx context.Context, id string, files []runtime.File) error {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	now := time.Now()
-	for _, f := range files {
-		name := strings.TrimPrefix(path.Clean(f.Path), "/")
-		hdr := &tar.Header{Name: name, Mode: f.Mode, Uid: f.UID, Gid: f.GID, ModTime: now, Typeflag: tar.TypeReg, Size: int64(len(f.Data))}
-		if f.Dir {
-			hdr.Typeflag, hdr.Size, hdr.Name = tar.TypeDir, 0, name+"/"
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("tar %s: %w", f.Path, err)
-		}
-		if !f.Dir {
-			if _, err := tw.Write(f.Data); err != nil {
-				return fmt.Errorf("tar %s: %w", f.Path, err)
-			}
-		}
+// ImageFiles reads files out of an image through a created, never
+// started, container: the engine has no API to read an image's files.
+func (d *Docker) ImageFiles(ctx context.Context, image string, paths ...string) (map[string][]byte, error) {
+	created, err := d.cli.ContainerCreate(ctx, &container.Config{Image: image, Entrypoint: []string{}, Cmd: []string{"true"},
+		Labels: map[string]string{"ds01.scratch": "1"}}, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
+	if err != nil {
+		return nil, fmt.Errorf("read files of %s: %w", image, err)
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("tar: %w", err)
+	defer func() {
+		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := d.cli.ContainerRemove(rmCtx, created.ID, container.RemoveOptions{Force: true}); err != nil {
+			d.log.Warn("remove scratch container", "container", created.ID, "err", err)
+		}
+	}()
+	out := make(map[string][]byte, len(paths))
+	for _, p := range paths {
+		data, err := d.readFile(ctx, created.ID, p)
+		if err != nil {
+			return nil, err
+		}
+		out[p] = data
 	}
-	if err := d.cli.CopyToContainer(ctx, id, "/", &buf, container.CopyToContainerOptions{}); err != nil {
-		return fmt.Errorf("copy files into container: %w", err)
-	}
-	return nil
+	return out, nil
 }

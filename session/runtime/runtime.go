@@ -37,6 +37,9 @@ type Builder interface {
 	// Build builds ref from a tar build context holding a Dockerfile at its
 	// root, streaming human-readable progress to out.
 	Build(ctx context.Context, ref string, buildContext io.Reader, labels map[string]string, out io.Writer) (string, error)
+	// ImageFiles reads regular files out of an image; a missing file
+	// reads as empty.
+	ImageFiles(ctx context.Context, image string, paths ...string) (map[string][]byte, error)
 }
 
 // ContainerSpec describes one project container.
@@ -55,12 +58,10 @@ type ContainerSpec struct {
 	// NetworkLabels are put on Network if Launch has to create it.
 	NetworkLabels map[string]string
 	Limits        Limits
-	// Files are written into the container between create and start, so a
-	// user entry exists in /etc/passwd on any base image.
-	Files []File
-	// FileHook, when set, may adjust Files after reading files from the
-	// created (not yet started) container, e.g. to merge /etc/passwd.
-	FileHook func(read func(path string) ([]byte, error)) ([]File, error)
+	// IODir is a host directory the runtime may mount into the container
+	// to pass processes' standard streams through FIFOs, bypassing the
+	// engine's own stream relay, which is the bottleneck for bulk data.
+	IODir string
 }
 
 // Mount is a bind mount from the host.
@@ -75,15 +76,6 @@ type Limits struct {
 	NanoCPUs  int64
 	PidsLimit int64
 	ShmSize   int64 // bytes
-}
-
-// File is a file or directory placed into a created container.
-type File struct {
-	Path     string // absolute path inside the container
-	Mode     int64
-	UID, GID int
-	Dir      bool
-	Data     []byte
 }
 
 // Container is a runtime container as listed.

@@ -1,0 +1,112 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// Each container gets a run directory on the host, <RunDir>/<container
+// name>, bind-mounted into it: /etc/passwd and /etc/group (the image's,
+// with the user's entry), the user's home, and the FIFO directory for
+// fast streams. Preparing files on the host instead of copying them into a
+// created container keeps a cold launch to two engine calls, create and
+// start, like `docker run`. The directory goes with the container.
+
+type runDir struct {
+	mounts []runtime.Mount
+	io     string
+	home   string
+	shell  string
+}
+
+type identityFiles struct {
+	passwd, group []byte
+}
+
+func (m *Manager) prepareRunDir(ctx context.Context, name string, u store.User, imageID string) (runDir, error) {
+	id, err := m.imageIdentity(ctx, imageID)
+	if err != nil {
+		return runDir{}, err
+	}
+	passwd, shell := mergePasswd(id.passwd, u)
+	group := mergeGroup(id.group, u)
+	dir := filepath.Join(m.cfg.RunDir, name)
+	r := runDir{home: homeDir(u), shell: shell, io: filepath.Join(dir, "io")}
+	err = func() error {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "passwd"), passwd, 0o644); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "group"), group, 0o644); err != nil {
+			return err
+		}
+		if err := os.Mkdir(r.io, 0o755); err != nil {
+			return err
+		}
+		home := filepath.Join(dir, "home")
+		if err := os.Mkdir(home, 0o700); err != nil {
+			return err
+		}
+		return os.Lchown(home, u.UID, u.GID)
+	}()
+	if err != nil {
+		m.removeRunDir(name)
+		return runDir{}, fmt.Errorf("run directory: %w", err)
+	}
+	r.mounts = []runtime.Mount{
+		{Source: filepath.Join(dir, "passwd"), Target: "/etc/passwd", ReadOnly: true},
+		{Source: filepath.Join(dir, "group"), Target: "/etc/group", ReadOnly: true},
+		{Source: filepath.Join(dir, "home"), Target: r.home},
+	}
+	return r, nil
+}
+
+// imageIdentity returns the image's own passwd and group, read once per
+// image ID.
+func (m *Manager) imageIdentity(ctx context.Context, imageID string) (identityFiles, error) {
+	if v, ok := m.identities.Load(imageID); ok {
+		return v.(identityFiles), nil
+	}
+	files, err := m.builder.ImageFiles(ctx, imageID, "/etc/passwd", "/etc/group")
+	if err != nil {
+		return identityFiles{}, err
+	}
+	id := identityFiles{passwd: files["/etc/passwd"], group: files["/etc/group"]}
+	m.identities.Store(imageID, id)
+	return id, nil
+}
+
+func (m *Manager) removeRunDir(name string) {
+	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
+		return
+	}
+	if err := os.RemoveAll(filepath.Join(m.cfg.RunDir, name)); err != nil {
+		m.log.Warn("remove run directory", "name", name, "err", err)
+	}
+}
+
+// sweepRunDirs removes run directories whose container is gone.
+func (m *Manager) sweepRunDirs(live map[string]bool) {
+	entries, err := os.ReadDir(m.cfg.RunDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		m.log.Warn("sweep run directories", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if !live[e.Name()] {
+			m.removeRunDir(e.Name())
+		}
+	}
+}
