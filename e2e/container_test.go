@@ -17,7 +17,7 @@ import (
 // hang-up of a terminal session, and a background child not holding an
 // exec open. One gateway, one project, so the image is built once.
 func TestContainerDefaults(t *testing.T) {
-	g := startGateway(t, gwOpts{RetireAfter: "30s"})
+	g := startGateway(t, gwOpts{}) // the held session keeps the container
 	u := g.addUser(t, "dora", 20091, 20091)
 	const proj = "defaults"
 	hold := g.startSSH(t, u, proj, "echo up && sleep 120")
