@@ -43,6 +43,9 @@ type Config struct {
 	RunDir string
 }
 
+// retireRetry is the wait before retrying a retire the engine refused.
+const retireRetry = 30 * time.Second
+
 // Manager hands out leases on project containers.
 type Manager struct {
 	cfg     Config
@@ -242,10 +245,15 @@ func (m *Manager) expire(k key, e *entry, gen uint64) {
 	defer cancel()
 	m.retireLocked(ctx, e, "grace expired")
 	m.mu.Lock()
-	if e.refs == 0 && e.gen == gen && m.entries[k] == e {
+	defer m.mu.Unlock()
+	switch {
+	case e.refs != 0 || e.gen != gen || m.closed:
+	case e.containerID != "":
+		// The engine refused to remove it: try again rather than leak it.
+		e.timer = time.AfterFunc(retireRetry, func() { m.expire(k, e, gen) })
+	case m.entries[k] == e:
 		delete(m.entries, k)
 	}
-	m.mu.Unlock()
 }
 
 // retireLocked stops and removes e's container; e.mu is held. The

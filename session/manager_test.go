@@ -1,0 +1,206 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// memRuntime is an in-memory runtime for the manager's own logic
+// (refcounts, grace, races between attach and retire); the real engine is
+// exercised by the e2e suite.
+type memRuntime struct {
+	mu       sync.Mutex
+	running  map[string]runtime.ContainerSpec
+	launches int
+	retires  int
+	delay    time.Duration
+}
+
+func newMem() *memRuntime { return &memRuntime{running: map[string]runtime.ContainerSpec{}} }
+
+func (r *memRuntime) Launch(_ context.Context, spec runtime.ContainerSpec) (string, error) {
+	time.Sleep(r.delay)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.launches++
+	id := fmt.Sprintf("c%d", r.launches)
+	r.running[id] = spec
+	return id, nil
+}
+
+func (r *memRuntime) Exec(context.Context, string, runtime.ExecSpec) (runtime.Process, error) {
+	return nil, runtime.ErrNotRunning
+}
+
+func (r *memRuntime) Running(_ context.Context, id string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.running[id]
+	return ok, nil
+}
+
+func (r *memRuntime) Retire(_ context.Context, id string) error {
+	time.Sleep(r.delay)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retires++
+	delete(r.running, id)
+	return nil
+}
+
+func (r *memRuntime) List(context.Context, map[string]string) ([]runtime.Container, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []runtime.Container
+	for id, s := range r.running {
+		out = append(out, runtime.Container{ID: id, Name: s.Name, Labels: s.Labels, Running: true})
+	}
+	return out, nil
+}
+
+func (r *memRuntime) ImageID(context.Context, string) (string, error) { return "sha256:img", nil }
+func (r *memRuntime) Build(context.Context, string, io.Reader, map[string]string, io.Writer) (string, error) {
+	return "sha256:img", nil
+}
+func (r *memRuntime) ImageFiles(context.Context, string, ...string) (map[string][]byte, error) {
+	return map[string][]byte{"/etc/passwd": []byte("root:x:0:0::/root:/bin/bash\n")}, nil
+}
+
+func (r *memRuntime) counts() (running, launches, retires int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.running), r.launches, r.retires
+}
+
+func newTestManager(t *testing.T, rt *memRuntime, grace time.Duration) (*Manager, store.User) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(context.Background(), filepath.Join(dir, "ds01.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// The test's own uid, so workspace chowns work without root.
+	u := store.User{Name: "ann", UID: os.Getuid(), GID: os.Getgid()}
+	m := New(Config{
+		WorkspaceRoot: filepath.Join(dir, "ws", "{user}"),
+		BaseImage:     "base",
+		RetireAfter:   grace,
+		Instance:      "test",
+		RunDir:        filepath.Join(dir, "run"),
+	}, rt, rt, st, slog.New(slog.DiscardHandler))
+	t.Cleanup(m.Close)
+	return m, u
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestConcurrentAttachesShareOneLaunch(t *testing.T) {
+	rt := newMem()
+	rt.delay = 20 * time.Millisecond
+	m, u := newTestManager(t, rt, 50*time.Millisecond)
+	var wg sync.WaitGroup
+	leases := make([]*Lease, 20)
+	for i := range leases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := m.Attach(context.Background(), u, "proj", io.Discard)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			leases[i] = l
+		}()
+	}
+	wg.Wait()
+	if _, launches, _ := rt.counts(); launches != 1 {
+		t.Fatalf("20 concurrent attaches launched %d containers", launches)
+	}
+	for _, l := range leases[1:] {
+		l.Release()
+	}
+	time.Sleep(100 * time.Millisecond)
+	if running, _, _ := rt.counts(); running != 1 {
+		t.Fatal("container retired while a lease was still held")
+	}
+	leases[0].Release()
+	waitFor(t, "retire after the last release", func() bool { r, _, _ := rt.counts(); return r == 0 })
+}
+
+func TestReattachWithinGraceReuses(t *testing.T) {
+	rt := newMem()
+	m, u := newTestManager(t, rt, 200*time.Millisecond)
+	l, err := m.Attach(context.Background(), u, "proj", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := l.ContainerID()
+	l.Release()
+	l2, err := m.Attach(context.Background(), u, "proj", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.ContainerID() != first {
+		t.Errorf("reattach within grace got %s, want %s", l2.ContainerID(), first)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if running, _, _ := rt.counts(); running != 1 {
+		t.Error("the grace timer of a released lease retired a container that has a new lease")
+	}
+	l2.Release()
+	waitFor(t, "retire", func() bool { r, _, _ := rt.counts(); return r == 0 })
+}
+
+// Attaches racing the grace expiry either join the old container before it
+// is retired or get a fresh one; never a retired one, never two at once.
+func TestAttachRacingRetire(t *testing.T) {
+	rt := newMem()
+	rt.delay = 2 * time.Millisecond
+	m, u := newTestManager(t, rt, time.Millisecond)
+	for i := 0; i < 50; i++ {
+		l, err := m.Attach(context.Background(), u, "proj", io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := rt.Running(context.Background(), l.ContainerID()); !ok {
+			t.Fatalf("round %d: lease on a retired container", i)
+		}
+		if running, _, _ := rt.counts(); running != 1 {
+			t.Fatalf("round %d: %d containers for one project", i, running)
+		}
+		l.Release()
+		time.Sleep(time.Duration(i%4) * time.Millisecond)
+	}
+	waitFor(t, "final retire", func() bool { r, _, _ := rt.counts(); return r == 0 })
+}
+
+func TestReconcileAdoptsThenRetires(t *testing.T) {
+	rt := newMem()
+	rt.running["orphan"] = runtime.ContainerSpec{Name: "ds01-ann.proj-abc", Labels: map[string]string{
+		LabelUser: "ann", LabelUID: fmt.Sprint(os.Getuid()), LabelProject: "proj", LabelInstance: "test"}}
+	m, _ := newTestManager(t, rt, 50*time.Millisecond)
+	if err := m.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the adopted orphan to retire", func() bool { r, _, _ := rt.counts(); return r == 0 })
+}
