@@ -149,7 +149,7 @@ func (sc *sessionChan) run(ctx context.Context, shell bool, command string) {
 		spec.Env = append(spec.Env, "TERM="+sc.pty.Term)
 	}
 	sc.mu.Unlock()
-	spec.Cmd = command1(lease.Shell(), shell, command)
+	spec.Cmd = sessionArgv(lease.Shell(), shell, command)
 
 	proc, err := lease.Exec(ctx, spec)
 	if err != nil {
@@ -205,9 +205,9 @@ func (sc *sessionChan) run(ctx context.Context, shell bool, command string) {
 	sc.exit(status)
 }
 
-// command1 is the argv for a session: the user's login shell for "shell",
+// sessionArgv is the argv for a session: the user's login shell for "shell",
 // or `shell -c command` for "exec", as sshd does.
-func command1(shell string, interactive bool, command string) []string {
+func sessionArgv(shell string, interactive bool, command string) []string {
 	if shell == "" {
 		if interactive {
 			// The shell is unknown for containers adopted after a restart.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 
@@ -71,6 +72,9 @@ func userAdd(args []string) error {
 	if *gid < 0 {
 		*gid = *uid
 	}
+	if *group != "" && !groupRE.MatchString(*group) {
+		return fmt.Errorf("--group %q: use 1-32 lowercase letters, digits, '-' and '_'", *group)
+	}
 	keys, err := readKeys(*keyFile)
 	if err != nil {
 		return err
@@ -87,6 +91,9 @@ func userAdd(args []string) error {
 	fmt.Fprintf(os.Stderr, "added user %s (uid %d, gid %d) with %d key(s)\n", name, *uid, *gid, len(keys))
 	return nil
 }
+
+// groupRE is a resource group name, as in DS01's resource-limits.yaml.
+var groupRE = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
 
 func userKeyAdd(args []string) error {
 	fs := flag.NewFlagSet("user key add", flag.ContinueOnError)

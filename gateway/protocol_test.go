@@ -1,0 +1,68 @@
+package gateway
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/ds01/ds01-gateway/session"
+)
+
+func TestEnvAllowed(t *testing.T) {
+	for name, want := range map[string]bool{
+		"LANG": true, "LC_ALL": true, "LC_CTYPE": true, "TERM": true, "COLORTERM": true, "GIT_PROTOCOL": true,
+		"LC_": false, "PATH": false, "LD_PRELOAD": false, "HOME": false, "BASH_ENV": false, "lang": false,
+	} {
+		if got := envAllowed(name); got != want {
+			t.Errorf("envAllowed(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	for _, tc := range []struct {
+		shell   string
+		shellRq bool
+		cmd     string
+		want    []string
+	}{
+		{"/bin/bash", true, "", []string{"/bin/bash", "-l"}},
+		{"/bin/bash", false, "echo hi; exit 3", []string{"/bin/bash", "-c", "echo hi; exit 3"}},
+		{"", false, "true", []string{"/bin/sh", "-c", "true"}},
+	} {
+		if got := sessionArgv(tc.shell, tc.shellRq, tc.cmd); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("sessionArgv(%q, %v, %q) = %q, want %q", tc.shell, tc.shellRq, tc.cmd, got, tc.want)
+		}
+	}
+}
+
+func TestRoute(t *testing.T) {
+	s := &Server{opts: Options{CommandLogin: "ds01"}}
+	if p, err := s.route("my-thesis"); err != nil || p != "my-thesis" {
+		t.Errorf("route(my-thesis) = %q, %v", p, err)
+	}
+	if _, err := s.route("ds01"); !errors.Is(err, errCommandLogin) {
+		t.Errorf("route(ds01) = %v, want the command login error", err)
+	}
+	for _, bad := range []string{"../x", "A", "", "x;id"} {
+		if _, err := s.route(bad); !errors.Is(err, session.ErrInvalidName) {
+			t.Errorf("route(%q) = %v, want an invalid name error", bad, err)
+		}
+	}
+}
+
+func TestHostPort(t *testing.T) {
+	for in, want := range map[string]string{"127.0.0.1:2222": "127.0.0.1 2222", "[::1]:22": "::1 22"} {
+		if got := hostPort(in); got != want {
+			t.Errorf("hostPort(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSignalNamesRoundTrip(t *testing.T) {
+	for name, sig := range signalByName {
+		if signalName[sig] != name {
+			t.Errorf("signal %s does not map back", name)
+		}
+	}
+}
