@@ -103,3 +103,28 @@ func TestRestartAfterKill9(t *testing.T) {
 		t.Errorf("login after restart: cat = %q", out)
 	}
 }
+
+// A gateway restart within the grace keeps the user's container: the new
+// gateway adopts it, and a reconnect lands in the same container with the
+// same login shell and streams.
+func TestReconnectAfterRestartReusesContainer(t *testing.T) {
+	g := startGateway(t, gwOpts{RetireAfter: "20s"})
+	u := g.addUser(t, "rhea", 20111, 20111)
+	const proj = "adopt"
+
+	g.mustSSH(t, u, proj, "echo hello > /tmp/in-container")
+	before := containers(t, u.uid, proj)
+	if len(before) != 1 {
+		t.Fatalf("want 1 container, have %v", before)
+	}
+	g.kill9(t)
+	g.start(t)
+
+	r := runSSH(t, timeoutShort, strings.NewReader("echo $BASH_VERSION; cat /tmp/in-container\n"), g.sshArgs(u.key, proj, "-T")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "hello") || strings.HasPrefix(r.stdout, "\n") {
+		t.Errorf("shell in the adopted container: want bash and the old /tmp: %s", r)
+	}
+	if after := containers(t, u.uid, proj); len(after) != 1 || after[0] != before[0] {
+		t.Errorf("container before restart %v, after %v: want the same", before, after)
+	}
+}

@@ -205,14 +205,10 @@ func (sc *sessionChan) run(ctx context.Context, shell bool, command string) {
 	sc.exit(status)
 }
 
-// sessionArgv is the argv for a session: the user's login shell for "shell",
-// or `shell -c command` for "exec", as sshd does.
+// sessionArgv is the argv for a session: the user's login shell for
+// "shell", or `shell -c command` for "exec", as sshd does.
 func sessionArgv(shell string, interactive bool, command string) []string {
 	if shell == "" {
-		if interactive {
-			// The shell is unknown for containers adopted after a restart.
-			return []string{"/bin/sh", "-c", `if [ -x /bin/bash ]; then exec /bin/bash -l; else exec /bin/sh -l; fi`}
-		}
 		shell = "/bin/sh"
 	}
 	if interactive {

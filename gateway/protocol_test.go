@@ -29,6 +29,7 @@ func TestCommandLine(t *testing.T) {
 		{"/bin/bash", true, "", []string{"/bin/bash", "-l"}},
 		{"/bin/bash", false, "echo hi; exit 3", []string{"/bin/bash", "-c", "echo hi; exit 3"}},
 		{"", false, "true", []string{"/bin/sh", "-c", "true"}},
+		{"", true, "", []string{"/bin/sh", "-l"}},
 	} {
 		if got := sessionArgv(tc.shell, tc.shellRq, tc.cmd); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("sessionArgv(%q, %v, %q) = %q, want %q", tc.shell, tc.shellRq, tc.cmd, got, tc.want)

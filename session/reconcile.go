@@ -70,7 +70,7 @@ func (m *Manager) adopt(ctx context.Context, uid int, project, userName, id, nam
 	if m.entries[k] != nil {
 		return false
 	}
-	e := &entry{user: u, project: project, containerID: id, name: name, launchedAt: created}
+	e := &entry{user: u, project: project, containerID: id, name: name, launchedAt: created, shell: m.runDirShell(name, uid)}
 	e.workspace = m.Workspace(u, project)
 	m.entries[k] = e
 	gen := e.gen

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
@@ -92,6 +93,21 @@ func (m *Manager) removeRunDir(name string) {
 	if err := os.RemoveAll(filepath.Join(m.cfg.RunDir, name)); err != nil {
 		m.log.Warn("remove run directory", "name", name, "err", err)
 	}
+}
+
+// runDirShell recovers the login shell of a container's user from its run
+// directory's passwd, for containers adopted after a restart.
+func (m *Manager) runDirShell(name string, uid int) string {
+	data, err := os.ReadFile(filepath.Join(m.cfg.RunDir, name, "passwd"))
+	if err != nil {
+		return ""
+	}
+	for _, line := range lines(data) {
+		if f := strings.Split(line, ":"); len(f) >= 7 && f[2] == strconv.Itoa(uid) {
+			return f[6]
+		}
+	}
+	return ""
 }
 
 // sweepRunDirs removes run directories whose container is gone.
