@@ -33,7 +33,8 @@ const fifoPipeSize = 1 << 20
 
 // drainAfterExit is how long output is still read after the process has
 // exited while something (a background child) keeps its stdout open. The
-// engine's own attach ends then too; sshd also stops at the child's exit.
+// engine's attach gives up 2 s after the exit; sshd would wait for the
+// child, which hangs clients that start servers in the background.
 const drainAfterExit = 250 * time.Millisecond
 
 // ioDir returns the container's FIFO directory on the host, or "".
