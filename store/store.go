@@ -17,8 +17,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Store is a handle on the database file. It is safe for concurrent use, and
@@ -57,15 +59,42 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if err := db.PingContext(ctx); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if err := migrate(ctx, db); err != nil {
+	if err := retryBusy(ctx, func() error {
+		if err := db.PingContext(ctx); err != nil {
+			return err
+		}
+		return migrate(ctx, db)
+	}); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return &Store{db: db}, nil
+}
+
+// retryBusy retries fn while SQLite reports the file busy. Switching a new
+// file to WAL mode can fail with SQLITE_BUSY without waiting on the busy
+// timeout when another process opens the same file at the same moment.
+func retryBusy(ctx context.Context, fn func() error) error {
+	delay := 5 * time.Millisecond
+	for i := 0; ; i++ {
+		err := fn()
+		if err == nil || i >= 40 || !isBusy(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		if delay < 200*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // dsnParams are applied by the driver to every pooled connection, which is
