@@ -82,4 +82,6 @@ func removeUserArtifacts(t *testing.T, uid int) {
 			t.Logf("cleanup: docker rmi: %v: %s", err, out)
 		}
 	}
+	// The user's network; absent if no container was ever launched.
+	exec.Command("docker", "network", "rm", fmt.Sprintf("ds01-u%d", uid)).Run()
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -30,6 +31,7 @@ type Config struct {
 	MaxAuthTries     int      `yaml:"max_auth_tries"`
 	Ciphers          []string `yaml:"ciphers"`
 	LogLevel         string   `yaml:"log_level"`
+	NetworkPool      string   `yaml:"network_pool"`
 	Limits           Limits   `yaml:"limits"`
 }
 
@@ -78,6 +80,7 @@ func defaultConfig() Config {
 		HandshakeTimeout: Duration{30 * time.Second},
 		MaxAuthTries:     6,
 		LogLevel:         "info",
+		NetworkPool:      "10.201.0.0/16",
 		Limits: Limits{
 			Memory:    32 << 30,
 			CPUs:      32,
@@ -208,6 +211,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level: want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if p, err := netip.ParsePrefix(c.NetworkPool); err != nil || !p.Addr().Is4() || p.Bits() > 26 {
+		return fmt.Errorf("network_pool: want an IPv4 prefix of /26 or larger, like 10.201.0.0/16, got %q", c.NetworkPool)
 	}
 	if c.Limits.Memory < 0 || c.Limits.ShmSize < 0 || c.Limits.PidsLimit < 0 || c.Limits.CPUs < 0 {
 		return errors.New("limits: values must not be negative")

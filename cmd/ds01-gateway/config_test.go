@@ -79,6 +79,8 @@ func TestConfigErrorsNameTheOption(t *testing.T) {
 		{"ciphers: [rc4]", "ciphers[0]: unknown cipher"},
 		{"base_image: 'a b'", "base_image:"},
 		{"log_level: loud", "log_level:"},
+		{"network_pool: 10.0.0.0/30", "network_pool:"},
+		{"network_pool: fd00::/64", "network_pool:"},
 	} {
 		cfg, err := loadConfig(writeConfig(t, tc.body))
 		if err == nil {

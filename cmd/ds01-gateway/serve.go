@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -64,7 +65,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	dk, err := docker.New(ctx, log)
+	dk, err := docker.New(ctx, log, netip.MustParsePrefix(cfg.NetworkPool)) // validated
 	if err != nil {
 		return err
 	}

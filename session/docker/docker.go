@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 
 	"github.com/docker/docker/client"
@@ -21,6 +22,9 @@ type Docker struct {
 	// not pay an inspect per login.
 	networks sync.Map
 	netMu    sync.Mutex
+
+	// pool is where per-user networks get their subnets.
+	pool netip.Prefix
 
 	// ioDirs maps a container ID to the host side of its FIFO directory,
 	// or "" for containers without one.
@@ -40,8 +44,9 @@ var (
 	_ runtime.Builder = (*Docker)(nil)
 )
 
-// New connects to the Docker engine and checks that it answers.
-func New(ctx context.Context, log *slog.Logger) (*Docker, error) {
+// New connects to the Docker engine and checks that it answers. Networks
+// the gateway creates take their subnets from pool.
+func New(ctx context.Context, log *slog.Logger, pool netip.Prefix) (*Docker, error) {
 	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
@@ -51,7 +56,7 @@ func New(ctx context.Context, log *slog.Logger) (*Docker, error) {
 		return nil, fmt.Errorf("docker engine not reachable (is dockerd running?): %w", err)
 	}
 	cli.NegotiateAPIVersion(ctx)
-	return &Docker{cli: cli, log: log}, nil
+	return &Docker{cli: cli, log: log, pool: pool}, nil
 }
 
 // Close releases the client's connections.

@@ -2,16 +2,26 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 )
 
+// subnetBits is the size of each user's network: 62 addresses, far more
+// containers than any user may run.
+const subnetBits = 26
+
 // ensureNetwork creates a bridge network if it does not exist. Docker keeps
 // separate bridge networks from reaching each other, which is what isolates
 // one user's containers from another's.
+//
+// Each network gets an explicit /26 from the gateway's pool: Docker's
+// default pools hold only 31 networks, so a server with 50 users would
+// stop creating them.
 func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[string]string) error {
 	if name == "" {
 		return nil
@@ -25,13 +35,23 @@ func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[stri
 		return nil
 	}
 	_, err := d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
-	if client.IsErrNotFound(err) {
+	for attempt := 0; client.IsErrNotFound(err) && attempt < 3; attempt++ {
+		var subnet netip.Prefix
+		if subnet, err = d.freeSubnet(ctx); err != nil {
+			break
+		}
 		_, err = d.cli.NetworkCreate(ctx, name, network.CreateOptions{
 			Driver: "bridge",
 			Labels: labels,
+			IPAM:   &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet.String()}}},
 		})
 		if errdefs.IsConflict(err) {
 			err = nil // created by another gateway process meanwhile
+		}
+		if err != nil {
+			// Another process may have taken the subnet: look again.
+			d.log.Warn("create network", "network", name, "subnet", subnet, "err", err)
+			_, err = d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
 		}
 	}
 	if err != nil {
@@ -39,4 +59,47 @@ func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[stri
 	}
 	d.networks.Store(name, true)
 	return nil
+}
+
+// errPoolFull is returned when every subnet of the pool is in use.
+var errPoolFull = errors.New("no free subnet left in network_pool")
+
+// freeSubnet returns the first /26 of the pool that overlaps no existing
+// network.
+func (d *Docker) freeSubnet(ctx context.Context) (netip.Prefix, error) {
+	nets, err := d.cli.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("list networks: %w", err)
+	}
+	var used []netip.Prefix
+	for _, n := range nets {
+		for _, c := range n.IPAM.Config {
+			if p, err := netip.ParsePrefix(c.Subnet); err == nil {
+				used = append(used, p.Masked())
+			}
+		}
+	}
+	return firstFree(d.pool, subnetBits, used)
+}
+
+func firstFree(pool netip.Prefix, bits int, used []netip.Prefix) (netip.Prefix, error) {
+	if !pool.IsValid() || pool.Bits() > bits {
+		return netip.Prefix{}, fmt.Errorf("network pool %s cannot hold a /%d", pool, bits)
+	}
+	step := uint32(1) << (32 - bits)
+	base := pool.Masked().Addr().As4()
+	start := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(base[2])<<8 | uint32(base[3])
+	count := uint32(1) << (bits - pool.Bits())
+next:
+	for i := uint32(0); i < count; i++ {
+		a := start + i*step
+		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), bits)
+		for _, u := range used {
+			if u.Overlaps(cand) {
+				continue next
+			}
+		}
+		return cand, nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%w (%s)", errPoolFull, pool)
 }
