@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -134,7 +135,7 @@ func (sc *sessionChan) run(ctx context.Context, shell bool, command string) {
 		return
 	}
 	log = log.With("project", project)
-	lease, err := sc.s.sessions.Attach(ctx, u, project, sc.ch.Stderr())
+	lease, err := sc.s.sessions.Attach(ctx, u, project, sc.notices())
 	if err != nil {
 		log.Error("attach", "err", err)
 		sc.fail(userMessage(err), 1)
@@ -262,9 +263,31 @@ func (sc *sessionChan) exit(st runtime.ExitStatus) {
 
 // fail tells the user in one line on stderr and ends with an exit status.
 func (sc *sessionChan) fail(msg string, code uint32) {
-	fmt.Fprintf(sc.ch.Stderr(), "ds01: %s\n", msg)
+	fmt.Fprintf(sc.notices(), "ds01: %s\n", msg)
 	sc.ch.CloseWrite()
 	sc.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{code}))
+}
+
+// notices is where the gateway's own messages go: stderr, with "\r\n"
+// line ends when the client's terminal is in raw mode (a pty session), or
+// each line would start where the last one ended.
+func (sc *sessionChan) notices() io.Writer {
+	sc.mu.Lock()
+	pty := sc.pty != nil
+	sc.mu.Unlock()
+	if pty {
+		return crlfWriter{sc.ch.Stderr()}
+	}
+	return sc.ch.Stderr()
+}
+
+type crlfWriter struct{ w io.Writer }
+
+func (c crlfWriter) Write(p []byte) (int, error) {
+	if _, err := c.w.Write(bytes.ReplaceAll(p, []byte("\n"), []byte("\r\n"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // userMessage is the one line a user sees for an error; logs keep detail.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/ds01/ds01-gateway/session"
@@ -65,5 +66,13 @@ func TestSignalNamesRoundTrip(t *testing.T) {
 		if signalName[sig] != name {
 			t.Errorf("signal %s does not map back", name)
 		}
+	}
+}
+
+func TestCRLFWriter(t *testing.T) {
+	var b strings.Builder
+	n, err := crlfWriter{&b}.Write([]byte("ds01: a\nds01: b\n"))
+	if err != nil || n != 16 || b.String() != "ds01: a\r\nds01: b\r\n" {
+		t.Errorf("got %q, %d, %v", b.String(), n, err)
 	}
 }
