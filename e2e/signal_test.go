@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"errors"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,18 +19,7 @@ func TestSignalRequest(t *testing.T) {
 	const proj = "signals"
 	g.mustSSH(t, u, proj, "true") // build outside the timed part
 
-	pem, err := os.ReadFile(u.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.ParsePrivateKey(pem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := ssh.Dial("tcp", g.addr(), &ssh.ClientConfig{
-		User: proj, Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second,
-	})
+	client, err := g.goClient(t, u.key, proj)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -174,20 +174,7 @@ func (b *bgSSH) stop() {
 // error as stderr, like OpenSSH.
 func (g *gw) goSSH(t *testing.T, keyPath, login, cmd string) sshResult {
 	t.Helper()
-	pem, err := os.ReadFile(keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := ssh.ParsePrivateKey(pem)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := ssh.Dial("tcp", g.addr(), &ssh.ClientConfig{
-		User:            login,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
-		Timeout:         10 * time.Second,
-	})
+	client, err := g.goClient(t, keyPath, login)
 	if err != nil {
 		return sshResult{stderr: err.Error() + "\n", code: 255}
 	}
@@ -221,4 +208,23 @@ func (g *gw) goSSH(t *testing.T, keyPath, login, cmd string) sshResult {
 		r.code, r.stderr = 255, r.stderr+err.Error()+"\n"
 	}
 	return r
+}
+
+// goClient connects with the x/crypto client as the owner of keyPath.
+func (g *gw) goClient(t *testing.T, keyPath, login string) (*ssh.Client, error) {
+	t.Helper()
+	pem, err := os.ReadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ssh.Dial("tcp", g.addr(), &ssh.ClientConfig{
+		User:            login,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+		Timeout:         10 * time.Second,
+	})
 }
