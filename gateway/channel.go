@@ -96,7 +96,14 @@ func (sc *sessionChan) handle(ctx context.Context, req *gossh.Request) {
 			break
 		}
 		sc.started, ok = true, true
-		go sc.run(ctx, req.Type == "shell", cmd.Command)
+		go sc.run(ctx, request{shell: req.Type == "shell", command: cmd.Command})
+	case "subsystem":
+		var sub struct{ Name string }
+		if sc.started || gossh.Unmarshal(req.Payload, &sub) != nil || sub.Name != "sftp" {
+			break
+		}
+		sc.started, ok = true, true
+		go sc.run(ctx, request{subsystem: sub.Name})
 	case "signal":
 		var sig struct{ Signal string }
 		if gossh.Unmarshal(req.Payload, &sig) == nil {
@@ -113,9 +120,16 @@ func (sc *sessionChan) handle(ctx context.Context, req *gossh.Request) {
 	}
 }
 
+// request is what the client asked the session to run.
+type request struct {
+	shell     bool   // a login shell
+	command   string // exec
+	subsystem string // "sftp"
+}
+
 // run starts the session's process in the project's container and relays
-// it until it ends or the client goes away.
-func (sc *sessionChan) run(ctx context.Context, shell bool, command string) {
+// it until it ends or the client goes away. File transfers go elsewhere.
+func (sc *sessionChan) run(ctx context.Context, r request) {
 	defer sc.ch.Close()
 	u, err := sc.s.identity(ctx, sc.gctx)
 	if err != nil {
@@ -135,6 +149,20 @@ func (sc *sessionChan) run(ctx context.Context, shell bool, command string) {
 		return
 	}
 	log = log.With("project", project)
+	if r.subsystem == "sftp" {
+		sc.serveFiles(ctx, log, u, project, "sftp", nil)
+		return
+	}
+	if !r.shell {
+		switch kind, args := transferKind(r.command); kind {
+		case "scp":
+			sc.serveFiles(ctx, log, u, project, "scp", args)
+			return
+		case "rsync":
+			sc.serveRsync(ctx, log, u, project, r.command)
+			return
+		}
+	}
 	lease, err := sc.s.sessions.Attach(ctx, u, project, sc.notices())
 	if err != nil {
 		log.Error("attach", "err", err)
@@ -150,7 +178,7 @@ func (sc *sessionChan) run(ctx context.Context, shell bool, command string) {
 		spec.Env = append(spec.Env, "TERM="+sc.pty.Term)
 	}
 	sc.mu.Unlock()
-	spec.Cmd = sessionArgv(lease.Shell(), shell, command)
+	spec.Cmd = sessionArgv(lease.Shell(), r.shell, r.command)
 
 	proc, err := lease.Exec(ctx, spec)
 	if err != nil {

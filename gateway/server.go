@@ -30,6 +30,9 @@ var DefaultCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"
 
 // Options configures the SSH server.
 type Options struct {
+	// Self is the gateway's own binary, re-executed as the user to serve
+	// file transfers.
+	Self             string
 	HostSigners      []gossh.Signer
 	CommandLogin     string
 	HandshakeTimeout time.Duration

@@ -51,38 +51,62 @@ func ExpandRoot(root, userName string) (expanded, shared string) {
 	return strings.ReplaceAll(root, "{user}", userName), shared
 }
 
-// ensureProject creates the project on first use (workspace owned by the
-// user, default Dockerfile, store record) and builds its image if missing.
-func (m *Manager) ensureProject(ctx context.Context, u store.User, project string, notice io.Writer) (ws, imageID string, err error) {
+// EnsureWorkspace creates the project on first use, without building its
+// image: the workspace owned by the user, the default Dockerfile, the store
+// record. File transfers use it directly (a transfer never needs the
+// image); a login builds the image afterwards.
+func (m *Manager) EnsureWorkspace(ctx context.Context, u store.User, project string) (string, error) {
+	ws, _, err := m.ensureWorkspace(ctx, u, project)
+	return ws, err
+}
+
+func (m *Manager) ensureWorkspace(ctx context.Context, u store.User, project string) (ws string, isNew bool, err error) {
+	if err := ValidateProject(project, ""); err != nil {
+		return "", false, err
+	}
 	root, shared := ExpandRoot(m.cfg.WorkspaceRoot, u.Name)
 	ws = filepath.Join(root, project)
 	_, err = m.store.GetProject(ctx, u.Name, project)
-	isNew := errors.Is(err, store.ErrNotFound)
+	isNew = errors.Is(err, store.ErrNotFound)
 	if err != nil && !isNew {
-		return "", "", fmt.Errorf("look up project: %w", err)
+		return "", false, fmt.Errorf("look up project: %w", err)
 	}
 	if err := os.MkdirAll(shared, 0o755); err != nil {
-		return "", "", fmt.Errorf("create workspace root: %w", err)
+		return "", false, fmt.Errorf("create workspace root: %w", err)
 	}
 	if err := mkdirOwned(ws, u.UID, u.GID); err != nil {
-		return "", "", fmt.Errorf("create workspace: %w", err)
+		return "", false, fmt.Errorf("create workspace: %w", err)
 	}
 	df := filepath.Join(ws, image.DockerfileName)
 	if _, err := os.Lstat(df); errors.Is(err, fs.ErrNotExist) {
-		if err := writeOwned(df, image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project), u.UID, u.GID); err != nil {
-			return "", "", fmt.Errorf("write Dockerfile: %w", err)
+		err := writeOwned(df, image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project), u.UID, u.GID)
+		if err != nil && !errors.Is(err, fs.ErrExist) { // a concurrent first use wrote it
+			return "", false, fmt.Errorf("write Dockerfile: %w", err)
 		}
 	}
 	now := time.Now()
 	if isNew {
-		if _, err := m.store.CreateProject(ctx, store.Project{User: u.Name, Name: project, Workspace: ws, CreatedAt: now, LastUsed: now}); err != nil {
-			return "", "", fmt.Errorf("record project: %w", err)
+		created, err := m.store.CreateProject(ctx, store.Project{User: u.Name, Name: project, Workspace: ws, CreatedAt: now, LastUsed: now})
+		if err != nil {
+			return "", false, fmt.Errorf("record project: %w", err)
 		}
-		m.event(ctx, store.Event{Type: "project.create", User: u.Name, Project: project, Details: ws})
+		if created {
+			m.event(ctx, store.Event{Type: "project.create", User: u.Name, Project: project, Details: ws})
+		}
 	} else if err := m.store.TouchProject(ctx, u.Name, project, now); err != nil {
 		m.log.Warn("touch project", "project", project, "err", err)
 	}
+	return ws, isNew, nil
+}
 
+// ensureProject creates the project on first use and builds its image if
+// missing.
+func (m *Manager) ensureProject(ctx context.Context, u store.User, project string, notice io.Writer) (ws, imageID string, err error) {
+	ws, isNew, err := m.ensureWorkspace(ctx, u, project)
+	if err != nil {
+		return "", "", err
+	}
+	df := filepath.Join(ws, image.DockerfileName)
 	ref := image.Ref(u.UID, project)
 	id, err := m.builder.ImageID(ctx, ref)
 	if err != nil {

@@ -25,8 +25,8 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		seen[c.ID] = true
 		uid, err := strconv.Atoi(c.Labels[LabelUID])
 		project := c.Labels[LabelProject]
-		if err != nil || ValidateProject(project, "") != nil || !c.Running {
-			m.log.Info("reconcile: removing stopped or unlabelled container", "container", short(c.ID), "name", c.Name)
+		if err != nil || ValidateProject(project, "") != nil || !c.Running || c.Labels[LabelRole] != "" {
+			m.log.Info("reconcile: removing stopped, unlabelled or transfer container", "container", short(c.ID), "name", c.Name)
 			if err := m.rt.Retire(ctx, c.ID); err != nil {
 				m.log.Error("reconcile: remove", "container", short(c.ID), "err", err)
 				continue

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+
+	"github.com/ds01/ds01-gateway/transfer"
 )
 
 const usage = `usage:
@@ -43,6 +45,10 @@ func run(args []string) error {
 		return serve(args[1:])
 	case "user":
 		return userCmd(args[1:])
+	case "transfer":
+		// Internal: the gateway re-executes itself as a user to serve a
+		// file transfer (see package transfer).
+		os.Exit(transfer.ChildMain(args[1:]))
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

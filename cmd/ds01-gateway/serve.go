@@ -88,7 +88,12 @@ func serve(args []string) error {
 	if err := mgr.Reconcile(ctx); err != nil {
 		return err
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
 	srv, err := gateway.New(gateway.Options{
+		Self:             self,
 		HostSigners:      signers,
 		CommandLogin:     cfg.CommandLogin,
 		HandshakeTimeout: cfg.HandshakeTimeout.Duration,

@@ -1,0 +1,122 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path"
+	"strings"
+	"time"
+
+	shlex "github.com/anmitsu/go-shlex"
+
+	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
+	"github.com/ds01/ds01-gateway/transfer"
+)
+
+// File transfers never touch the project container: SFTP and legacy scp
+// are served by a child of the gateway running as the user on the
+// workspace (package transfer); rsync's server runs in a short-lived
+// transfer container. So copying a dataset works while the GPUs are busy,
+// and never holds one.
+
+// transferKind recognises the commands file-transfer clients exec: legacy
+// scp (`scp -t`/`scp -f`, what `scp -O` runs) and rsync's server side. The
+// command is split as a POSIX shell would split words (the client quotes
+// paths with spaces that way); nothing of it ever reaches a shell.
+func transferKind(command string) (kind string, args []string) {
+	words, err := shlex.Split(command, true)
+	if err != nil || len(words) < 2 {
+		return "", nil
+	}
+	switch path.Base(words[0]) {
+	case "scp":
+		for _, w := range words[1:] {
+			if w == "--" || !strings.HasPrefix(w, "-") {
+				break
+			}
+			if strings.ContainsAny(w[1:], "tf") {
+				return "scp", words[1:]
+			}
+		}
+	case "rsync":
+		if words[1] == "--server" {
+			return "rsync", nil
+		}
+	}
+	return "", nil
+}
+
+// serveFiles runs an SFTP or legacy scp session as the user on the
+// project's workspace, creating the workspace (not the image) if the
+// project is new.
+func (sc *sessionChan) serveFiles(ctx context.Context, log *slog.Logger, u store.User, project, mode string, args []string) {
+	ws, err := sc.s.sessions.EnsureWorkspace(ctx, u, project)
+	if err != nil {
+		log.Error("transfer workspace", "err", err)
+		sc.fail(userMessage(err), 1)
+		return
+	}
+	start := time.Now()
+	code, st, err := transfer.Spawn(ctx, transfer.Spec{
+		Self:   sc.s.opts.Self,
+		Mode:   mode,
+		Mounts: []transfer.Mount{{Path: "/workspace", Dir: ws}},
+		UID:    u.UID,
+		GID:    u.GID,
+		Args:   args,
+	}, sc.ch, sc.ch, sc.ch.Stderr())
+	sc.s.sessions.RecordTransfer(ctx, u, project, mode, session.TransferStats{BytesIn: st.BytesIn, BytesOut: st.BytesOut}, time.Since(start))
+	if err != nil {
+		log.Error("transfer", "mode", mode, "err", err)
+		if ctx.Err() == nil {
+			sc.fail("file transfer failed", 1)
+		}
+		return
+	}
+	log.Info("transfer", "mode", mode, "bytes_in", st.BytesIn, "bytes_out", st.BytesOut, "duration", time.Since(start))
+	sc.exit(runtime.ExitStatus{Code: code})
+}
+
+// serveRsync runs rsync's server side in a transfer container.
+func (sc *sessionChan) serveRsync(ctx context.Context, log *slog.Logger, u store.User, project, command string) {
+	start := time.Now()
+	in := &countingReader{r: sc.ch}
+	out := &countingWriter{w: sc.ch}
+	status, err := sc.s.sessions.RunTransfer(ctx, u, project, command, in, out, sc.ch.Stderr())
+	sc.s.sessions.RecordTransfer(ctx, u, project, "rsync", session.TransferStats{BytesIn: in.n, BytesOut: out.n}, time.Since(start))
+	if err != nil {
+		log.Error("rsync", "err", err)
+		if ctx.Err() == nil {
+			sc.fail(userMessage(err), 1)
+		}
+		return
+	}
+	sc.exit(status)
+}
+
+// countingReader and countingWriter measure rsync's traffic: the protocol
+// bytes, close to the payload it moved.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

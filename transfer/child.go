@@ -1,0 +1,101 @@
+package transfer
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// statsFD is where the parent reads the Stats line (ExtraFiles[0]).
+const statsFD = 3
+
+// ChildMain is the body of `<gateway> transfer <sftp|scp> --mount
+// /workspace=/host/dir [--mount ...] [-- scp args...]`, run as the user
+// (Spawn set the credentials). It serves on stdin/stdout, writes the
+// Stats as one JSON line to fd 3 when the parent passed a pipe there, and
+// returns the exit code.
+func ChildMain(args []string) int {
+	// Take fd 3 before anything opens a file: if the parent passed none,
+	// the runtime may reuse the number, and that is not ours to write.
+	stats := inheritedPipe(statsFD)
+	code, st := childRun(args)
+	if stats != nil {
+		json.NewEncoder(stats).Encode(st)
+		stats.Close()
+	}
+	return code
+}
+
+func childRun(args []string) (int, Stats) {
+	mode, mounts, rest, err := parseChildArgs(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "transfer: %v\n", err)
+		return 2, Stats{}
+	}
+	// New files get the usual 644/755 whatever umask the gateway runs with.
+	syscall.Umask(umask)
+	ctx := context.Background()
+	switch mode {
+	case "sftp":
+		st, err := ServeSFTP(ctx, mounts, stdio{})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "sftp: %v\n", err)
+			return 1, st
+		}
+		return 0, st
+	default:
+		st, code, err := ServeSCP(ctx, mounts, rest, os.Stdin, os.Stdout)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "scp: %v\n", err)
+		}
+		return code, st
+	}
+}
+
+func parseChildArgs(args []string) (mode string, mounts []Mount, rest []string, err error) {
+	if len(args) == 0 || (args[0] != "sftp" && args[0] != "scp") {
+		return "", nil, nil, fmt.Errorf("usage: transfer sftp|scp --mount PATH=DIR... [-- scp args]")
+	}
+	fs := flag.NewFlagSet("transfer "+args[0], flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Func("mount", "visible `PATH=DIR`", func(v string) error {
+		p, d, ok := strings.Cut(v, "=")
+		if !ok || p == "" || d == "" {
+			return fmt.Errorf("bad --mount %q", v)
+		}
+		mounts = append(mounts, Mount{Path: p, Dir: d})
+		return nil
+	})
+	if err := fs.Parse(args[1:]); err != nil {
+		return "", nil, nil, err
+	}
+	if len(mounts) == 0 {
+		return "", nil, nil, fmt.Errorf("no --mount")
+	}
+	rest = fs.Args()
+	if args[0] == "sftp" && len(rest) > 0 {
+		return "", nil, nil, fmt.Errorf("unexpected arguments %q", rest)
+	}
+	return args[0], mounts, rest, nil
+}
+
+// inheritedPipe returns fd as a file if it is an open pipe, else nil.
+func inheritedPipe(fd int) *os.File {
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFIFO {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "stats")
+}
+
+// stdio is the SFTP stream of the child: closing it ends the output.
+type stdio struct{}
+
+func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
+func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
+func (stdio) Close() error                { return os.Stdout.Close() }

@@ -1,0 +1,89 @@
+package transfer
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/pkg/sftp"
+)
+
+// TestMain doubles as the transfer child: Spawn re-executes this test
+// binary as `<binary> transfer ...`, as the gateway re-executes itself.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "transfer" {
+		os.Exit(ChildMain(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// fixture is a host layout: base/ws is the workspace; base/outside holds
+// what no transfer may touch.
+type fixture struct {
+	base, ws, outside string
+}
+
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	base := t.TempDir()
+	f := fixture{base: base, ws: filepath.Join(base, "ws"), outside: filepath.Join(base, "outside")}
+	for _, d := range []string{f.ws, f.outside, filepath.Join(f.outside, "dir")} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(f.outside, "secret.txt"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f fixture) mounts() []Mount { return []Mount{{Path: "/workspace", Dir: f.ws}} }
+
+// pipeRWC joins the two halves of an in-memory stream.
+type pipeRWC struct {
+	io.Reader
+	io.WriteCloser
+}
+
+type sftpSession struct {
+	c    *sftp.Client
+	done chan struct{}
+	st   Stats
+	err  error
+}
+
+// end closes the client and returns what the server reported.
+func (s *sftpSession) end(t *testing.T) (Stats, error) {
+	t.Helper()
+	s.c.Close()
+	<-s.done
+	return s.st, s.err
+}
+
+// startSFTP serves SFTP in-process on f's workspace and connects
+// pkg/sftp's client to it over pipes.
+func startSFTP(t *testing.T, mounts []Mount) *sftpSession {
+	t.Helper()
+	cr, sw := io.Pipe()
+	sr, cw := io.Pipe()
+	s := &sftpSession{done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		s.st, s.err = ServeSFTP(context.Background(), mounts, pipeRWC{sr, sw})
+		sw.Close()
+		sr.Close()
+	}()
+	c, err := sftp.NewClientPipe(cr, cw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.c = c
+	t.Cleanup(func() {
+		c.Close()
+		<-s.done
+	})
+	return s
+}

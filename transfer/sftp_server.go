@@ -1,0 +1,61 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/pkg/sftp"
+)
+
+// ServeSFTP serves the SFTP protocol on rw until the client ends the
+// session. "/" is a read-only virtual directory listing the mounts; each
+// mount is served through an os.Root opened at its Dir; relative paths
+// (and so `scp f host:`) start at the first mount.
+func ServeSFTP(ctx context.Context, mounts []Mount, rw io.ReadWriteCloser) (Stats, error) {
+	t, err := openTree(mounts)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer t.close()
+	h := &sftpHandlers{t: t, book: &modeBook{}}
+	in := &modeTap{r: rw, book: h.book, start: t.abs}
+	srv := sftp.NewRequestServer(tappedRWC{in, rw}, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
+		sftp.WithStartDirectory(t.start))
+	// Serve has no context; closing the stream is what stops it.
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	err = srv.Serve()
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if err == nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
+	return h.n.stats(), err
+}
+
+// sftpHandlers implements pkg/sftp's request handlers on a tree. The
+// request server has already made every path absolute and clean (".."
+// stops at "/"); lookup then picks the mount and os.Root does the rest.
+type sftpHandlers struct {
+	t    *tree
+	n    counters
+	book *modeBook // modes of OPEN and MKDIR, which pkg/sftp drops
+}
+
+var (
+	_ sftp.OpenFileWriter       = (*sftpHandlers)(nil)
+	_ sftp.FileReader           = (*sftpHandlers)(nil)
+	_ sftp.PosixRenameFileCmder = (*sftpHandlers)(nil)
+	_ sftp.StatVFSFileCmder     = (*sftpHandlers)(nil)
+	_ sftp.LstatFileLister      = (*sftpHandlers)(nil)
+	_ sftp.RealPathFileLister   = (*sftpHandlers)(nil)
+	_ sftp.ReadlinkFileLister   = (*sftpHandlers)(nil)
+)
+
+// RealPath is lexical, like pkg/sftp's default: symlinks are followed
+// later, inside os.Root, where they cannot lead out of the mount.
+func (h *sftpHandlers) RealPath(p string) (string, error) {
+	return h.t.abs(p), nil
+}

@@ -1,0 +1,214 @@
+package transfer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+)
+
+// Spec says what child Spawn starts.
+type Spec struct {
+	Self   string // the gateway binary, re-executed as the child
+	Mode   string // "sftp" or "scp"
+	Mounts []Mount
+	UID    int
+	GID    int
+	Args   []string // scp's arguments (the words after "scp")
+}
+
+// Spawn runs `Self transfer Mode ...` as UID:GID with no supplementary
+// groups and waits for it. stdin, stdout and stderr are the SSH channel's
+// streams; the child sees EOF when stdin ends. When ctx is done the child
+// is killed. It returns the child's exit code and what it transferred.
+//
+// Spawn returns once the child has exited and its output has been
+// delivered (or ctx is done). A stdin that is not an *os.File is read by
+// a goroutine that ends at its next Read after that: the caller closes
+// the channel when Spawn returns, which ends it.
+func Spawn(ctx context.Context, spec Spec, stdin io.Reader, stdout, stderr io.Writer) (exitCode int, stats Stats, err error) {
+	args, err := childArgs(spec)
+	if err != nil {
+		return 0, Stats{}, err
+	}
+	var p pipes
+	defer p.closeAll()
+	childIn, err := p.reader(stdin)
+	if err != nil {
+		return 0, Stats{}, err
+	}
+	childOut, outDone, err := p.writer(stdout)
+	if err != nil {
+		return 0, Stats{}, err
+	}
+	childErr, errDone, err := p.writer(stderr)
+	if err != nil {
+		return 0, Stats{}, err
+	}
+	statsR, statsW, err := p.pipe()
+	if err != nil {
+		return 0, Stats{}, err
+	}
+	p.childEnds = append(p.childEnds, statsW)
+	p.ours = append(p.ours, statsR)
+
+	cmd := exec.Command(spec.Self, args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = childIn, childOut, childErr
+	cmd.ExtraFiles = []*os.File{statsW} // fd 3
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: uint32(spec.UID), Gid: uint32(spec.GID), Groups: []uint32{}},
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, Stats{}, fmt.Errorf("start transfer child: %w", err)
+	}
+	// The child holds its ends now; ours must go, or the readers never
+	// see EOF.
+	p.closeChildEnds()
+	p.start()
+	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+	waitErr := cmd.Wait()
+	stop()
+
+	// Let the output reach the client before the caller sends the exit
+	// status, unless the session is already over.
+	select {
+	case <-outDone:
+		<-errDone
+	case <-ctx.Done():
+	}
+	stats = readStats(statsR)
+
+	if ctx.Err() != nil {
+		return -1, stats, context.Cause(ctx)
+	}
+	var ee *exec.ExitError
+	if errors.As(waitErr, &ee) && ee.Exited() {
+		return ee.ExitCode(), stats, nil
+	}
+	if waitErr != nil {
+		return -1, stats, fmt.Errorf("transfer child: %w", waitErr)
+	}
+	return 0, stats, nil
+}
+
+func childArgs(spec Spec) ([]string, error) {
+	if spec.Mode != "sftp" && spec.Mode != "scp" {
+		return nil, fmt.Errorf("transfer mode %q: want sftp or scp", spec.Mode)
+	}
+	if spec.Self == "" {
+		return nil, errors.New("transfer: no gateway binary to run")
+	}
+	if spec.UID <= 0 || spec.GID < 0 {
+		// As root the kernel would check nothing: never serve files so.
+		return nil, fmt.Errorf("transfer: refusing uid %d gid %d", spec.UID, spec.GID)
+	}
+	if len(spec.Mounts) == 0 {
+		return nil, errors.New("transfer: no mounts")
+	}
+	args := []string{"transfer", spec.Mode}
+	for _, m := range spec.Mounts {
+		if strings.Contains(m.Path, "=") {
+			return nil, fmt.Errorf("transfer: mount path %q contains '='", m.Path)
+		}
+		args = append(args, "--mount", m.Path+"="+m.Dir)
+	}
+	args = append(args, "--")
+	return append(args, spec.Args...), nil
+}
+
+func readStats(r *os.File) Stats {
+	var st Stats
+	b, _ := io.ReadAll(io.LimitReader(r, 4096))
+	json.Unmarshal(b, &st) // a child killed early has written nothing
+	return st
+}
+
+// pipes connects the child's stdio to the caller's streams with our own
+// copy loops, so that Spawn decides when to stop waiting for them; an
+// *os.File is handed to the child as it is.
+type pipes struct {
+	childEnds []*os.File // closed in the parent once the child has started
+	ours      []*os.File // closed when Spawn returns
+	feeds     []*os.File // stdin write ends: the copier closes them, if started
+	copiers   []func()
+	started   bool
+}
+
+func (p *pipes) pipe() (r, w *os.File, err error) {
+	r, w, err = os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("transfer pipe: %w", err)
+	}
+	return r, w, nil
+}
+
+func (p *pipes) reader(src io.Reader) (*os.File, error) {
+	if f, ok := src.(*os.File); ok {
+		return f, nil
+	}
+	r, w, err := p.pipe()
+	if err != nil {
+		return nil, err
+	}
+	p.childEnds = append(p.childEnds, r)
+	p.feeds = append(p.feeds, w)
+	p.copiers = append(p.copiers, func() {
+		// Closing w is the child's stdin EOF. Once the child is gone the
+		// write fails and the loop ends at the next Read.
+		io.Copy(w, src)
+		w.Close()
+	})
+	return r, nil
+}
+
+func (p *pipes) writer(dst io.Writer) (*os.File, <-chan struct{}, error) {
+	done := make(chan struct{})
+	if f, ok := dst.(*os.File); ok {
+		close(done)
+		return f, done, nil
+	}
+	r, w, err := p.pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	p.childEnds = append(p.childEnds, w)
+	p.ours = append(p.ours, r)
+	p.copiers = append(p.copiers, func() {
+		defer close(done)
+		io.Copy(dst, r)
+	})
+	return w, done, nil
+}
+
+func (p *pipes) start() {
+	p.started = true
+	for _, c := range p.copiers {
+		go c()
+	}
+}
+
+func (p *pipes) closeChildEnds() {
+	for _, f := range p.childEnds {
+		f.Close()
+	}
+	p.childEnds = nil
+}
+
+func (p *pipes) closeAll() {
+	p.closeChildEnds()
+	for _, f := range p.ours {
+		f.Close()
+	}
+	if !p.started {
+		for _, f := range p.feeds {
+			f.Close()
+		}
+	}
+}
