@@ -3,15 +3,17 @@
 #   cold   ssh proj@gw true, no container up   vs  docker run --rm <same image> true
 #   warm   ssh proj@gw true, container up      vs  ssh to a private OpenSSH sshd
 #   stream 1 GiB of zeros to the client        vs  the same through that sshd
+#   sftp   1 GiB put and get through sftp -b   vs  the same through that sshd's sftp-server
 # Prints medians and ratios beside the targets. Run via `make bench` (root).
 #
-# Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_GW_PORT (2298),
+# Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_SFTP_N (3), BENCH_GW_PORT (2298),
 #      BENCH_SSHD_PORT (2223), BENCH_STRICT=1 (exit 1 when a target is missed).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 N="${BENCH_N:-10}"
 STREAM_N="${BENCH_STREAM_N:-3}"
+SFTP_N="${BENCH_SFTP_N:-3}"
 GW_PORT="${BENCH_GW_PORT:-2298}"
 SSHD_PORT="${BENCH_SSHD_PORT:-2223}"
 BIN="${BENCH_BIN:-$PWD/bin/ds01-gateway}"
@@ -90,6 +92,12 @@ GW_PID=$!
 wait_port "$GW_PORT" "$GW_PID" "$TMP/gw.log"
 
 # --- a private OpenSSH sshd: own host key, config and authorized_keys ---
+# OpenSSH's own sftp-server is the SFTP baseline (internal-sftp is the same
+# code inside sshd, used where the binary is missing).
+SFTP_SERVER=internal-sftp
+for s in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/libexec/sftp-server; do
+	[ -x "$s" ] && { SFTP_SERVER=$s; break; }
+done
 ssh-keygen -q -t ed25519 -N '' -f "$TMP/sshd_host_ed25519"
 cp "$TMP/key.pub" "$TMP/authorized_keys"
 cat >"$TMP/sshd_config" <<EOF
@@ -103,6 +111,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 PrintMotd no
+Subsystem sftp $SFTP_SERVER
 EOF
 mkdir -p /run/sshd # privilege separation dir; exists wherever sshd is set up
 /usr/sbin/sshd -f "$TMP/sshd_config" -D -e >"$TMP/sshd.log" 2>&1 &
@@ -164,7 +173,8 @@ done
 wait_gone
 
 log "warm: $N x ssh vs OpenSSH"
-gw_ssh sleep 600 </dev/null >/dev/null 2>&1 &
+# ssh itself in the background (not a subshell), so that killing HOLD_PID hangs up.
+ssh "${SSH_OPTS[@]}" -p "$GW_PORT" -l "$PROJ" 127.0.0.1 sleep 600 </dev/null >/dev/null 2>&1 &
 HOLD_PID=$!
 wait_running
 warm_gw=() warm_sshd=()
@@ -192,6 +202,61 @@ cipher() { # port user: the cipher a default client negotiates
 GW_CIPHER=$(cipher "$GW_PORT" "$PROJ")
 SSHD_CIPHER=$(cipher "$SSHD_PORT" root)
 
+# --- sftp: 1 GiB put and get, the same client options on both sides ---
+# No project container is needed: the holder goes first.
+kill "$HOLD_PID" 2>/dev/null || true
+wait "$HOLD_PID" 2>/dev/null || true
+HOLD_PID=
+wait_gone
+SFTP_BYTES=1073741824
+GW_WS="$TMP/ws/bench/$PROJ" # workspace_root $TMP/ws/{user}, user bench
+SSHD_DIR="$TMP/sshd-files"
+mkdir -p "$SSHD_DIR"
+log "sftp: making a 1 GiB random file"
+head -c "$SFTP_BYTES" /dev/urandom >"$TMP/big.bin"
+gw_sftp() { sftp "${SSH_OPTS[@]}" -P "$GW_PORT" -b "$1" "$PROJ@127.0.0.1"; }
+sshd_sftp() { sftp "${SSH_OPTS[@]}" -P "$SSHD_PORT" -b "$1" root@127.0.0.1; }
+# Remote paths: the gateway's start directory is /workspace; sshd's is
+# root's home, so it gets an absolute path on the same disk.
+printf 'put %s big.bin\n' "$TMP/big.bin" >"$TMP/gw-put.batch"
+printf 'get big.bin %s\n' "$TMP/got.bin" >"$TMP/gw-get.batch"
+printf 'put %s %s\n' "$TMP/big.bin" "$SSHD_DIR/big.bin" >"$TMP/sshd-put.batch"
+printf 'get %s %s\n' "$SSHD_DIR/big.bin" "$TMP/got.bin" >"$TMP/sshd-get.batch"
+size_of() { stat -c %s "$1" 2>/dev/null || echo missing; }
+check_sftp() { # file: untimed check after a timed run; a short copy would look fast
+	local n
+	n=$(size_of "$1")
+	[ "$n" = "$SFTP_BYTES" ] || die "sftp: $1 has $n bytes, want $SFTP_BYTES"
+}
+log "sftp: $SFTP_N x 1 GiB put and get vs OpenSSH sftp-server ($SFTP_SERVER)"
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$GW_PID/status"; }
+HWM_BEFORE=$(hwm_kib)
+put_gw=() put_sshd=() get_gw=() get_sshd=()
+for i in $(seq 1 "$SFTP_N"); do
+	rm -f "$GW_WS/big.bin" "$SSHD_DIR/big.bin"
+	sync
+	put_gw+=("$(time_us gw_sftp "$TMP/gw-put.batch")")
+	check_sftp "$GW_WS/big.bin"
+	sync
+	put_sshd+=("$(time_us sshd_sftp "$TMP/sshd-put.batch")")
+	check_sftp "$SSHD_DIR/big.bin"
+	rm -f "$TMP/got.bin"
+	sync
+	get_gw+=("$(time_us gw_sftp "$TMP/gw-get.batch")")
+	check_sftp "$TMP/got.bin"
+	if [ "$i" = 1 ]; then
+		cmp -s "$TMP/big.bin" "$TMP/got.bin" || die "sftp: the file got back through the gateway differs"
+	fi
+	rm -f "$TMP/got.bin"
+	sync
+	get_sshd+=("$(time_us sshd_sftp "$TMP/sshd-get.batch")")
+	check_sftp "$TMP/got.bin"
+	rm -f "$TMP/got.bin"
+done
+HWM_AFTER=$(hwm_kib)
+[ -z "$(containers)" ] || die "sftp left a project container behind"
+rm -f "$TMP/big.bin" "$GW_WS/big.bin" "$SSHD_DIR/big.bin" "$TMP/got.bin"
+
 # --- report ---
 fail=0
 row() { # name ours baseline-name baseline target-ratio
@@ -199,19 +264,23 @@ row() { # name ours baseline-name baseline target-ratio
 	ratio=$(awk -v a="$2" -v b="$4" 'BEGIN {printf "%.2f", a/b}')
 	ok=$(awk -v r="$ratio" -v t="$5" 'BEGIN {print (r <= t) ? "ok" : "MISS"}')
 	[ "$ok" = ok ] || fail=1
-	printf '%-7s %9ss   %-11s %9ss %7sx   <= %-5s %s\n' "$1" "$2" "$3" "$4" "$ratio" "$5" "$ok"
+	printf '%-8s %9ss   %-11s %9ss %7sx   <= %-5s %s\n' "$1" "$2" "$3" "$4" "$ratio" "$5" "$ok"
 }
 echo
-echo "DS01 Gateway bench: medians, N=$N (stream N=$STREAM_N, 1 GiB), $(nproc) cores, $(ssh -V 2>&1 | cut -d, -f1)"
-printf '%-7s %10s   %-11s %10s %8s   %-8s\n' metric ds01 baseline "" ratio target
+echo "DS01 Gateway bench: medians, N=$N (stream N=$STREAM_N, sftp N=$SFTP_N, 1 GiB), $(nproc) cores, $(ssh -V 2>&1 | cut -d, -f1)"
+printf '%-8s %10s   %-11s %10s %8s   %-8s\n' metric ds01 baseline "" ratio target
 row cold "$(printf '%s\n' "${cold_gw[@]}" | median)" "docker-run" "$(printf '%s\n' "${cold_docker[@]}" | median)" 1.30
 row warm "$(printf '%s\n' "${warm_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${warm_sshd[@]}" | median)" 1.00
 row stream "$(printf '%s\n' "${stream_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${stream_sshd[@]}" | median)" 1.25
+row sftp-put "$(printf '%s\n' "${put_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${put_sshd[@]}" | median)" 1.11
+row sftp-get "$(printf '%s\n' "${get_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${get_sshd[@]}" | median)" 1.11
 echo "(stream target: throughput >= 0.8x OpenSSH, i.e. time ratio <= 1.25; default ciphers: ds01 $GW_CIPHER, openssh $SSHD_CIPHER)"
+echo "(sftp targets: throughput >= 0.9x OpenSSH's sftp-server, i.e. time ratio <= 1.11)"
 echo "informational, no target:"
 info() { printf '%-18s %9ss vs %-16s %9ss %7sx\n' "$1" "$2" "$3" "$4" "$(awk -v a="$2" -v b="$4" 'BEGIN {printf "%.2f", a/b}')"; }
 info "cold" "$(printf '%s\n' "${cold_gw[@]}" | median)" "docker-run-usernet" "$(printf '%s\n' "${cold_usernet[@]}" | median)"
 info "stream aes128-gcm" "$(printf '%s\n' "${gcm_gw[@]}" | median)" "openssh aes128-gcm" "$(printf '%s\n' "${gcm_sshd[@]}" | median)"
+echo "gateway peak RSS (VmHWM): $((HWM_BEFORE / 1024)) MiB before the sftp runs, $((HWM_AFTER / 1024)) MiB after (memory must stay flat)"
 
 if [ "$fail" = 1 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then
 	exit 1

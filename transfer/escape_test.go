@@ -14,11 +14,11 @@ import (
 func plantLinks(t *testing.T, f fixture) {
 	t.Helper()
 	links := map[string]string{
-		"toroot":   "/",
-		"toetc":    "/etc",
+		"toroot":   f.sys,                                  // absolute, the stand-in for /
+		"toetc":    filepath.Join(f.sys, "etc"),            // absolute, the stand-in for /etc
 		"tosib":    f.outside,                              // absolute, a sibling dir
 		"up":       "../outside",                           // relative, out through ..
-		"upup":     "../../../../../../..",                 // relative, to /
+		"upup":     "../sys",                               // relative, out to the stand-in /
 		"filelink": filepath.Join(f.outside, "secret.txt"), // absolute, a file
 		"rellink":  "../outside/secret.txt",                // relative, a file
 		"deeplink": "sub/../../outside",                    // .. hidden after a real dir
@@ -38,7 +38,7 @@ type snapshot map[string]string
 func snap(t *testing.T, f fixture) snapshot {
 	t.Helper()
 	s := snapshot{}
-	filepath.WalkDir(f.outside, func(p string, d fs.DirEntry, err error) error {
+	walk := func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -46,7 +46,9 @@ func snap(t *testing.T, f fixture) snapshot {
 		b, _ := os.ReadFile(p)
 		s[p] = fi.Mode().String() + " " + fi.ModTime().String() + " " + string(b)
 		return nil
-	})
+	}
+	filepath.WalkDir(f.outside, walk)
+	filepath.WalkDir(f.sys, walk)
 	return s
 }
 
@@ -153,18 +155,19 @@ func TestSFTPEscapes(t *testing.T) {
 
 	// Creating a link to anywhere is fine: it is only text, and
 	// following it goes through os.Root.
-	if err := c.Symlink("/etc/passwd", "p"); err != nil {
+	target := filepath.Join(f.sys, "etc", "passwd")
+	if err := c.Symlink(target, "p"); err != nil {
 		t.Fatal(err)
 	}
-	if tgt, err := c.ReadLink("p"); err != nil || tgt != "/etc/passwd" {
+	if tgt, err := c.ReadLink("p"); err != nil || tgt != target {
 		t.Errorf("readlink p = %q, %v", tgt, err)
 	}
 	if _, err := c.Open("p"); err == nil {
-		t.Error("opened a link to /etc/passwd")
+		t.Error("opened a link to the stand-in /etc/passwd")
 	}
 	if w, err := c.OpenFile("p", os.O_WRONLY|os.O_TRUNC); err == nil {
 		w.Close()
-		t.Error("opened a link to /etc/passwd for writing")
+		t.Error("opened a link to the stand-in /etc/passwd for writing")
 	}
 	// Renaming and removing the links themselves stays inside.
 	if err := c.Rename("filelink", "moved"); err != nil {

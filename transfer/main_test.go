@@ -20,22 +20,32 @@ func TestMain(m *testing.M) {
 }
 
 // fixture is a host layout: base/ws is the workspace; base/outside holds
-// what no transfer may touch.
+// what no transfer may touch. It is a workspace with things outside it to attack. sys stands in
+// for the host's / in escape tests: they run as root, so a regression that
+// let a path escape must not be able to touch the real /etc (once it did:
+// a truncate through a planted link emptied /etc/passwd). The unprivileged
+// child and the e2e suite aim at the real / and /etc.
 type fixture struct {
-	base, ws, outside string
+	base, ws, outside, sys string
 }
 
 func newFixture(t *testing.T) fixture {
 	t.Helper()
 	base := t.TempDir()
-	f := fixture{base: base, ws: filepath.Join(base, "ws"), outside: filepath.Join(base, "outside")}
-	for _, d := range []string{f.ws, f.outside, filepath.Join(f.outside, "dir")} {
+	f := fixture{base: base, ws: filepath.Join(base, "ws"), outside: filepath.Join(base, "outside"), sys: filepath.Join(base, "sys")}
+	for _, d := range []string{f.ws, f.outside, filepath.Join(f.outside, "dir"), f.sys, filepath.Join(f.sys, "etc"), filepath.Join(f.sys, "tmp")} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(f.outside, "secret.txt"), []byte("secret"), 0o644); err != nil {
-		t.Fatal(err)
+	for name, body := range map[string]string{
+		filepath.Join(f.outside, "secret.txt"):  "secret",
+		filepath.Join(f.sys, "etc", "passwd"):   "root:x:0:0:secret:/root:/bin/sh\n",
+		filepath.Join(f.sys, "etc", "hostname"): "secret-host\n",
+	} {
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return f
 }

