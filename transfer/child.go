@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -42,7 +43,7 @@ func childRun(args []string) (int, Stats) {
 	ctx := context.Background()
 	switch mode {
 	case "sftp":
-		st, err := ServeSFTP(ctx, mounts, stdio{})
+		st, err := ServeSFTP(ctx, mounts, stdio{&packetWriter{out: os.Stdout}})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "sftp: %v\n", err)
 			return 1, st
@@ -94,8 +95,54 @@ func inheritedPipe(fd int) *os.File {
 }
 
 // stdio is the SFTP stream of the child: closing it ends the output.
-type stdio struct{}
+type stdio struct{ w *packetWriter }
 
-func (stdio) Read(p []byte) (int, error)  { return os.Stdin.Read(p) }
-func (stdio) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
-func (stdio) Close() error                { return os.Stdout.Close() }
+func (stdio) Read(p []byte) (int, error)    { return os.Stdin.Read(p) }
+func (s stdio) Write(p []byte) (int, error) { return s.w.Write(p) }
+func (stdio) Close() error                  { return os.Stdout.Close() }
+
+// packetWriter writes each SFTP packet with one system call. pkg/sftp
+// writes a reply as its header, then its data; written apart, the gateway
+// often reads the 13-byte header alone and sends it as an SSH packet of
+// its own, and a download pays a round of wake-ups per 32 KiB. The header
+// announces the packet's length, so a header that promises more is held
+// until the data comes. pkg/sftp sends packets one at a time, under a lock.
+type packetWriter struct {
+	out     *os.File
+	pending []byte // a header waiting for its data
+	need    int    // bytes of data the pending header announces
+	buf     []byte
+}
+
+func (w *packetWriter) Write(p []byte) (int, error) {
+	if len(w.pending) > 0 {
+		if len(p) != w.need {
+			// Not the data we expected: write both as they came.
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+			return w.out.Write(p)
+		}
+		w.buf = append(append(w.buf[:0], w.pending...), p...)
+		w.pending = w.pending[:0]
+		if _, err := w.out.Write(w.buf); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if len(p) >= 4 && len(p) < 64 {
+		total := 4 + int(binary.BigEndian.Uint32(p[:4]))
+		if total > len(p) && total-len(p) <= 1<<20 {
+			w.pending = append(w.pending[:0], p...)
+			w.need = total - len(p)
+			return len(p), nil
+		}
+	}
+	return w.out.Write(p)
+}
+
+func (w *packetWriter) flush() error {
+	_, err := w.out.Write(w.pending)
+	w.pending = w.pending[:0]
+	return err
+}

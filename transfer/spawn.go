@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Spec says what child Spawn starts.
@@ -142,6 +144,13 @@ func childArgs(spec Spec) ([]string, error) {
 	return []string{"transfer", spec.Mode}, nil
 }
 
+// copyBuf is the read size from the child's output, and pipeSize the
+// kernel buffer of its pipes: fewer, fuller SSH packets, fewer wake-ups.
+const (
+	copyBuf  = 256 << 10
+	pipeSize = 1 << 20
+)
+
 // firstMountFD is the child's descriptor of the first mount directory.
 const firstMountFD = statsFD + 1
 
@@ -183,6 +192,9 @@ func (p *pipes) pipe() (r, w *os.File, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("transfer pipe: %w", err)
 	}
+	if sc, err := w.SyscallConn(); err == nil {
+		sc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+	}
 	return r, w, nil
 }
 
@@ -219,7 +231,10 @@ func (p *pipes) writer(dst io.Writer) (*os.File, <-chan struct{}, error) {
 	p.ours = append(p.ours, r)
 	p.copiers = append(p.copiers, func() {
 		defer close(done)
-		io.Copy(dst, r)
+		// Big reads: the child writes an SFTP reply as a 13-byte header
+		// and 32 KiB of data; read apart, each becomes an SSH packet of its
+		// own. io.Copy would use os.File's 32 KiB WriteTo; hide it.
+		io.CopyBuffer(dst, struct{ io.Reader }{r}, make([]byte, copyBuf))
 		// If the client went away, the child must not block on a full
 		// pipe: closing our end makes its next write fail.
 		r.Close()

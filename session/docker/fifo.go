@@ -199,7 +199,8 @@ func (p *fifoProcess) Stream(stdout, stderr io.Writer) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		_, outErr = io.CopyBuffer(stdout, p.out, make([]byte, streamBuf))
+		// Hide os.File's WriteTo, which would copy in 32 KiB pieces.
+		_, outErr = io.CopyBuffer(stdout, struct{ io.Reader }{p.out}, make([]byte, streamBuf))
 	}()
 	go func() {
 		defer wg.Done()
