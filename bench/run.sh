@@ -48,6 +48,7 @@ cleanup() {
 	[ -n "$ids" ] && docker rm -f $ids >/dev/null
 	imgs=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep "^ds01-$BUID/")
 	[ -n "$imgs" ] && docker rmi -f $imgs >/dev/null
+	docker network rm "ds01-u$BUID" >/dev/null 2>&1
 	rm -rf "$TMP"
 }
 trap cleanup EXIT

@@ -8,7 +8,6 @@ import (
 
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 )
 
 // subnetBits is the size of each user's network: 62 addresses, far more
@@ -35,27 +34,28 @@ func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[stri
 		return nil
 	}
 	_, err := d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
-	for attempt := 0; client.IsErrNotFound(err) && attempt < 3; attempt++ {
+	var createErr error
+	var refused []netip.Prefix // subnets the engine holds without listing them
+	for attempt := 0; client.IsErrNotFound(err) && attempt < 8; attempt++ {
 		var subnet netip.Prefix
-		if subnet, err = d.freeSubnet(ctx); err != nil {
+		if subnet, err = d.freeSubnet(ctx, refused); err != nil {
 			break
 		}
-		_, err = d.cli.NetworkCreate(ctx, name, network.CreateOptions{
+		_, createErr = d.cli.NetworkCreate(ctx, name, network.CreateOptions{
 			Driver: "bridge",
 			Labels: labels,
 			IPAM:   &network.IPAM{Config: []network.IPAMConfig{{Subnet: subnet.String()}}},
 		})
-		if errdefs.IsConflict(err) {
-			err = nil // created by another gateway process meanwhile
+		if createErr != nil {
+			// Another process may have taken the subnet, or created this
+			// very network: look again.
+			d.log.Warn("create network", "network", name, "subnet", subnet, "err", createErr)
+			refused = append(refused, subnet)
 		}
-		if err != nil {
-			// Another process may have taken the subnet: look again.
-			d.log.Warn("create network", "network", name, "subnet", subnet, "err", err)
-			_, err = d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
-		}
+		_, err = d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
 	}
 	if err != nil {
-		return fmt.Errorf("network %s: %w", name, err)
+		return fmt.Errorf("network %s: %w", name, errors.Join(err, createErr))
 	}
 	d.networks.Store(name, true)
 	return nil
@@ -65,13 +65,14 @@ func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[stri
 var errPoolFull = errors.New("no free subnet left in network_pool")
 
 // freeSubnet returns the first /26 of the pool that overlaps no existing
-// network.
-func (d *Docker) freeSubnet(ctx context.Context) (netip.Prefix, error) {
+// network and none of avoid. The engine can hold a subnet it no longer
+// lists (a network being removed), hence avoid.
+func (d *Docker) freeSubnet(ctx context.Context, avoid []netip.Prefix) (netip.Prefix, error) {
 	nets, err := d.cli.NetworkList(ctx, network.ListOptions{})
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("list networks: %w", err)
 	}
-	var used []netip.Prefix
+	used := append([]netip.Prefix(nil), avoid...)
 	for _, n := range nets {
 		for _, c := range n.IPAM.Config {
 			if p, err := netip.ParsePrefix(c.Subnet); err == nil {

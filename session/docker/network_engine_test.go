@@ -15,7 +15,7 @@ import (
 // when there is none (fails in CI, where the engine is required).
 func engine(t *testing.T) *Docker {
 	t.Helper()
-	d, err := New(context.Background(), slog.New(slog.DiscardHandler), netip.MustParsePrefix("10.201.0.0/16"))
+	d, err := New(context.Background(), slog.New(slog.NewTextHandler(tlogWriter{t}, nil)), netip.MustParsePrefix("10.201.0.0/16"))
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("docker engine required in CI: %v", err)
@@ -51,4 +51,11 @@ func TestFiftyUserNetworks(t *testing.T) {
 		}
 		seen[p] = name
 	}
+}
+
+type tlogWriter struct{ t *testing.T }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
 }
