@@ -38,6 +38,12 @@ type Options struct {
 	HandshakeTimeout time.Duration
 	MaxAuthTries     int
 	Ciphers          []string
+	// KeepaliveInterval and KeepaliveCount: a client that answers none of
+	// KeepaliveCount keepalives sent KeepaliveInterval apart is dropped, so
+	// a vanished laptop does not keep its container (and GPUs) forever.
+	// A zero interval turns keepalives off.
+	KeepaliveInterval time.Duration
+	KeepaliveCount    int
 }
 
 // Users finds the account a public key belongs to.
@@ -82,9 +88,12 @@ func New(opts Options, users Users, sessions *session.Manager, log *slog.Logger)
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
 			log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
 		},
-		// Only session channels for now; forwarding is refused until it can
-		// be confined to the user's own container.
-		ChannelHandlers: map[string]gssh.ChannelHandler{"session": s.sessionChannel},
+		// Local forwards connect inside the user's own container only;
+		// other channel types are refused.
+		ChannelHandlers: map[string]gssh.ChannelHandler{
+			"session":      s.sessionChannel,
+			"direct-tcpip": s.directTCPIP,
+		},
 	}
 	return s, nil
 }
@@ -128,5 +137,48 @@ func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
 		<-ctx.Done()
 		t.Stop()
 	}()
+	if s.opts.KeepaliveInterval > 0 {
+		go s.keepalive(ctx, conn)
+	}
 	return conn
+}
+
+// keepalive sends keepalive@openssh.com requests once the handshake is
+// done and closes the connection when KeepaliveCount in a row go
+// unanswered. Any reply counts: OpenSSH answers it with a failure.
+func (s *Server) keepalive(ctx gssh.Context, conn net.Conn) {
+	tick := time.NewTicker(s.opts.KeepaliveInterval)
+	defer tick.Stop()
+	missed := 0
+	replied := make(chan struct{}, 1)
+	pending := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-replied:
+			pending, missed = false, 0
+			continue
+		case <-tick.C:
+		}
+		sc, _ := ctx.Value(gssh.ContextKeyConn).(*gossh.ServerConn)
+		if sc == nil {
+			continue // still in the handshake
+		}
+		if pending {
+			missed++
+			if missed >= s.opts.KeepaliveCount {
+				s.log.Info("client stopped answering keepalives", "remote", conn.RemoteAddr().String(), "user", sc.User())
+				conn.Close()
+				return
+			}
+			continue
+		}
+		pending = true
+		go func() {
+			if _, _, err := sc.SendRequest("keepalive@openssh.com", true, nil); err == nil {
+				replied <- struct{}{}
+			}
+		}()
+	}
 }

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"fmt"
+	"net"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
 )
@@ -21,6 +22,15 @@ func (l *Lease) Exec(ctx context.Context, spec runtime.ExecSpec) (runtime.Proces
 		spec.Dir = "/workspace"
 	}
 	return l.m.rt.Exec(ctx, id, spec)
+}
+
+// Dial connects to address inside the lease's container network namespace.
+func (l *Lease) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	id := l.ContainerID()
+	if id == "" {
+		return nil, runtime.ErrNotRunning
+	}
+	return l.m.rt.Dial(ctx, id, network, address)
 }
 
 // Shell is the user's login shell inside the container.

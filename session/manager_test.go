@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -66,6 +67,10 @@ func (r *memRuntime) List(context.Context, map[string]string) ([]runtime.Contain
 		out = append(out, runtime.Container{ID: id, Name: s.Name, Labels: s.Labels, Running: true})
 	}
 	return out, nil
+}
+
+func (r *memRuntime) Dial(context.Context, string, string, string) (net.Conn, error) {
+	return nil, runtime.ErrNotRunning
 }
 
 func (r *memRuntime) ImageID(context.Context, string) (string, error) { return "sha256:img", nil }

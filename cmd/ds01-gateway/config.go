@@ -21,18 +21,20 @@ import (
 // Config is the gateway's configuration file (YAML). Every key is
 // optional; defaults are in defaultConfig.
 type Config struct {
-	Listen           string   `yaml:"listen"`
-	DataDir          string   `yaml:"data_dir"`
-	WorkspaceRoot    string   `yaml:"workspace_root"`
-	BaseImage        string   `yaml:"base_image"`
-	RetireAfter      Duration `yaml:"retire_after"`
-	CommandLogin     string   `yaml:"command_login"`
-	HandshakeTimeout Duration `yaml:"handshake_timeout"`
-	MaxAuthTries     int      `yaml:"max_auth_tries"`
-	Ciphers          []string `yaml:"ciphers"`
-	LogLevel         string   `yaml:"log_level"`
-	NetworkPool      string   `yaml:"network_pool"`
-	Limits           Limits   `yaml:"limits"`
+	Listen            string   `yaml:"listen"`
+	DataDir           string   `yaml:"data_dir"`
+	WorkspaceRoot     string   `yaml:"workspace_root"`
+	BaseImage         string   `yaml:"base_image"`
+	RetireAfter       Duration `yaml:"retire_after"`
+	CommandLogin      string   `yaml:"command_login"`
+	HandshakeTimeout  Duration `yaml:"handshake_timeout"`
+	MaxAuthTries      int      `yaml:"max_auth_tries"`
+	KeepaliveInterval Duration `yaml:"keepalive_interval"`
+	KeepaliveCount    int      `yaml:"keepalive_count"`
+	Ciphers           []string `yaml:"ciphers"`
+	LogLevel          string   `yaml:"log_level"`
+	NetworkPool       string   `yaml:"network_pool"`
+	Limits            Limits   `yaml:"limits"`
 }
 
 // Limits apply to every project container.
@@ -71,16 +73,18 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 // them.
 func defaultConfig() Config {
 	return Config{
-		Listen:           "127.0.0.1:2222",
-		DataDir:          "./.ds01",
-		WorkspaceRoot:    "{home}/workspace",
-		BaseImage:        "ds01-base:bookworm",
-		RetireAfter:      Duration{10 * time.Second},
-		CommandLogin:     "ds01",
-		HandshakeTimeout: Duration{30 * time.Second},
-		MaxAuthTries:     6,
-		LogLevel:         "info",
-		NetworkPool:      "10.201.0.0/16",
+		Listen:            "127.0.0.1:2222",
+		DataDir:           "./.ds01",
+		WorkspaceRoot:     "{home}/workspace",
+		BaseImage:         "ds01-base:bookworm",
+		RetireAfter:       Duration{10 * time.Second},
+		CommandLogin:      "ds01",
+		HandshakeTimeout:  Duration{30 * time.Second},
+		MaxAuthTries:      6,
+		KeepaliveInterval: Duration{15 * time.Second},
+		KeepaliveCount:    3,
+		LogLevel:          "info",
+		NetworkPool:       "10.201.0.0/16",
 		Limits: Limits{
 			Memory:    32 << 30,
 			CPUs:      32,
@@ -198,6 +202,12 @@ func (c *Config) Validate() error {
 	}
 	if c.HandshakeTimeout.Duration <= 0 {
 		return errors.New("handshake_timeout: must be positive")
+	}
+	if c.KeepaliveInterval.Duration < 0 {
+		return errors.New("keepalive_interval: must not be negative (0 turns keepalives off)")
+	}
+	if c.KeepaliveCount < 1 {
+		return errors.New("keepalive_count: must be at least 1")
 	}
 	if c.MaxAuthTries < 1 {
 		return errors.New("max_auth_tries: must be at least 1")

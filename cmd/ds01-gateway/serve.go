@@ -91,12 +91,14 @@ func serve(args []string) error {
 	srv, err := gateway.New(gateway.Options{
 		// Through /proc, so a user who cannot reach the binary's path can
 		// still run it as the transfer child.
-		Self:             "/proc/self/exe",
-		HostSigners:      signers,
-		CommandLogin:     cfg.CommandLogin,
-		HandshakeTimeout: cfg.HandshakeTimeout.Duration,
-		MaxAuthTries:     cfg.MaxAuthTries,
-		Ciphers:          cfg.Ciphers,
+		Self:              "/proc/self/exe",
+		HostSigners:       signers,
+		CommandLogin:      cfg.CommandLogin,
+		HandshakeTimeout:  cfg.HandshakeTimeout.Duration,
+		MaxAuthTries:      cfg.MaxAuthTries,
+		KeepaliveInterval: cfg.KeepaliveInterval.Duration,
+		KeepaliveCount:    cfg.KeepaliveCount,
+		Ciphers:           cfg.Ciphers,
 	}, st, mgr, log)
 	if err != nil {
 		return err

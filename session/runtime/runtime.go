@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"syscall"
 	"time"
 )
@@ -28,6 +29,9 @@ type Runtime interface {
 	// List returns every container carrying the given label key=value pairs,
 	// running or not.
 	List(ctx context.Context, labels map[string]string) ([]Container, error)
+	// Dial connects to address as seen from inside the container: its own
+	// loopback, its own network.
+	Dial(ctx context.Context, containerID, network, address string) (net.Conn, error)
 }
 
 // Builder builds and looks up images.

@@ -1,0 +1,117 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+
+	gssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// directTCPIP is RFC 4254 section 7.2's "direct-tcpip" payload: what
+// `ssh -L`, `ssh -D` (SOCKS) and `ssh -W` open.
+type directTCPIP struct {
+	DestAddr   string
+	DestPort   uint32
+	OriginAddr string
+	OriginPort uint32
+}
+
+// errForwardRefused is the user's explanation of a refused forward.
+const errForwardRefused = "ds01: forwarding goes only to 127.0.0.1, localhost, ::1 or the project's name, inside your container"
+
+// forwardTarget maps a client's destination to an address inside the
+// user's container, or refuses it. The loopback names mean the container's
+// loopback (VS Code hard-codes 127.0.0.1); everything else, the gateway
+// host, other containers, other networks, is refused by default.
+func forwardTarget(host string, port uint32, project string) (string, bool) {
+	if port == 0 || port > 65535 {
+		return "", false
+	}
+	p := strconv.Itoa(int(port))
+	switch host {
+	case "127.0.0.1", "localhost", project:
+		return net.JoinHostPort("127.0.0.1", p), true
+	case "::1":
+		return net.JoinHostPort("::1", p), true
+	}
+	return "", false
+}
+
+// directTCPIP serves a local forward by connecting inside the project's
+// container, launching or joining it as a shell would.
+func (s *Server) directTCPIP(_ *gssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, gctx gssh.Context) {
+	var d directTCPIP
+	if err := gossh.Unmarshal(newChan.ExtraData(), &d); err != nil {
+		newChan.Reject(gossh.ConnectionFailed, "ds01: malformed forwarding request")
+		return
+	}
+	log := s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String(), "dest", net.JoinHostPort(d.DestAddr, strconv.Itoa(int(d.DestPort))))
+	u, err := s.identity(gctx, gctx)
+	if err != nil {
+		newChan.Reject(gossh.Prohibited, "ds01: access denied")
+		return
+	}
+	log = log.With("user", u.Name)
+	project, err := s.route(gctx.User())
+	if err != nil {
+		newChan.Reject(gossh.Prohibited, "ds01: "+err.Error())
+		return
+	}
+	addr, ok := forwardTarget(d.DestAddr, d.DestPort, project)
+	if !ok {
+		log.Warn("forward refused")
+		newChan.Reject(gossh.Prohibited, errForwardRefused)
+		return
+	}
+	ctx, cancel := context.WithCancel(gctx)
+	defer cancel()
+	lease, err := s.sessions.Attach(ctx, u, project, io.Discard)
+	if err != nil {
+		log.Error("forward: attach", "err", err)
+		newChan.Reject(gossh.ConnectionFailed, "ds01: "+userMessage(err))
+		return
+	}
+	defer lease.Release()
+	nc, err := lease.Dial(ctx, "tcp", addr)
+	if err != nil {
+		log.Info("forward: connect", "err", err)
+		newChan.Reject(gossh.ConnectionFailed, fmt.Sprintf("ds01: connect to %s in the container: connection refused", addr))
+		return
+	}
+	ch, reqs, err := newChan.Accept()
+	if err != nil {
+		nc.Close()
+		return
+	}
+	go gossh.DiscardRequests(reqs)
+	splice(ctx, ch, nc)
+}
+
+// splice copies both ways until both directions are done or ctx ends,
+// passing half-closes on.
+func splice(ctx context.Context, ch gossh.Channel, nc net.Conn) {
+	stop := context.AfterFunc(ctx, func() { ch.Close(); nc.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		io.Copy(nc, ch)
+		if tc, ok := nc.(interface{ CloseWrite() error }); ok {
+			tc.CloseWrite()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		io.Copy(ch, nc)
+		ch.CloseWrite()
+	}()
+	wg.Wait()
+	ch.Close()
+	nc.Close()
+}
