@@ -59,11 +59,21 @@ func (sc *sessionChan) serveFiles(ctx context.Context, log *slog.Logger, u store
 		sc.fail(userMessage(err), 1)
 		return
 	}
+	fm, err := sc.s.sessions.FileMounts(u, ws)
+	if err != nil {
+		log.Error("transfer mounts", "err", err)
+		sc.fail(userMessage(err), 1)
+		return
+	}
+	mounts := make([]transfer.Mount, len(fm))
+	for i, m := range fm {
+		mounts[i] = transfer.Mount{Path: m.Target, Dir: m.Source}
+	}
 	start := time.Now()
 	code, st, err := transfer.Spawn(ctx, transfer.Spec{
 		Self:   sc.s.opts.Self,
 		Mode:   mode,
-		Mounts: []transfer.Mount{{Path: "/workspace", Dir: ws}},
+		Mounts: mounts,
 		UID:    u.UID,
 		GID:    u.GID,
 		Args:   args,

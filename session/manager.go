@@ -41,6 +41,8 @@ type Config struct {
 	Instance string
 	// RunDir holds each container's run directory (see rundir.go).
 	RunDir string
+	// UserDir holds what persists of users' homes (see userdir.go).
+	UserDir string
 }
 
 // retireRetry is the wait before retrying a retire the engine refused.
@@ -170,6 +172,10 @@ func (m *Manager) launchLocked(ctx context.Context, e *entry, imageID string, no
 	u := e.user
 	ref := image.Ref(u.UID, e.project)
 	name := containerName(u.Name, e.project)
+	home, err := m.userMounts(u)
+	if err != nil {
+		return fmt.Errorf("launch container: %w", err)
+	}
 	run, err := m.prepareRunDir(ctx, name, u, imageID)
 	if err != nil {
 		return fmt.Errorf("launch container: %w", err)
@@ -189,7 +195,7 @@ func (m *Manager) launchLocked(ctx context.Context, e *entry, imageID string, no
 		User:     fmt.Sprintf("%d:%d", u.UID, u.GID),
 		Env:      []string{"HOME=" + run.home, "USER=" + u.Name, "LOGNAME=" + u.Name, "SHELL=" + run.shell},
 		Workdir:  "/workspace",
-		Mounts:   append([]runtime.Mount{{Source: e.workspace, Target: "/workspace"}}, run.mounts...),
+		Mounts:   append(append([]runtime.Mount{{Source: e.workspace, Target: "/workspace"}}, run.mounts...), home...),
 		Network:  userNetwork(u),
 		NetworkLabels: map[string]string{
 			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: m.cfg.Instance,

@@ -77,6 +77,7 @@ func serve(args []string) error {
 		RetireAfter:   cfg.RetireAfter.Duration,
 		Instance:      instance,
 		RunDir:        filepath.Join(dataDir, "run"),
+		UserDir:       filepath.Join(dataDir, "users"),
 		Limits: runtime.Limits{
 			Memory:    int64(cfg.Limits.Memory),
 			NanoCPUs:  cfg.Limits.nanoCPUs(),
