@@ -29,6 +29,7 @@ var errChannelClosed = errors.New("channel closed by client")
 type sessionChan struct {
 	s    *Server
 	ch   gossh.Channel
+	conn *gossh.ServerConn
 	gctx gssh.Context
 	log  *slog.Logger
 
@@ -37,6 +38,7 @@ type sessionChan struct {
 	pty     *ptyRequest
 	win     window
 	started bool
+	agent   bool // the client asked for agent forwarding
 	proc    runtime.Process
 	sigs    []string // signals that arrived before the process started
 	resize  chan struct{}
@@ -49,7 +51,7 @@ func (s *Server) sessionChannel(_ *gssh.Server, conn *gossh.ServerConn, newChan 
 	}
 	ctx, cancel := context.WithCancelCause(gctx)
 	sc := &sessionChan{
-		s: s, ch: ch, gctx: gctx, resize: make(chan struct{}, 1),
+		s: s, ch: ch, conn: conn, gctx: gctx, resize: make(chan struct{}, 1),
 		log: s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String()),
 	}
 	for req := range reqs {
@@ -104,6 +106,10 @@ func (sc *sessionChan) handle(ctx context.Context, req *gossh.Request) {
 		}
 		sc.started, ok = true, true
 		go sc.run(ctx, request{subsystem: sub.Name})
+	case "auth-agent-req@openssh.com":
+		if !sc.started {
+			sc.agent, ok = true, true
+		}
 	case "signal":
 		var sig struct{ Signal string }
 		if gossh.Unmarshal(req.Payload, &sig) == nil {
@@ -173,6 +179,15 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 
 	sc.mu.Lock()
 	spec := runtime.ExecSpec{Env: append([]string{"SSH_CONNECTION=" + sshConnection(sc.gctx)}, sc.env...)}
+	if sc.agent {
+		sock, closeAgent, err := agentSocket(ctx, sc.conn, lease)
+		if err != nil {
+			log.Error("agent forwarding", "err", err)
+		} else {
+			defer closeAgent()
+			spec.Env = append(spec.Env, "SSH_AUTH_SOCK="+sock)
+		}
+	}
 	if sc.pty != nil {
 		spec.Tty, spec.Rows, spec.Cols = true, sc.win.Rows, sc.win.Cols
 		spec.Env = append(spec.Env, "TERM="+sc.pty.Term)

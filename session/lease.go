@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
 )
 
 // Exec starts a process in the lease's container as the lease's user, in
@@ -31,6 +33,26 @@ func (l *Lease) Dial(ctx context.Context, network, address string) (net.Conn, er
 		return nil, runtime.ErrNotRunning
 	}
 	return l.m.rt.Dial(ctx, id, network, address)
+}
+
+// SocketDir is a directory for sockets the user's processes in the
+// container may connect to, as the host and the container name it. It is
+// mounted read-only into this container alone.
+func (l *Lease) SocketDir() (host, container string, ok bool) {
+	l.e.mu.Lock()
+	name := l.e.name
+	l.e.mu.Unlock()
+	if name == "" {
+		return "", "", false
+	}
+	return filepath.Join(l.m.cfg.RunDir, name, "io"), runtime.IOMountPoint, true
+}
+
+// User is the lease's user.
+func (l *Lease) User() store.User {
+	l.e.mu.Lock()
+	defer l.e.mu.Unlock()
+	return l.e.user
 }
 
 // Shell is the user's login shell inside the container.

@@ -35,7 +35,7 @@ type Docker struct {
 // records the host side, so containers adopted after a restart keep the
 // fast path.
 const (
-	ioMountPoint = "/run/ds01"
+	ioMountPoint = runtime.IOMountPoint
 	labelIODir   = "ds01.io"
 )
 

@@ -12,6 +12,9 @@ import (
 	"time"
 )
 
+// IOMountPoint is where a container sees its ContainerSpec.IODir.
+const IOMountPoint = "/run/ds01"
+
 // ErrNotRunning is returned when an operation needs a running container and
 // the container has stopped or disappeared underneath us.
 var ErrNotRunning = errors.New("container is not running")
@@ -62,9 +65,10 @@ type ContainerSpec struct {
 	// NetworkLabels are put on Network if Launch has to create it.
 	NetworkLabels map[string]string
 	Limits        Limits
-	// IODir is a host directory the runtime may mount into the container
-	// to pass processes' standard streams through FIFOs, bypassing the
-	// engine's own stream relay, which is the bottleneck for bulk data.
+	// IODir is a host directory mounted read-only at IOMountPoint in the
+	// container: the runtime passes processes' standard streams through
+	// FIFOs in it, bypassing the engine's own stream relay (the bottleneck
+	// for bulk data), and the gateway puts forwarded agent sockets there.
 	IODir string
 }
 

@@ -1,0 +1,63 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/ds01/ds01-gateway/session"
+)
+
+// agentSocket serves `ssh -A`: a unix socket in the container's socket
+// directory, owned by the user and 0600, mounted into this container only.
+// Each connection to it opens an auth-agent@openssh.com channel back to
+// this client, so git inside the container signs with the key on the
+// user's laptop. The socket goes when the session ends. It returns the
+// socket's path inside the container.
+func agentSocket(ctx context.Context, conn *gossh.ServerConn, lease *session.Lease) (string, func(), error) {
+	hostDir, inside, ok := lease.SocketDir()
+	if !ok {
+		return "", nil, fmt.Errorf("agent: container has no socket directory")
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	name := "agent-" + hex.EncodeToString(b[:]) + ".sock"
+	path := filepath.Join(hostDir, name)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return "", nil, fmt.Errorf("agent: %w", err)
+	}
+	u := lease.User()
+	if err := os.Chmod(path, 0o600); err == nil {
+		err = os.Lchown(path, u.UID, u.GID)
+	}
+	if err != nil {
+		ln.Close()
+		return "", nil, fmt.Errorf("agent: %w", err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				ch, reqs, err := conn.OpenChannel("auth-agent@openssh.com", nil)
+				if err != nil {
+					c.Close()
+					return
+				}
+				go gossh.DiscardRequests(reqs)
+				splice(ctx, ch, c)
+			}()
+		}
+	}()
+	// Closing a unix listener removes its socket file.
+	return filepath.Join(inside, name), func() { ln.Close() }, nil
+}
