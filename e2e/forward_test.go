@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -190,3 +191,20 @@ type bufConn struct {
 }
 
 func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// `ssh -L /local.sock:/path/in/container.sock` reaches a unix socket
+// inside the container.
+func TestUnixSocketForward(t *testing.T) {
+	g := startGateway(t, gwOpts{})
+	u := g.addUser(t, "uri", 20191, 20191)
+	const proj = "usock"
+	srv := g.startSSH(t, u, proj, `echo up; while true; do echo via-unix-socket | nc -lU -q0 /tmp/app.sock; rm -f /tmp/app.sock; done`)
+	srv.waitOutput(t, "up", timeoutLong)
+	local := filepath.Join(t.TempDir(), "app.sock")
+	b := g.startSSH(t, u, proj, "-N", "-o", "ExitOnForwardFailure=yes", "-L", local+":/tmp/app.sock")
+	defer b.stop()
+	got := readFrom(t, func() (net.Conn, error) { return net.Dial("unix", local) })
+	if !strings.Contains(got, "via-unix-socket") {
+		t.Errorf("unix socket forward: read %q", got)
+	}
+}

@@ -6,10 +6,13 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 
 	gssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
 )
 
 // directTCPIP is RFC 4254 section 7.2's "direct-tcpip" payload: what
@@ -114,4 +117,66 @@ func splice(ctx context.Context, ch gossh.Channel, nc net.Conn) {
 	wg.Wait()
 	ch.Close()
 	nc.Close()
+}
+
+// directStreamlocal is OpenSSH's direct-streamlocal@openssh.com payload:
+// `ssh -L /local.sock:/path/in/container.sock`.
+type directStreamlocal struct {
+	SocketPath string
+	Reserved0  string
+	Reserved1  uint32
+}
+
+// directStreamlocal connects to a unix socket inside the project's
+// container. The path is resolved by a relay running in the container as
+// the user (netcat's -U), never by the gateway on the host: a path or a
+// symlink the user controls must not lead the gateway, root, to a host
+// socket such as Docker's.
+func (s *Server) directStreamlocal(_ *gssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, gctx gssh.Context) {
+	var d directStreamlocal
+	if err := gossh.Unmarshal(newChan.ExtraData(), &d); err != nil || d.SocketPath == "" || strings.ContainsRune(d.SocketPath, 0) {
+		newChan.Reject(gossh.ConnectionFailed, "ds01: malformed forwarding request")
+		return
+	}
+	log := s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String(), "socket", d.SocketPath)
+	u, err := s.identity(gctx, gctx)
+	if err != nil {
+		newChan.Reject(gossh.Prohibited, "ds01: access denied")
+		return
+	}
+	project, err := s.route(gctx.User())
+	if err != nil {
+		newChan.Reject(gossh.Prohibited, "ds01: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithCancel(gctx)
+	defer cancel()
+	lease, err := s.sessions.Attach(ctx, u, project, io.Discard)
+	if err != nil {
+		log.Error("forward: attach", "err", err)
+		newChan.Reject(gossh.ConnectionFailed, "ds01: "+userMessage(err))
+		return
+	}
+	defer lease.Release()
+	proc, err := lease.Exec(ctx, runtime.ExecSpec{Cmd: []string{"nc", "-U", d.SocketPath}})
+	if err != nil {
+		log.Error("forward: relay", "err", err)
+		newChan.Reject(gossh.ConnectionFailed, "ds01: cannot reach the socket in the container")
+		return
+	}
+	defer proc.Close()
+	ch, reqs, err := newChan.Accept()
+	if err != nil {
+		return
+	}
+	go gossh.DiscardRequests(reqs)
+	stop := context.AfterFunc(ctx, func() { ch.Close(); proc.Close() })
+	defer stop()
+	go func() {
+		io.Copy(proc.Stdin(), ch)
+		proc.Stdin().Close()
+	}()
+	proc.Stream(ch, io.Discard)
+	ch.CloseWrite()
+	ch.Close()
 }

@@ -91,8 +91,9 @@ func New(opts Options, users Users, sessions *session.Manager, log *slog.Logger)
 		// Local forwards connect inside the user's own container only;
 		// other channel types are refused.
 		ChannelHandlers: map[string]gssh.ChannelHandler{
-			"session":      s.sessionChannel,
-			"direct-tcpip": s.directTCPIP,
+			"session":                        s.sessionChannel,
+			"direct-tcpip":                   s.directTCPIP,
+			"direct-streamlocal@openssh.com": s.directStreamlocal,
 		},
 	}
 	return s, nil
