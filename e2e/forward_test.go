@@ -208,3 +208,52 @@ func TestUnixSocketForward(t *testing.T) {
 		t.Errorf("unix socket forward: read %q", got)
 	}
 }
+
+// `ssh -R` listens inside the user's container, never on the gateway
+// host, and goes away when the client disconnects.
+func TestRemoteForwardInsideContainer(t *testing.T) {
+	g := startGateway(t, gwOpts{RetireAfter: "20s"})
+	u := g.addUser(t, "rex", 20201, 20201)
+	const proj = "rfwd"
+	laptop, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer laptop.Close()
+	go func() {
+		for {
+			c, err := laptop.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "from-laptop\n")
+			c.Close()
+		}
+	}()
+	lport := laptop.Addr().(*net.TCPAddr).Port
+	const rport = 9001
+	b := g.startSSH(t, u, proj, "-N", "-o", "ExitOnForwardFailure=yes", "-R", fmt.Sprintf("%d:127.0.0.1:%d", rport, lport))
+	deadline := time.Now().Add(timeoutLong)
+	for {
+		out := g.ssh(t, u, proj, fmt.Sprintf("nc -q1 127.0.0.1 %d </dev/null", rport)).stdout
+		if strings.Contains(out, "from-laptop") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the -R port never answered inside the container: %q", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", rport), time.Second); err == nil {
+		c.Close()
+		t.Error("the -R port is open on the gateway host")
+	}
+	b.stop()
+	deadline = time.Now().Add(10 * time.Second)
+	for g.ssh(t, u, proj, fmt.Sprintf("nc -z -w1 127.0.0.1 %d", rport)).code == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the -R port outlived its connection")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

@@ -90,6 +90,11 @@ func New(opts Options, users Users, sessions *session.Manager, log *slog.Logger)
 		},
 		// Local forwards connect inside the user's own container only;
 		// other channel types are refused.
+		// Remote forwards listen inside the user's container.
+		RequestHandlers: map[string]gssh.RequestHandler{
+			"tcpip-forward":        s.tcpipForward,
+			"cancel-tcpip-forward": s.cancelTCPIPForward,
+		},
 		ChannelHandlers: map[string]gssh.ChannelHandler{
 			"session":                        s.sessionChannel,
 			"direct-tcpip":                   s.directTCPIP,

@@ -35,6 +35,15 @@ func (l *Lease) Dial(ctx context.Context, network, address string) (net.Conn, er
 	return l.m.rt.Dial(ctx, id, network, address)
 }
 
+// Listen listens on address inside the lease's container network namespace.
+func (l *Lease) Listen(ctx context.Context, network, address string) (net.Listener, error) {
+	id := l.ContainerID()
+	if id == "" {
+		return nil, runtime.ErrNotRunning
+	}
+	return l.m.rt.Listen(ctx, id, network, address)
+}
+
 // SocketDir is a directory for sockets the user's processes in the
 // container may connect to, as the host and the container name it. It is
 // mounted read-only into this container alone.

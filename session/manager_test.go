@@ -73,6 +73,10 @@ func (r *memRuntime) Dial(context.Context, string, string, string) (net.Conn, er
 	return nil, runtime.ErrNotRunning
 }
 
+func (r *memRuntime) Listen(context.Context, string, string, string) (net.Listener, error) {
+	return nil, runtime.ErrNotRunning
+}
+
 func (r *memRuntime) ImageID(context.Context, string) (string, error) { return "sha256:img", nil }
 func (r *memRuntime) Build(context.Context, string, io.Reader, map[string]string, io.Writer) (string, error) {
 	return "sha256:img", nil

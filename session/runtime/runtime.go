@@ -35,6 +35,8 @@ type Runtime interface {
 	// Dial connects to address as seen from inside the container: its own
 	// loopback, its own network.
 	Dial(ctx context.Context, containerID, network, address string) (net.Conn, error)
+	// Listen listens on address inside the container's network.
+	Listen(ctx context.Context, containerID, network, address string) (net.Listener, error)
 }
 
 // Builder builds and looks up images.
