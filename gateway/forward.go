@@ -27,11 +27,12 @@ type directTCPIP struct {
 // errForwardRefused is the user's explanation of a refused forward.
 const errForwardRefused = "ds01: forwarding goes only to 127.0.0.1, localhost, ::1 or the project's name, inside your container"
 
-// forwardTarget maps a client's destination to an address inside the
-// user's container, or refuses it. The loopback names mean the container's
-// loopback (VS Code hard-codes 127.0.0.1); everything else, the gateway
-// host, other containers, other networks, is refused by default.
-func forwardTarget(host string, port uint32, project string) (string, bool) {
+// forwardTarget maps a client's destination to an address dialled from
+// inside the user's container, or refuses it. The loopback names mean the
+// container's loopback (VS Code hard-codes 127.0.0.1); everything else,
+// the gateway host, other containers, other networks, is refused unless
+// the admin allowed it ("host" for any port, "host:port" for one).
+func forwardTarget(host string, port uint32, project string, allow []string) (string, bool) {
 	if port == 0 || port > 65535 {
 		return "", false
 	}
@@ -41,6 +42,11 @@ func forwardTarget(host string, port uint32, project string) (string, bool) {
 		return net.JoinHostPort("127.0.0.1", p), true
 	case "::1":
 		return net.JoinHostPort("::1", p), true
+	}
+	for _, a := range allow {
+		if a == host || a == net.JoinHostPort(host, p) {
+			return net.JoinHostPort(host, p), true
+		}
 	}
 	return "", false
 }
@@ -65,7 +71,7 @@ func (s *Server) directTCPIP(_ *gssh.Server, conn *gossh.ServerConn, newChan gos
 		newChan.Reject(gossh.Prohibited, "ds01: "+err.Error())
 		return
 	}
-	addr, ok := forwardTarget(d.DestAddr, d.DestPort, project)
+	addr, ok := forwardTarget(d.DestAddr, d.DestPort, project, s.opts.ForwardAllow)
 	if !ok {
 		log.Warn("forward refused")
 		newChan.Reject(gossh.Prohibited, errForwardRefused)

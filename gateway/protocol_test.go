@@ -76,3 +76,29 @@ func TestCRLFWriter(t *testing.T) {
 		t.Errorf("got %q, %d, %v", b.String(), n, err)
 	}
 }
+
+func TestForwardTarget(t *testing.T) {
+	allow := []string{"licenses.example.org:27000", "10.1.2.3"}
+	for _, tc := range []struct {
+		host string
+		port uint32
+		want string
+	}{
+		{"127.0.0.1", 8888, "127.0.0.1:8888"},
+		{"localhost", 8888, "127.0.0.1:8888"},
+		{"proj", 6006, "127.0.0.1:6006"},
+		{"::1", 22, "[::1]:22"},
+		{"licenses.example.org", 27000, "licenses.example.org:27000"},
+		{"10.1.2.3", 443, "10.1.2.3:443"},
+		{"licenses.example.org", 27001, ""},
+		{"172.17.0.1", 22, ""},
+		{"10.0.0.1", 80, ""},
+		{"127.0.0.1", 0, ""},
+		{"other-proj", 80, ""},
+	} {
+		got, ok := forwardTarget(tc.host, tc.port, "proj", allow)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("forwardTarget(%s, %d) = %q %v, want %q", tc.host, tc.port, got, ok, tc.want)
+		}
+	}
+}

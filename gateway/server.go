@@ -44,6 +44,9 @@ type Options struct {
 	// A zero interval turns keepalives off.
 	KeepaliveInterval time.Duration
 	KeepaliveCount    int
+	// ForwardAllow lists extra destinations local forwards may reach,
+	// dialled from inside the user's container: "host" or "host:port".
+	ForwardAllow []string
 }
 
 // Users finds the account a public key belongs to.

@@ -31,6 +31,7 @@ type Config struct {
 	MaxAuthTries      int      `yaml:"max_auth_tries"`
 	KeepaliveInterval Duration `yaml:"keepalive_interval"`
 	KeepaliveCount    int      `yaml:"keepalive_count"`
+	ForwardAllow      []string `yaml:"forward_allow"`
 	Ciphers           []string `yaml:"ciphers"`
 	LogLevel          string   `yaml:"log_level"`
 	NetworkPool       string   `yaml:"network_pool"`
@@ -211,6 +212,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAuthTries < 1 {
 		return errors.New("max_auth_tries: must be at least 1")
+	}
+	for i, a := range c.ForwardAllow {
+		if a == "" || strings.ContainsAny(a, " /") {
+			return fmt.Errorf("forward_allow[%d]: want host or host:port, got %q", i, a)
+		}
 	}
 	for i, name := range c.Ciphers {
 		if !knownCiphers[name] {

@@ -99,6 +99,7 @@ func serve(args []string) error {
 		MaxAuthTries:      cfg.MaxAuthTries,
 		KeepaliveInterval: cfg.KeepaliveInterval.Duration,
 		KeepaliveCount:    cfg.KeepaliveCount,
+		ForwardAllow:      cfg.ForwardAllow,
 		Ciphers:           cfg.Ciphers,
 	}, st, mgr, log)
 	if err != nil {
