@@ -98,6 +98,30 @@ func TestContainerDefaults(t *testing.T) {
 		}
 	})
 
+	t.Run("exec_hangup", func(t *testing.T) {
+		// A non-terminal session's process is hung up when its client goes
+		// away; what it started in the background stays (VS Code's server).
+		b := g.startSSH(t, u, proj, "nohup sleep 4545 >/dev/null 2>&1 & exec sleep 4444")
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(g.mustSSH(t, u, proj, "ps -eo args"), "sleep 4444") {
+			if time.Now().After(deadline) {
+				t.Fatal("the exec's sleep never started")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		b.stop()
+		deadline = time.Now().Add(10 * time.Second)
+		for strings.Contains(g.mustSSH(t, u, proj, "ps -eo args"), "sleep 4444") {
+			if time.Now().After(deadline) {
+				t.Fatal("sleep 4444 still runs 10 s after its client went away")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if !strings.Contains(g.mustSSH(t, u, proj, "ps -eo args"), "sleep 4545") {
+			t.Error("the background process did not survive its session")
+		}
+	})
+
 	t.Run("background_child", func(t *testing.T) {
 		// A child that keeps stdout open must not keep `ssh` waiting.
 		start := time.Now()

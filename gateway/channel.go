@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	gssh "github.com/gliderlabs/ssh"
@@ -220,13 +221,20 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 			proc.Stdin().Close()
 		}
 	}()
-	// When the client goes away first: hang up a terminal session like
-	// sshd does, and drop our end of the streams.
+	// When the client goes away first: hang up a terminal session's
+	// process group like sshd does; without a terminal, hang up the
+	// session's own process only, so what it started in the background
+	// (VS Code's server) lives on as under sshd. Then drop our end of the
+	// streams.
 	stop := context.AfterFunc(ctx, func() {
+		var err error
 		if spec.Tty {
-			if err := proc.Hangup(); err != nil {
-				log.Warn("hangup", "err", err)
-			}
+			err = proc.Hangup()
+		} else {
+			err = proc.Signal(syscall.SIGHUP)
+		}
+		if err != nil {
+			log.Warn("hangup", "err", err)
 		}
 		proc.Close()
 	})

@@ -172,6 +172,9 @@ func (p *execRef) running() bool {
 }
 
 func (p *execRef) Signal(sig syscall.Signal) error {
+	if !p.running() {
+		return nil // never signal a PID that may have been reused
+	}
 	pid, err := p.hostPID()
 	if err != nil {
 		return err
