@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -12,7 +13,9 @@ import (
 	gssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
 )
 
 // directTCPIP is RFC 4254 section 7.2's "direct-tcpip" payload: what
@@ -51,6 +54,34 @@ func forwardTarget(host string, port uint32, project string, allow []string) (st
 	return "", false
 }
 
+// forwardOwner resolves who asks for a forward and which project it is
+// for; it rejects the channel and returns false when either fails.
+func (s *Server) forwardOwner(gctx gssh.Context, newChan gossh.NewChannel) (store.User, string, bool) {
+	u, err := s.identity(gctx, gctx)
+	if err != nil {
+		newChan.Reject(gossh.Prohibited, "ds01: access denied")
+		return store.User{}, "", false
+	}
+	project, err := s.route(gctx.User())
+	if err != nil {
+		newChan.Reject(gossh.Prohibited, "ds01: "+err.Error())
+		return store.User{}, "", false
+	}
+	return u, project, true
+}
+
+// forwardLease launches or joins the project's container for a forward,
+// as a shell would; it rejects the channel and returns nil on failure.
+func (s *Server) forwardLease(ctx context.Context, log *slog.Logger, newChan gossh.NewChannel, u store.User, project string) *session.Lease {
+	lease, err := s.sessions.Attach(ctx, u, project, io.Discard)
+	if err != nil {
+		log.Error("forward: attach", "err", err)
+		newChan.Reject(gossh.ConnectionFailed, "ds01: "+userMessage(err))
+		return nil
+	}
+	return lease
+}
+
 // directTCPIP serves a local forward by connecting inside the project's
 // container, launching or joining it as a shell would.
 func (s *Server) directTCPIP(_ *gssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, gctx gssh.Context) {
@@ -60,17 +91,11 @@ func (s *Server) directTCPIP(_ *gssh.Server, conn *gossh.ServerConn, newChan gos
 		return
 	}
 	log := s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String(), "dest", net.JoinHostPort(d.DestAddr, strconv.Itoa(int(d.DestPort))))
-	u, err := s.identity(gctx, gctx)
-	if err != nil {
-		newChan.Reject(gossh.Prohibited, "ds01: access denied")
+	u, project, ok := s.forwardOwner(gctx, newChan)
+	if !ok {
 		return
 	}
 	log = log.With("user", u.Name)
-	project, err := s.route(gctx.User())
-	if err != nil {
-		newChan.Reject(gossh.Prohibited, "ds01: "+err.Error())
-		return
-	}
 	addr, ok := forwardTarget(d.DestAddr, d.DestPort, project, s.opts.ForwardAllow)
 	if !ok {
 		log.Warn("forward refused")
@@ -79,10 +104,8 @@ func (s *Server) directTCPIP(_ *gssh.Server, conn *gossh.ServerConn, newChan gos
 	}
 	ctx, cancel := context.WithCancel(gctx)
 	defer cancel()
-	lease, err := s.sessions.Attach(ctx, u, project, io.Discard)
-	if err != nil {
-		log.Error("forward: attach", "err", err)
-		newChan.Reject(gossh.ConnectionFailed, "ds01: "+userMessage(err))
+	lease := s.forwardLease(ctx, log, newChan, u, project)
+	if lease == nil {
 		return
 	}
 	defer lease.Release()
@@ -145,22 +168,14 @@ func (s *Server) directStreamlocal(_ *gssh.Server, conn *gossh.ServerConn, newCh
 		return
 	}
 	log := s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String(), "socket", d.SocketPath)
-	u, err := s.identity(gctx, gctx)
-	if err != nil {
-		newChan.Reject(gossh.Prohibited, "ds01: access denied")
-		return
-	}
-	project, err := s.route(gctx.User())
-	if err != nil {
-		newChan.Reject(gossh.Prohibited, "ds01: "+err.Error())
+	u, project, ok := s.forwardOwner(gctx, newChan)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithCancel(gctx)
 	defer cancel()
-	lease, err := s.sessions.Attach(ctx, u, project, io.Discard)
-	if err != nil {
-		log.Error("forward: attach", "err", err)
-		newChan.Reject(gossh.ConnectionFailed, "ds01: "+userMessage(err))
+	lease := s.forwardLease(ctx, log, newChan, u, project)
+	if lease == nil {
 		return
 	}
 	defer lease.Release()
