@@ -81,42 +81,18 @@ func TestContainerDefaults(t *testing.T) {
 		// A terminal session's process group is hung up when its channel
 		// closes, as under sshd: the sleep must not outlive the client.
 		b := g.startSSH(t, u, proj, "-tt", "sleep 4242")
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(g.mustSSH(t, u, proj, "ps -eo args"), "sleep 4242") {
-			if time.Now().After(deadline) {
-				t.Fatal("the pty session's sleep never started")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitProcess(t, g, u, proj, "sleep 4242", true, 30*time.Second)
 		b.stop()
-		deadline = time.Now().Add(10 * time.Second)
-		for strings.Contains(g.mustSSH(t, u, proj, "ps -eo args"), "sleep 4242") {
-			if time.Now().After(deadline) {
-				t.Fatal("sleep 4242 still runs 10 s after its pty session closed")
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		waitProcess(t, g, u, proj, "sleep 4242", false, 10*time.Second)
 	})
 
 	t.Run("exec_hangup", func(t *testing.T) {
 		// A non-terminal session's process is hung up when its client goes
 		// away; what it started in the background stays (VS Code's server).
 		b := g.startSSH(t, u, proj, "nohup sleep 4545 >/dev/null 2>&1 & exec sleep 4444")
-		deadline := time.Now().Add(30 * time.Second)
-		for !strings.Contains(g.mustSSH(t, u, proj, "ps -eo args"), "sleep 4444") {
-			if time.Now().After(deadline) {
-				t.Fatal("the exec's sleep never started")
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitProcess(t, g, u, proj, "sleep 4444", true, 30*time.Second)
 		b.stop()
-		deadline = time.Now().Add(10 * time.Second)
-		for strings.Contains(g.mustSSH(t, u, proj, "ps -eo args"), "sleep 4444") {
-			if time.Now().After(deadline) {
-				t.Fatal("sleep 4444 still runs 10 s after its client went away")
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		waitProcess(t, g, u, proj, "sleep 4444", false, 10*time.Second)
 		if !strings.Contains(g.mustSSH(t, u, proj, "ps -eo args"), "sleep 4545") {
 			t.Error("the background process did not survive its session")
 		}
@@ -164,6 +140,19 @@ func TestContainerDefaults(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitProcess waits until a process whose command line contains args is
+// (running) or is not (!running) in the user's container.
+func waitProcess(t *testing.T, g *gw, u *user, proj, args string, running bool, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for strings.Contains(g.mustSSH(t, u, proj, "ps -eo args"), args) != running {
+		if time.Now().After(deadline) {
+			t.Fatalf("%q: running should be %v, still is not after %s", args, running, timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // A client that connects and never authenticates is dropped after

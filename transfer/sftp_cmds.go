@@ -93,15 +93,8 @@ func truncate(n node, size int64) error {
 // rename moves old to new inside one mount. Plain SFTP rename must not
 // replace an existing target (sftp-server's behaviour); posix-rename does.
 func (h *sftpHandlers) rename(oldp, newp string, replace bool) error {
-	o, err := h.t.lookup(oldp)
+	o, n, err := h.pair("rename", oldp, newp)
 	if err != nil {
-		return err
-	}
-	n, err := h.t.lookup(newp)
-	if err != nil {
-		return err
-	}
-	if err := sameMount("rename", o, n); err != nil {
 		return err
 	}
 	if !replace {
@@ -167,15 +160,8 @@ func (h *sftpHandlers) symlink(target, linkp string) error {
 
 // link is hardlink@openssh.com, inside one mount.
 func (h *sftpHandlers) link(oldp, newp string) error {
-	o, err := h.t.lookup(oldp)
+	o, n, err := h.pair("link", oldp, newp)
 	if err != nil {
-		return err
-	}
-	n, err := h.t.lookup(newp)
-	if err != nil {
-		return err
-	}
-	if err := sameMount("link", o, n); err != nil {
 		return err
 	}
 	return o.root.Link(o.rel, n.rel)
@@ -209,4 +195,21 @@ func (h *sftpHandlers) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
 		Files: st.Files, Ffree: st.Ffree, Favail: st.Ffree,
 		Flag: uint64(st.Flags), Namemax: uint64(st.Namelen),
 	}, nil
+}
+
+// pair resolves the two paths of a rename or link, which must lie in one
+// mount: a move across mounts would be a copy between os.Roots.
+func (h *sftpHandlers) pair(op, oldp, newp string) (node, node, error) {
+	o, err := h.t.lookup(oldp)
+	if err != nil {
+		return node{}, node{}, err
+	}
+	n, err := h.t.lookup(newp)
+	if err != nil {
+		return node{}, node{}, err
+	}
+	if err := sameMount(op, o, n); err != nil {
+		return node{}, node{}, err
+	}
+	return o, n, nil
 }
