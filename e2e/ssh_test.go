@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -68,25 +67,9 @@ func (g *gw) sshIn(t *testing.T, u *user, login string, stdin io.Reader, args ..
 // login that builds the project image.
 func runSSH(t *testing.T, timeout time.Duration, stdin io.Reader, args ...string) sshResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if stdin != nil {
-		cmd.Stdin = stdin
-	}
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	r := sshResult{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("ssh %s: timed out after %s\n%s", strings.Join(args, " "), timeout, r)
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("ssh: %v", err)
+	r, err := execTool(timeout, "", stdin, "ssh", args...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return r
 }
