@@ -82,6 +82,10 @@ func removeUserArtifacts(t *testing.T, uid int) {
 			t.Logf("cleanup: docker rmi: %v: %s", err, out)
 		}
 	}
+	// Earlier builds of the user's images, untagged by later ones.
+	if old := fields(docker(t, "images", "-a", "-q", "--filter", fmt.Sprintf("label=ds01.uid=%d", uid))); len(old) > 0 {
+		exec.Command("docker", append([]string{"rmi", "-f"}, old...)...).Run()
+	}
 	// The user's network; absent if no container was ever launched.
 	exec.Command("docker", "network", "rm", fmt.Sprintf("ds01-u%d", uid)).Run()
 }

@@ -145,6 +145,10 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 		return
 	}
 	log := sc.log.With("user", u.Name)
+	if sc.gctx.User() == sc.s.opts.CommandLogin {
+		sc.runCommands(ctx, log, u, r)
+		return
+	}
 	project, err := sc.s.route(sc.gctx.User())
 	if err != nil {
 		log.Info("login refused", "err", err)
@@ -211,7 +215,11 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 	sc.sigs = nil
 	sc.mu.Unlock()
 	if spec.Tty {
-		go sc.resizer(ctx, proc)
+		go sc.followWindow(ctx, func(w window) {
+			if err := proc.Resize(ctx, w.Rows, w.Cols); err != nil {
+				sc.log.Debug("resize", "err", err)
+			}
+		})
 	}
 	go func() {
 		io.Copy(proc.Stdin(), sc.ch)
@@ -246,6 +254,14 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 	if ctx.Err() != nil {
 		return // nobody left to tell the exit status to
 	}
+	select {
+	case <-lease.Retired():
+		// container-retire took the container away: its processes had no
+		// say, so the user hears why rather than a bare SIGKILL.
+		sc.fail(fmt.Sprintf("container %s %s; connect again for a fresh one", project, lease.RetiredWhy()), 1)
+		return
+	default:
+	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	status, err := proc.Wait(wctx)
@@ -269,7 +285,8 @@ func sessionArgv(shell string, interactive bool, command string) []string {
 	return []string{shell, "-c", command}
 }
 
-func (sc *sessionChan) resizer(ctx context.Context, proc runtime.Process) {
+// followWindow applies the client's window size each time it changes.
+func (sc *sessionChan) followWindow(ctx context.Context, apply func(window)) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -279,9 +296,7 @@ func (sc *sessionChan) resizer(ctx context.Context, proc runtime.Process) {
 		sc.mu.Lock()
 		w := sc.win
 		sc.mu.Unlock()
-		if err := proc.Resize(ctx, w.Rows, w.Cols); err != nil {
-			sc.log.Debug("resize", "err", err)
-		}
+		apply(w)
 	}
 }
 

@@ -96,7 +96,13 @@ func (s *Server) tcpipForward(gctx gssh.Context, _ *gssh.Server, req *gossh.Requ
 	fw.mu.Unlock()
 	go func() {
 		defer lease.Release()
-		<-ctx.Done()
+		// The listener lives in the container's network namespace: it
+		// ends with the connection, or with the container.
+		select {
+		case <-ctx.Done():
+		case <-lease.Retired():
+			cancel()
+		}
 		ln.Close()
 	}()
 	go s.serveRemoteForward(ctx, conn, ln, f.BindAddr, port, lease)

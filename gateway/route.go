@@ -7,8 +7,10 @@ import (
 	"github.com/ds01/ds01-gateway/session"
 )
 
-// errCommandLogin marks the reserved login for built-in commands.
-var errCommandLogin = errors.New("built-in commands are not available yet")
+// errCommandLogin marks the reserved login for built-in commands: it has
+// no container, so nothing that needs one (forwarding, file transfer) can
+// go through it.
+var errCommandLogin = errors.New("runs built-in commands only; connect to PROJECT@host for a container")
 
 // route turns the SSH login name into the project it names. Validation
 // happens here, before anything is created for the name.

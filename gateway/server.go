@@ -17,6 +17,7 @@ import (
 	gssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/ds01/ds01-gateway/commands"
 	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/store"
 )
@@ -32,9 +33,12 @@ var DefaultCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"
 type Options struct {
 	// Self is the gateway's own binary, re-executed as the user to serve
 	// file transfers.
-	Self             string
-	HostSigners      []gossh.Signer
-	CommandLogin     string
+	Self         string
+	HostSigners  []gossh.Signer
+	CommandLogin string
+	// PublicName is the gateway's host name as users type it, for hints
+	// such as "ssh ds01@<name> container-retire p".
+	PublicName       string
 	HandshakeTimeout time.Duration
 	MaxAuthTries     int
 	Ciphers          []string
@@ -59,6 +63,7 @@ type Server struct {
 	opts     Options
 	users    Users
 	sessions *session.Manager
+	commands commands.Service
 	log      *slog.Logger
 	srv      *gssh.Server
 }
@@ -77,7 +82,10 @@ func New(opts Options, users Users, sessions *session.Manager, log *slog.Logger)
 	if len(opts.Ciphers) == 0 {
 		opts.Ciphers = DefaultCiphers
 	}
-	s := &Server{opts: opts, users: users, sessions: sessions, log: log}
+	if opts.PublicName == "" {
+		opts.PublicName = "ds01"
+	}
+	s := &Server{opts: opts, users: users, sessions: sessions, commands: sessions, log: log}
 	s.srv = &gssh.Server{
 		Version:          "DS01-Gateway",
 		HostSigners:      toGliderSigners(opts.HostSigners),

@@ -76,3 +76,22 @@ func (l *Lease) Shell() string {
 
 // ContainerID is the container the lease holds.
 func (l *Lease) ContainerID() string { return l.e.containerIDLocked() }
+
+// Retired is closed when the lease's container is retired underneath it:
+// by container-retire, or because it died.
+func (l *Lease) Retired() <-chan struct{} {
+	if l.ret == nil {
+		return nil
+	}
+	return l.ret.done
+}
+
+// RetiredWhy says why, once Retired is closed.
+func (l *Lease) RetiredWhy() string {
+	select {
+	case <-l.Retired():
+		return l.ret.why
+	default:
+		return ""
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ds01/ds01-gateway/session/image"
@@ -43,6 +44,11 @@ type Config struct {
 	RunDir string
 	// UserDir holds what persists of users' homes (see userdir.go).
 	UserDir string
+	// AllowedBases are glob patterns for the images a project's
+	// Dockerfile may start FROM; empty allows any.
+	AllowedBases []string
+	// BuildTimeout bounds one image build; zero means none.
+	BuildTimeout time.Duration
 }
 
 // retireRetry is the wait before retrying a retire the engine refused.
@@ -61,6 +67,7 @@ type Manager struct {
 
 	mu      sync.Mutex
 	entries map[key]*entry
+	builds  map[key]*buildSlot
 	closed  bool
 }
 
@@ -76,10 +83,17 @@ type entry struct {
 	user        store.User
 	project     string
 	containerID string
+	imageID     string
 	name        string // the container's name, also its run directory's
 	workspace   string
 	shell       string
 	launchedAt  time.Time
+	// ret ends when the container goes; sessions on it tell their user
+	// and end.
+	ret *retirement
+	// snap is what listings read: e.mu is held for a whole build and
+	// launch, and a listing must not wait for that.
+	snap atomic.Pointer[snapshot]
 
 	refs  int
 	gen   uint64
@@ -88,7 +102,22 @@ type entry struct {
 
 // New returns a manager. Call Reconcile once before serving.
 func New(cfg Config, rt runtime.Runtime, b runtime.Builder, st *store.Store, log *slog.Logger) *Manager {
-	return &Manager{cfg: cfg, rt: rt, builder: b, store: st, log: log, entries: map[key]*entry{}}
+	return &Manager{cfg: cfg, rt: rt, builder: b, store: st, log: log, entries: map[key]*entry{}, builds: map[key]*buildSlot{}}
+}
+
+// snapshot is an entry's container as last published.
+type snapshot struct {
+	id, imageID, name string
+	launchedAt        time.Time
+}
+
+// publish records the entry's container for listings; e.mu is held.
+func (e *entry) publish() {
+	if e.containerID == "" {
+		e.snap.Store(nil)
+		return
+	}
+	e.snap.Store(&snapshot{id: e.containerID, imageID: e.imageID, name: e.name, launchedAt: e.launchedAt})
 }
 
 // Lease is one connection's hold on a running project container.
@@ -98,6 +127,21 @@ type Lease struct {
 	k        key
 	once     sync.Once
 	attached time.Time
+	ret      *retirement
+}
+
+// retirement is the end of one container: done closes when it is retired,
+// after why is set.
+type retirement struct {
+	done chan struct{}
+	why  string
+}
+
+func newRetirement() *retirement { return &retirement{done: make(chan struct{})} }
+
+func (r *retirement) end(why string) {
+	r.why = why
+	close(r.done)
 }
 
 // Attach returns a lease on the user's project container, creating the
@@ -131,6 +175,9 @@ func (m *Manager) Attach(ctx context.Context, u store.User, project string, noti
 		l.Release()
 		return nil, err
 	}
+	e.mu.Lock()
+	l.ret = e.ret
+	e.mu.Unlock()
 	m.event(ctx, store.Event{Type: "container.attach", User: u.Name, Project: project, Container: e.containerIDLocked()})
 	return l, nil
 }
@@ -209,7 +256,9 @@ func (m *Manager) launchLocked(ctx context.Context, e *entry, imageID string, no
 		m.event(ctx, store.Event{Type: "container.launch_failed", User: u.Name, Project: e.project, Duration: time.Since(start), Details: err.Error()})
 		return fmt.Errorf("launch container: %w", err)
 	}
-	e.containerID, e.name, e.shell, e.launchedAt = id, name, run.shell, time.Now()
+	e.containerID, e.imageID, e.name, e.shell, e.launchedAt = id, imageID, name, run.shell, time.Now()
+	e.publish()
+	e.ret = newRetirement()
 	d := time.Since(start)
 	if err := m.store.PutContainer(ctx, store.Container{ID: id, Name: spec.Name, User: u.Name, Project: e.project, Image: ref, State: "running", CreatedAt: start}); err != nil {
 		m.log.Error("record container", "container", id, "err", err)
@@ -270,11 +319,17 @@ func (m *Manager) retireLocked(ctx context.Context, e *entry, why string) {
 		return
 	}
 	start := time.Now()
+	// Sessions hear of it before their processes die, so they can say why.
+	if e.ret != nil {
+		e.ret.end(why)
+		e.ret = nil
+	}
 	if err := m.rt.Retire(ctx, id); err != nil {
 		m.log.Error("retire container", "container", short(id), "err", err)
 		return // keep the ID: reconciliation will try again
 	}
 	e.containerID = ""
+	e.publish()
 	m.removeRunDir(e.name)
 	if err := m.store.RetireContainer(ctx, id, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		m.log.Error("record retire", "container", short(id), "err", err)

@@ -1,7 +1,10 @@
 package session
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +28,10 @@ type memRuntime struct {
 	launches int
 	retires  int
 	delay    time.Duration
+	// images, once a build has run, holds the images by reference;
+	// before that every image exists.
+	images map[string]runtime.Image
+	builds []string
 }
 
 func newMem() *memRuntime { return &memRuntime{running: map[string]runtime.ContainerSpec{}} }
@@ -77,9 +84,64 @@ func (r *memRuntime) Listen(context.Context, string, string, string) (net.Listen
 	return nil, runtime.ErrNotRunning
 }
 
-func (r *memRuntime) ImageID(context.Context, string) (string, error) { return "sha256:img", nil }
-func (r *memRuntime) Build(context.Context, string, io.Reader, map[string]string, io.Writer) (string, error) {
-	return "sha256:img", nil
+func (r *memRuntime) ImageID(ctx context.Context, ref string) (string, error) {
+	img, err := r.Image(ctx, ref)
+	return img.ID, err
+}
+
+func (r *memRuntime) Image(_ context.Context, ref string) (runtime.Image, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.images == nil {
+		return runtime.Image{ID: "sha256:img"}, nil // every image exists
+	}
+	return r.images[ref], nil
+}
+
+func (r *memRuntime) RemoveImage(_ context.Context, ref string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.images, ref)
+	return nil
+}
+
+// Build reads the Dockerfile out of the context, and fails the way the
+// classic builder does when a line says FAIL.
+func (r *memRuntime) Build(_ context.Context, spec runtime.BuildSpec, out io.Writer) (string, error) {
+	time.Sleep(r.delay)
+	df, err := dockerfileOf(spec.Context)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "Step 1/2 : FROM base\n")
+	if bytes.Contains(df, []byte("FAIL")) {
+		fmt.Fprintf(out, "Step 2/2 : RUN FAIL\n")
+		return "", errors.New("The command '/bin/sh -c FAIL' returned a non-zero code: 127")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.builds = append(r.builds, string(df))
+	id := fmt.Sprintf("sha256:%d", len(r.builds))
+	if r.images == nil {
+		r.images = map[string]runtime.Image{}
+	}
+	r.images[spec.Ref] = runtime.Image{ID: id, Labels: spec.Labels}
+	return id, nil
+}
+
+func dockerfileOf(tarStream io.Reader) ([]byte, error) {
+	tr := tar.NewReader(tarStream)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, err
+		}
+		if h.Name == "Dockerfile" {
+			df, err := io.ReadAll(tr)
+			io.Copy(io.Discard, tarStream)
+			return df, err
+		}
+	}
 }
 func (r *memRuntime) ImageFiles(context.Context, string, ...string) (map[string][]byte, error) {
 	return map[string][]byte{"/etc/passwd": []byte("root:x:0:0::/root:/bin/bash\n")}, nil

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -100,13 +99,12 @@ func (m *Manager) ensureWorkspace(ctx context.Context, u store.User, project str
 }
 
 // ensureProject creates the project on first use and builds its image if
-// missing.
+// missing, through the same path as image-create and image-update.
 func (m *Manager) ensureProject(ctx context.Context, u store.User, project string, notice io.Writer) (ws, imageID string, err error) {
 	ws, isNew, err := m.ensureWorkspace(ctx, u, project)
 	if err != nil {
 		return "", "", err
 	}
-	df := filepath.Join(ws, image.DockerfileName)
 	ref := image.Ref(u.UID, project)
 	id, err := m.builder.ImageID(ctx, ref)
 	if err != nil {
@@ -118,32 +116,13 @@ func (m *Manager) ensureProject(ctx context.Context, u store.User, project strin
 	if isNew {
 		fmt.Fprintf(notice, "ds01: new project %s: workspace %s, building image %s ...\n", project, displayPath(ws, u), strings.TrimSuffix(ref, ":latest"))
 	} else {
-		fmt.Fprintf(notice, "ds01: building image %s from %s ...\n", strings.TrimSuffix(ref, ":latest"), displayPath(df, u))
+		fmt.Fprintf(notice, "ds01: building image %s from %s ...\n", strings.TrimSuffix(ref, ":latest"), displayPath(filepath.Join(ws, image.DockerfileName), u))
 	}
-	if id, err = m.build(ctx, u, project, ws, ref, notice); err != nil {
-		return "", "", err
-	}
-	return ws, id, nil
-}
-
-// build builds ref from the workspace's Dockerfile, streaming each line of
-// output to the user as a notice.
-func (m *Manager) build(ctx context.Context, u store.User, project, ws, ref string, notice io.Writer) (string, error) {
-	start := time.Now()
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(image.Context(ws, pw)) }()
-	out := &prefixWriter{w: notice, prefix: "ds01: "}
-	id, err := m.builder.Build(ctx, ref, pr, map[string]string{LabelUser: u.Name, LabelProject: project}, out)
-	pr.CloseWithError(err)
-	out.Flush()
-	ev := store.Event{Type: "image.build", User: u.Name, Project: project, Duration: time.Since(start), Details: "ok " + id}
+	res, err := m.UpdateImage(ctx, u, project, Change{Reason: "login", IfMissing: true}, notice)
 	if err != nil {
-		ev.Details = "failed: " + err.Error()
-		m.event(ctx, ev)
-		return "", fmt.Errorf("image build failed: %w (fix /workspace/Dockerfile, then connect again)", err)
+		return "", "", fmt.Errorf("%w (fix /workspace/Dockerfile, then connect again)", err)
 	}
-	m.event(ctx, ev)
-	return id, nil
+	return ws, res.ImageID, nil
 }
 
 func displayPath(p string, u store.User) string {
@@ -203,39 +182,4 @@ func writeOwned(path string, data []byte, uid, gid int) error {
 		return err
 	}
 	return f.Close()
-}
-
-// prefixWriter writes each complete line with a prefix, so build output
-// reads as gateway notices on the user's stderr.
-type prefixWriter struct {
-	w      io.Writer
-	prefix string
-	buf    []byte
-}
-
-func (p *prefixWriter) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
-		}
-		line := strings.TrimRight(string(p.buf[:i]), "\r")
-		p.buf = p.buf[i+1:]
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		if _, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, line); err != nil {
-			return len(b), nil // a gone client must not fail the build
-		}
-	}
-	return len(b), nil
-}
-
-// Flush writes a final unterminated line.
-func (p *prefixWriter) Flush() {
-	if len(p.buf) > 0 {
-		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf)
-		p.buf = nil
-	}
 }

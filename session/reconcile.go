@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ds01/ds01-gateway/session/runtime"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -34,7 +35,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.closeRow(ctx, c.ID, c.Labels[LabelUser], project, "reconcile: not running")
 			continue
 		}
-		if !m.adopt(ctx, uid, project, c.Labels[LabelUser], c.ID, c.Name, c.Created) {
+		if !m.adopt(ctx, uid, project, c.Labels[LabelUser], c) {
 			// A second container for the same project: keep one.
 			if err := m.rt.Retire(ctx, c.ID); err == nil {
 				m.closeRow(ctx, c.ID, c.Labels[LabelUser], project, "reconcile: duplicate")
@@ -44,6 +45,11 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		kept[c.Name] = true
 	}
 	m.sweepRunDirs(kept)
+	if n, err := m.store.FailRunningBuilds(ctx, "the gateway stopped during the build"); err != nil {
+		m.log.Error("reconcile: builds", "err", err)
+	} else if n > 0 {
+		m.log.Warn("reconcile: closed builds left running", "count", n)
+	}
 	rows, err := m.store.ListContainers(ctx, true)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
@@ -59,7 +65,8 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 
 // adopt takes over a running container with no connection and starts its
 // grace timer. It returns false if the project already has a container.
-func (m *Manager) adopt(ctx context.Context, uid int, project, userName, id, name string, created time.Time) bool {
+func (m *Manager) adopt(ctx context.Context, uid int, project, userName string, c runtime.Container) bool {
+	id, name, created := c.ID, c.Name, c.Created
 	u, err := m.store.GetUser(ctx, userName)
 	if err != nil || u.UID != uid {
 		u = store.User{Name: userName, UID: uid}
@@ -70,8 +77,9 @@ func (m *Manager) adopt(ctx context.Context, uid int, project, userName, id, nam
 	if m.entries[k] != nil {
 		return false
 	}
-	e := &entry{user: u, project: project, containerID: id, name: name, launchedAt: created, shell: m.runDirShell(name, uid)}
+	e := &entry{user: u, project: project, containerID: id, imageID: c.ImageID, name: name, launchedAt: created, shell: m.runDirShell(name, uid), ret: newRetirement()}
 	e.workspace = m.Workspace(u, project)
+	e.publish()
 	m.entries[k] = e
 	gen := e.gen
 	e.timer = time.AfterFunc(m.cfg.RetireAfter, func() { m.expire(k, e, gen) })

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/image"
 )
 
 // Config is the gateway's configuration file (YAML). Every key is
@@ -25,6 +27,9 @@ type Config struct {
 	DataDir           string   `yaml:"data_dir"`
 	WorkspaceRoot     string   `yaml:"workspace_root"`
 	BaseImage         string   `yaml:"base_image"`
+	AllowedBases      []string `yaml:"allowed_bases"`
+	BuildTimeout      Duration `yaml:"build_timeout"`
+	PublicName        string   `yaml:"public_name"`
 	RetireAfter       Duration `yaml:"retire_after"`
 	CommandLogin      string   `yaml:"command_login"`
 	HandshakeTimeout  Duration `yaml:"handshake_timeout"`
@@ -78,6 +83,7 @@ func defaultConfig() Config {
 		DataDir:           "./.ds01",
 		WorkspaceRoot:     "{home}/workspace",
 		BaseImage:         "ds01-base:bookworm",
+		BuildTimeout:      Duration{30 * time.Minute},
 		RetireAfter:       Duration{10 * time.Second},
 		CommandLogin:      "ds01",
 		HandshakeTimeout:  Duration{30 * time.Second},
@@ -195,6 +201,23 @@ func (c *Config) Validate() error {
 	if c.BaseImage == "" || strings.ContainsAny(c.BaseImage, " \t\n\"'$`\\") {
 		return fmt.Errorf("base_image: want an image reference like debian:bookworm, got %q", c.BaseImage)
 	}
+	if err := image.ValidateRef(c.BaseImage); err != nil {
+		return fmt.Errorf("base_image: %w", err)
+	}
+	for i, p := range c.AllowedBases {
+		if _, err := path.Match(p, ""); err != nil || p == "" {
+			return fmt.Errorf("allowed_bases[%d]: want a glob pattern like pytorch/pytorch:*, got %q", i, p)
+		}
+	}
+	if len(c.AllowedBases) > 0 && !image.BaseAllowed(c.BaseImage, c.AllowedBases) {
+		return fmt.Errorf("allowed_bases: must allow base_image %q, or no new project could build", c.BaseImage)
+	}
+	if c.BuildTimeout.Duration < 0 {
+		return errors.New("build_timeout: must not be negative (0 means no limit)")
+	}
+	if c.PublicName != "" && strings.ContainsAny(c.PublicName, " \t\n@/") {
+		return fmt.Errorf("public_name: want a host name, got %q", c.PublicName)
+	}
 	if c.RetireAfter.Duration < 0 {
 		return errors.New("retire_after: must not be negative")
 	}
@@ -238,6 +261,18 @@ func (c *Config) Validate() error {
 		return errors.New("limits.memory: Docker needs at least 6m")
 	}
 	return nil
+}
+
+// publicName is the host name hints tell users to ssh to: public_name, or
+// this host's name.
+func (c *Config) publicName() string {
+	if c.PublicName != "" {
+		return c.PublicName
+	}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "ds01"
 }
 
 // absDataDir resolves data_dir against the working directory once, so a

@@ -74,6 +74,8 @@ func serve(args []string) error {
 	mgr := session.New(session.Config{
 		WorkspaceRoot: cfg.WorkspaceRoot,
 		BaseImage:     cfg.BaseImage,
+		AllowedBases:  cfg.AllowedBases,
+		BuildTimeout:  cfg.BuildTimeout.Duration,
 		RetireAfter:   cfg.RetireAfter.Duration,
 		Instance:      instance,
 		RunDir:        filepath.Join(dataDir, "run"),
@@ -95,6 +97,7 @@ func serve(args []string) error {
 		Self:              "/proc/self/exe",
 		HostSigners:       signers,
 		CommandLogin:      cfg.CommandLogin,
+		PublicName:        cfg.publicName(),
 		HandshakeTimeout:  cfg.HandshakeTimeout.Duration,
 		MaxAuthTries:      cfg.MaxAuthTries,
 		KeepaliveInterval: cfg.KeepaliveInterval.Duration,

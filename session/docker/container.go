@@ -150,6 +150,7 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]runtime.
 			ID:      c.ID,
 			Name:    name,
 			Labels:  c.Labels,
+			ImageID: c.ImageID,
 			Running: c.State == "running",
 			Created: time.Unix(c.Created, 0).UTC(),
 		})

@@ -7,11 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
 )
 
 // ImageID returns the image's ID, or "" when it does not exist.
@@ -26,17 +31,57 @@ func (d *Docker) ImageID(ctx context.Context, ref string) (string, error) {
 	return info.ID, nil
 }
 
+// Image describes ref; a missing image has an empty ID.
+func (d *Docker) Image(ctx context.Context, ref string) (runtime.Image, error) {
+	info, err := d.cli.ImageInspect(ctx, ref)
+	if client.IsErrNotFound(err) {
+		return runtime.Image{}, nil
+	}
+	if err != nil {
+		return runtime.Image{}, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	created, _ := time.Parse(time.RFC3339Nano, info.Created)
+	img := runtime.Image{ID: info.ID, Created: created, Size: info.Size}
+	if info.Config != nil {
+		img.Labels = info.Config.Labels
+	}
+	return img, nil
+}
+
+// RemoveImage untags ref. Without force the engine keeps an image that a
+// container still runs, so a running project keeps working.
+func (d *Docker) RemoveImage(ctx context.Context, ref string) error {
+	_, err := d.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
+	if err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	return nil
+}
+
+// cpuPeriod is the CFS period the build's CPU quota is expressed in.
+const cpuPeriod = 100_000
+
 // Build runs a classic (non-BuildKit) build: BuildKit needs a client session
 // the Go API does not give us, and the classic builder streams plain text.
-func (d *Docker) Build(ctx context.Context, ref string, buildContext io.Reader, labels map[string]string, out io.Writer) (string, error) {
-	resp, err := d.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
+// Its RUN steps get the user's memory, CPU and shm limits.
+func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Writer) (string, error) {
+	ref := spec.Ref
+	opts := build.ImageBuildOptions{
 		Tags:        []string{ref},
 		Remove:      true,
 		ForceRemove: true,
-		Labels:      labels,
+		NoCache:     spec.NoCache,
+		Labels:      spec.Labels,
 		Version:     build.BuilderV1,
 		Dockerfile:  "Dockerfile",
-	})
+		Memory:      spec.Limits.Memory,
+		ShmSize:     spec.Limits.ShmSize,
+	}
+	if spec.Limits.NanoCPUs > 0 {
+		opts.CPUPeriod = cpuPeriod
+		opts.CPUQuota = spec.Limits.NanoCPUs * cpuPeriod / 1e9
+	}
+	resp, err := d.cli.ImageBuild(ctx, spec.Context, opts)
 	if err != nil {
 		return "", fmt.Errorf("build %s: %w", ref, err)
 	}
@@ -107,9 +152,13 @@ func (b *buildLog) Flush() {
 	}
 }
 
+// ansi matches the colour codes the classic builder wraps stderr in.
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]")
+
 func (b *buildLog) emit(line []byte) {
+	line = ansi.ReplaceAll(line, nil)
 	t := string(bytes.TrimSpace(line))
-	if t == "" || strings.HasPrefix(t, "---> ") || strings.HasPrefix(t, "Removing intermediate container") || strings.HasPrefix(t, "Successfully built") {
+	if t == "" || strings.HasPrefix(t, "---> ") || strings.HasPrefix(t, "Removing intermediate container") || strings.HasPrefix(t, "Successfully built") || strings.HasPrefix(t, "Successfully tagged") {
 		return
 	}
 	b.out.Write(line)

@@ -64,7 +64,8 @@ func TestContextOnlyNamedFilesInsideWorkspace(t *testing.T) {
 	os.Symlink("/etc", filepath.Join(ws, "leakdir"))
 
 	var buf bytes.Buffer
-	if err := Context(ws, &buf); err != nil {
+	df, _ := os.ReadFile(filepath.Join(ws, "Dockerfile"))
+	if err := ContextFor(ws, df, &buf); err != nil {
 		t.Fatal(err)
 	}
 	var names []string

@@ -43,12 +43,37 @@ type Runtime interface {
 type Builder interface {
 	// ImageID returns the ID of ref, or "" if it does not exist.
 	ImageID(ctx context.Context, ref string) (string, error)
-	// Build builds ref from a tar build context holding a Dockerfile at its
-	// root, streaming human-readable progress to out.
-	Build(ctx context.Context, ref string, buildContext io.Reader, labels map[string]string, out io.Writer) (string, error)
+	// Image describes ref; its ID is "" when ref does not exist.
+	Image(ctx context.Context, ref string) (Image, error)
+	// Build builds spec.Ref from spec.Context, streaming human-readable
+	// progress to out: one "Step N/M : INSTRUCTION" line per step, then
+	// the step's own output. A failed build leaves the old image at Ref.
+	Build(ctx context.Context, spec BuildSpec, out io.Writer) (string, error)
+	// RemoveImage untags ref and removes the image unless a container
+	// still uses it. A missing image is not an error.
+	RemoveImage(ctx context.Context, ref string) error
 	// ImageFiles reads regular files out of an image; a missing file
 	// reads as empty.
 	ImageFiles(ctx context.Context, image string, paths ...string) (map[string][]byte, error)
+}
+
+// BuildSpec describes one image build.
+type BuildSpec struct {
+	Ref string
+	// Context is a tar stream holding the Dockerfile at its root.
+	Context io.Reader
+	Labels  map[string]string
+	NoCache bool
+	// Limits bound the build's containers like the user's own.
+	Limits Limits
+}
+
+// Image is an image as the runtime describes it.
+type Image struct {
+	ID      string
+	Created time.Time
+	Size    int64 // bytes
+	Labels  map[string]string
 }
 
 // ContainerSpec describes one project container.
@@ -93,6 +118,7 @@ type Container struct {
 	ID      string
 	Name    string
 	Labels  map[string]string
+	ImageID string
 	Running bool
 	Created time.Time
 }

@@ -1,0 +1,195 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/image"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// fakeService records what the commands asked for; the real one is
+// exercised end to end in e2e.
+type fakeService struct {
+	df      []byte
+	changes []session.Change
+	updErr  error
+}
+
+func (f *fakeService) Projects(context.Context, store.User) ([]session.ProjectInfo, error) {
+	return []session.ProjectInfo{{Name: "thesis", ImageState: session.ImageBuilt}}, nil
+}
+func (f *fakeService) Project(_ context.Context, _ store.User, name string) (session.ProjectInfo, error) {
+	return session.ProjectInfo{Name: name}, nil
+}
+func (f *fakeService) Dockerfile(context.Context, store.User, string) ([]byte, error) {
+	return f.df, nil
+}
+func (f *fakeService) Builds(context.Context, store.User, string, int) ([]store.Build, error) {
+	return nil, nil
+}
+func (f *fakeService) CreateImage(context.Context, store.User, string, session.ImageSpec, io.Writer) (session.BuildResult, error) {
+	return session.BuildResult{Built: true}, nil
+}
+func (f *fakeService) UpdateImage(_ context.Context, _ store.User, _ string, c session.Change, _ io.Writer) (session.BuildResult, error) {
+	f.changes = append(f.changes, c)
+	if c.Edit != nil {
+		df, err := c.Edit(f.df)
+		if err != nil {
+			return session.BuildResult{}, err
+		}
+		f.df = df
+	}
+	return session.BuildResult{Built: true, Changed: true}, f.updErr
+}
+func (f *fakeService) RetireImage(context.Context, store.User, string) error { return nil }
+func (f *fakeService) Containers(context.Context, store.User, bool) ([]session.ContainerInfo, error) {
+	return nil, nil
+}
+func (f *fakeService) RetireContainer(context.Context, store.User, string, string) error {
+	return nil
+}
+
+func run(t *testing.T, f *fakeService, stdin string, line string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := &Env{Service: f, User: store.User{Name: "ann"}, Login: "ds01", Host: "gw", Stdout: &out, Stderr: &errb}
+	if stdin != "" {
+		env.Stdin = strings.NewReader(stdin)
+	}
+	code = RunLine(context.Background(), env, line)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodesAndValidation(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		code int
+	}{
+		{"help", 0},
+		{"image-update --help", 0},
+		{"image update thesis --add numpy", 0},
+		{"image-update thesis --add numpy pandas --add-system jq", 0},
+		{"image-update thesis", 2},                            // nothing to do, no terminal
+		{"image-update", 2},                                   // no project
+		{"image-update thesis extra --rebuild", 2},            // two projects
+		{"image-update thesis --add 'x; rm -rf /'", 2},        // metacharacters
+		{"image-update thesis --add x; rm -rf /", 2},          // the same, unquoted
+		{"image-update thesis --add --index-url=http://e", 2}, // an option as a package
+		{"image-update thesis --add-system 'jq curl|sh'", 2},
+		{"image-update Thesis --rebuild", 2}, // not a project name
+		{"image-update ds01 --rebuild", 2},   // the command login
+		{"image-update thesis --dockerfile - --add x", 2},
+		{"image-update thesis -r ../../etc/passwd", 2}, // outside the workspace
+		{"image-update thesis -r /etc/passwd", 1},      // read as the workspace's etc/passwd: absent
+		{"container-list --format yaml", 2},
+		{"frobnicate", 2},
+		{"container-list --format json", 0},
+	} {
+		f := &fakeService{df: image.DefaultDockerfile("base", "ann", "thesis")}
+		code, _, stderr := run(t, f, "", tc.line)
+		if code != tc.code {
+			t.Errorf("%q: exit %d, want %d (%s)", tc.line, code, tc.code, stderr)
+		}
+		if code == 2 && len(f.changes) != 0 {
+			t.Errorf("%q: a usage error reached the service", tc.line)
+		}
+	}
+}
+
+func TestControlCharactersRefused(t *testing.T) {
+	for _, s := range []string{"image-update p --add 'x\nRUN id'", "image-update p --add x\rRUN", "image-list\x00"} {
+		if _, err := SplitCommand(s); err == nil {
+			t.Errorf("SplitCommand(%q) accepted a control character", s)
+		}
+	}
+	w, err := SplitCommand(`image-update p --add "numpy pandas" --add-system jq`)
+	if err != nil || !reflect.DeepEqual(w, []string{"image-update", "p", "--add", "numpy pandas", "--add-system", "jq"}) {
+		t.Errorf("SplitCommand = %q, %v", w, err)
+	}
+}
+
+// ssh drops the user's quotes: --add "a b" arrives as --add a b, and both
+// packages must be taken.
+func TestListFlagTakesFollowingWords(t *testing.T) {
+	f := &fakeService{df: image.DefaultDockerfile("base", "ann", "thesis")}
+	if code, _, stderr := run(t, f, "", "image-update thesis --add numpy pandas>=2 --add-system jq"); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	pip, _, _ := image.Packages(f.df, image.Pip)
+	sys, _, _ := image.Packages(f.df, image.System)
+	if len(pip) != 2 || pip[1].Spec != "pandas>=2" || len(sys) != 1 || sys[0].Spec != "jq" {
+		t.Errorf("pip %v, apt %v", pip, sys)
+	}
+	if got := f.changes[0].Reason; got != "image-update thesis --add numpy pandas>=2 --add-system jq" {
+		t.Errorf("reason %q", got)
+	}
+	// Remove by name, from either block; an unknown name fails, changing nothing.
+	if code, _, _ := run(t, f, "", "image-update thesis --remove NumPy jq"); code != 0 {
+		t.Fatal("remove failed")
+	}
+	pip, _, _ = image.Packages(f.df, image.Pip)
+	sys, _, _ = image.Packages(f.df, image.System)
+	if len(pip) != 1 || len(sys) != 0 {
+		t.Errorf("after remove: pip %v, apt %v", pip, sys)
+	}
+	if code, _, stderr := run(t, f, "", "image-update thesis --remove scipy"); code != 1 || !strings.Contains(stderr, "not among") {
+		t.Errorf("remove of a missing package: %d %s", code, stderr)
+	}
+}
+
+func TestRequirementsFromStdin(t *testing.T) {
+	f := &fakeService{df: image.DefaultDockerfile("base", "ann", "thesis")}
+	code, _, stderr := run(t, f, "numpy==1.26.4\n# comment\ntorch>=2 # pinned\n", "image-update thesis -r -")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	pip, _, _ := image.Packages(f.df, image.Pip)
+	if len(pip) != 2 {
+		t.Errorf("pip %v", pip)
+	}
+	code, _, stderr = run(t, f, "numpy\n--index-url http://evil\n", "image-update thesis -r -")
+	if code != 2 || !strings.Contains(stderr, "line 2") {
+		t.Errorf("an option line in requirements: %d %s", code, stderr)
+	}
+}
+
+func TestJSONListingsParse(t *testing.T) {
+	f := &fakeService{}
+	for _, line := range []string{"project list --format json", "image-list --format json", "container-list --all --format json"} {
+		code, stdout, stderr := run(t, f, "", line)
+		var v []map[string]any
+		if code != 0 || json.Unmarshal([]byte(stdout), &v) != nil {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", line, code, stdout, stderr)
+		}
+	}
+	_, stdout, _ := run(t, f, "", "project list --format json")
+	for _, field := range []string{`"name"`, `"image_state"`, `"container"`, `"gpus"`, `"workspace"`, `"last_used"`} {
+		if !strings.Contains(stdout, field) {
+			t.Errorf("project list JSON lacks %s: %s", field, stdout)
+		}
+	}
+}
+
+func TestComplete(t *testing.T) {
+	projects := []string{"thesis", "thesis-old", "demo"}
+	for _, tc := range []struct{ line, want string }{
+		{"image-up", "image-update "},
+		{"container-l", "container-list "},
+		{"image up", "image update "},
+		{"image-update d", "image-update demo "},
+		{"image-update th", "image-update thesis"},
+		{"image-update demo --add-s", "image-update demo --add-system "},
+	} {
+		got, pos, ok := complete(tc.line, len(tc.line), projects)
+		if !ok || got != tc.want || pos != len(got) {
+			t.Errorf("complete(%q) = %q, %d, %v; want %q", tc.line, got, pos, ok, tc.want)
+		}
+	}
+}

@@ -1,0 +1,485 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ds01/ds01-gateway/session/image"
+	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// Labels on project images: the image carries whose it is and the
+// Dockerfile it was built from, so a listing can tell a stale image.
+const (
+	LabelGID        = "ds01.gid"
+	LabelDockerfile = "ds01.dockerfile-sha256"
+)
+
+// Errors a caller tells the user about in its own words.
+var (
+	ErrNoProject     = errors.New("no such project")
+	ErrImageExists   = errors.New("image already exists")
+	ErrNoChange      = errors.New("nothing to change")
+	ErrBaseRefused   = errors.New("base image not allowed")
+	ErrHasDockerfile = errors.New("project already has its own Dockerfile")
+)
+
+// Change is one request to (re)build a project's image.
+type Change struct {
+	// Reason is recorded with the build: the command that asked for it.
+	Reason string
+	// Edit turns the current Dockerfile into the one to build; nil builds
+	// the current one as it is.
+	Edit    func(dockerfile []byte) ([]byte, error)
+	NoCache bool
+	// Rebuild builds even when Edit changes nothing.
+	Rebuild bool
+	// IfMissing builds only when the project has no image (a first login,
+	// or a login racing another one's build).
+	IfMissing bool
+	// Create refuses a project that already has an image.
+	Create bool
+}
+
+// BuildResult says what a Change did.
+type BuildResult struct {
+	ImageID string
+	// Built is false when there was nothing to build.
+	Built    bool
+	Duration time.Duration
+	// Changed is true when the Dockerfile was rewritten.
+	Changed bool
+	// Running is true when the project's container still runs the
+	// previous image: it switches when the container is retired.
+	Running bool
+}
+
+// BuildError is a build that failed. The previous image and Dockerfile stay
+// in force.
+type BuildError struct {
+	Step  string // "3/7 RUN apt-get ..." or "" if it failed before any step
+	Saved string // the attempt's file name in the workspace, or ""
+	Err   error
+}
+
+func (e *BuildError) Error() string {
+	msg := e.Err.Error()
+	// The classic builder quotes the whole command; the step line already
+	// names it, so the exit code is what is left to say.
+	if m := nonZero.FindStringSubmatch(msg); m != nil {
+		msg = "the command returned exit code " + m[1]
+	}
+	if e.Step != "" {
+		return fmt.Sprintf("build failed at step %s: %s", abbreviate(e.Step, 72), msg)
+	}
+	return "build failed: " + msg
+}
+
+var nonZero = regexp.MustCompile(`returned a non-zero code: (\d+)`)
+
+// abbreviate shortens s to n characters for a one-line message.
+func abbreviate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// Files in the workspace next to the Dockerfile.
+const (
+	backupName    = image.DockerfileName + ".bak"
+	failedName    = image.DockerfileName + ".failed"
+	maxDockerfile = 1 << 20
+)
+
+// UpdateImage applies c to the project's Dockerfile and builds it, one
+// build per project at a time: a second request follows the running
+// build's output, then applies its own change on top of the result. The
+// new Dockerfile replaces the old one only when the build succeeds (the
+// old one is kept as Dockerfile.bak); a failed attempt is saved as
+// Dockerfile.failed and the previous image and Dockerfile stay in force.
+func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string, c Change, out io.Writer) (BuildResult, error) {
+	if err := ValidateProject(project, ""); err != nil {
+		return BuildResult{}, err
+	}
+	ws := m.Workspace(u, project)
+	if !c.Create {
+		if _, err := m.store.GetProject(ctx, u.Name, project); errors.Is(err, store.ErrNotFound) {
+			return BuildResult{}, fmt.Errorf("%w %q", ErrNoProject, project)
+		} else if err != nil {
+			return BuildResult{}, err
+		}
+	} else if _, _, err := m.ensureWorkspace(ctx, u, project); err != nil {
+		return BuildResult{}, err
+	}
+	k := key{u.UID, project}
+	release, bc, err := m.acquireBuild(ctx, k, project, out)
+	if err != nil {
+		return BuildResult{}, err
+	}
+	defer release()
+	out = io.MultiWriter(out, bc)
+
+	ref := image.Ref(u.UID, project)
+	img, err := m.builder.Image(ctx, ref)
+	if err != nil {
+		return BuildResult{}, err
+	}
+	if c.IfMissing && img.ID != "" {
+		return BuildResult{ImageID: img.ID}, nil
+	}
+	if c.Create && img.ID != "" {
+		return BuildResult{}, fmt.Errorf("%w: %s", ErrImageExists, strings.TrimSuffix(ref, ":latest"))
+	}
+	old, err := readWorkspaceFile(ws, image.DockerfileName)
+	if err != nil {
+		return BuildResult{}, fmt.Errorf("read Dockerfile: %w", err)
+	}
+	df := old
+	if c.Edit != nil {
+		if df, err = c.Edit(old); err != nil {
+			return BuildResult{}, err
+		}
+	}
+	changed := !bytes.Equal(df, old)
+	if !changed && !c.Rebuild && !c.IfMissing && img.ID != "" {
+		return BuildResult{ImageID: img.ID}, ErrNoChange
+	}
+	if err := m.checkBases(df); err != nil {
+		return BuildResult{}, err
+	}
+	res, err := m.buildLocked(ctx, u, project, ws, df, c, out)
+	if err != nil {
+		var be *BuildError
+		if errors.As(err, &be) && changed {
+			if werr := writeWorkspaceFile(ws, failedName, df, u.UID, u.GID); werr == nil {
+				be.Saved = failedName
+			} else {
+				m.log.Warn("save failed Dockerfile", "project", project, "err", werr)
+			}
+		}
+		return res, err
+	}
+	if changed {
+		if err := writeWorkspaceFile(ws, backupName, old, u.UID, u.GID); err != nil {
+			return res, fmt.Errorf("keep previous Dockerfile: %w", err)
+		}
+		if err := writeWorkspaceFile(ws, image.DockerfileName, df, u.UID, u.GID); err != nil {
+			return res, fmt.Errorf("write Dockerfile: %w", err)
+		}
+		res.Changed = true
+	}
+	removeWorkspaceFile(ws, failedName)
+	res.Running = m.runsOtherImage(u, project, res.ImageID)
+	return res, nil
+}
+
+// checkBases refuses a Dockerfile whose FROM names an image the admin did
+// not allow; hand edits go through here too.
+func (m *Manager) checkBases(df []byte) error {
+	bases := image.Bases(df)
+	if len(bases) == 0 {
+		return errors.New("the Dockerfile has no FROM line")
+	}
+	for _, b := range bases {
+		if !image.BaseAllowed(b, m.cfg.AllowedBases) {
+			return fmt.Errorf("%w: %q (allowed: %s)", ErrBaseRefused, b, strings.Join(m.cfg.AllowedBases, ", "))
+		}
+	}
+	return nil
+}
+
+// buildLocked builds df for the project; the project's build slot is held.
+func (m *Manager) buildLocked(ctx context.Context, u store.User, project, ws string, df []byte, c Change, out io.Writer) (BuildResult, error) {
+	if m.cfg.BuildTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, m.cfg.BuildTimeout)
+		defer cancel()
+	}
+	start := time.Now()
+	ref := image.Ref(u.UID, project)
+	reason := c.Reason
+	if reason == "" {
+		reason = "build"
+	}
+	buildID, err := m.store.StartBuild(ctx, store.Build{User: u.Name, Project: project, StartedAt: start, Reason: reason, Dockerfile: string(df)})
+	if err != nil {
+		m.log.Error("record build", "project", project, "err", err)
+	}
+	sum := sha256.Sum256(df)
+	// The labels go in as one LABEL line of the built copy: as build
+	// options the classic builder would add a step for each.
+	labelled := withLabels(df, [][2]string{
+		{LabelUser, u.Name}, {LabelUID, strconv.Itoa(u.UID)}, {LabelGID, strconv.Itoa(u.GID)},
+		{LabelProject, project}, {LabelInstance, m.cfg.Instance}, {LabelDockerfile, hex.EncodeToString(sum[:])},
+	})
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(image.ContextFor(ws, labelled, pw)) }()
+	prog := &progress{w: out, start: start}
+	id, err := m.builder.Build(ctx, runtime.BuildSpec{
+		Ref:     ref,
+		Context: pr,
+		NoCache: c.NoCache,
+		Limits:  m.cfg.Limits,
+	}, prog)
+	pr.CloseWithError(err)
+	prog.Flush()
+	d := time.Since(start)
+	fctx := context.WithoutCancel(ctx)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("took longer than %s (build_timeout)", m.cfg.BuildTimeout)
+		}
+		be := &BuildError{Step: prog.step, Err: err}
+		if buildID != 0 {
+			m.store.FinishBuild(fctx, buildID, store.BuildFailed, "", prog.step, err.Error(), d)
+		}
+		m.event(fctx, store.Event{Type: "image.build", User: u.Name, Project: project, Duration: d, Details: "failed: " + be.Error()})
+		return BuildResult{Duration: d}, be
+	}
+	if buildID != 0 {
+		m.store.FinishBuild(fctx, buildID, store.BuildOK, id, "", "", d)
+	}
+	m.event(fctx, store.Event{Type: "image.build", User: u.Name, Project: project, Duration: d, Details: "ok " + id})
+	return BuildResult{ImageID: id, Built: true, Duration: d}, nil
+}
+
+// withLabels appends one LABEL instruction to a copy of df. The values are
+// validated names and numbers; quoting keeps them one word each anyway.
+func withLabels(df []byte, labels [][2]string) []byte {
+	var b bytes.Buffer
+	b.Write(df)
+	if len(df) > 0 && df[len(df)-1] != '\n' {
+		b.WriteByte('\n')
+	}
+	b.WriteString("LABEL")
+	for _, kv := range labels {
+		fmt.Fprintf(&b, " %s=%q", kv[0], kv[1])
+	}
+	b.WriteByte('\n')
+	return b.Bytes()
+}
+
+// runsOtherImage reports whether the project's container runs an image
+// other than id.
+func (m *Manager) runsOtherImage(u store.User, project, id string) bool {
+	c, ok := m.liveContainer(u, project)
+	return ok && c.ImageID != id
+}
+
+// buildSlot serialises a project's builds; cur is the running build's
+// output, for requests that arrive meanwhile. Guarded by Manager.mu.
+type buildSlot struct {
+	cur    *broadcast
+	reason string
+}
+
+// acquireBuild takes the project's build slot, following the output of
+// builds that hold it first.
+func (m *Manager) acquireBuild(ctx context.Context, k key, project string, out io.Writer) (func(), *broadcast, error) {
+	announced := false
+	for {
+		m.mu.Lock()
+		s := m.builds[k]
+		if s == nil {
+			s = &buildSlot{}
+			m.builds[k] = s
+		}
+		if s.cur == nil {
+			bc := newBroadcast()
+			s.cur = bc
+			m.mu.Unlock()
+			return func() {
+				m.mu.Lock()
+				s.cur = nil
+				delete(m.builds, k)
+				m.mu.Unlock()
+				bc.finish()
+			}, bc, nil
+		}
+		cur := s.cur
+		m.mu.Unlock()
+		if !announced {
+			fmt.Fprintf(out, "ds01: another build of %s is running (started %s ago); following it\n", project, time.Since(cur.started).Round(time.Second))
+			announced = true
+		}
+		if err := cur.follow(ctx, out); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// Building reports whether a build of the project is running.
+func (m *Manager) Building(u store.User, project string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.builds[key{u.UID, project}]
+	return s != nil && s.cur != nil
+}
+
+// broadcast keeps a running build's output so that other requests can
+// follow it from the start.
+type broadcast struct {
+	started time.Time
+	mu      sync.Mutex
+	buf     []byte
+	changed chan struct{}
+	done    bool
+}
+
+// maxFollow bounds what a broadcast keeps; builds are chatty.
+const maxFollow = 1 << 20
+
+func newBroadcast() *broadcast {
+	return &broadcast{started: time.Now(), changed: make(chan struct{})}
+}
+
+func (b *broadcast) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.buf)+len(p) <= maxFollow {
+		b.buf = append(b.buf, p...)
+	}
+	close(b.changed)
+	b.changed = make(chan struct{})
+	return len(p), nil
+}
+
+func (b *broadcast) finish() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done = true
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// follow copies the output to w until the build ends or ctx is done.
+func (b *broadcast) follow(ctx context.Context, w io.Writer) error {
+	off := 0
+	for {
+		b.mu.Lock()
+		chunk := b.buf[off:]
+		off = len(b.buf)
+		changed, done := b.changed, b.done
+		b.mu.Unlock()
+		if len(chunk) > 0 {
+			w.Write(chunk)
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// progress turns the builder's output into notices: a progress line per
+// step with the time so far, the step's own output indented below it. It
+// remembers the current step, which is the one that failed if the build
+// fails.
+type progress struct {
+	w     io.Writer
+	start time.Time
+	step  string
+	buf   []byte
+}
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		p.line(strings.TrimRight(string(p.buf[:i]), "\r"))
+		p.buf = p.buf[i+1:]
+	}
+}
+
+func (p *progress) Flush() {
+	if len(p.buf) > 0 {
+		p.line(string(p.buf))
+		p.buf = nil
+	}
+}
+
+func (p *progress) line(l string) {
+	// A progress counter redraws its line with \r; show the last state.
+	if i := strings.LastIndexByte(strings.TrimRight(l, "\r"), '\r'); i >= 0 {
+		l = l[i+1:]
+	}
+	if strings.TrimSpace(l) == "" {
+		return
+	}
+	// The classic builder announces steps as "Step 3/7 : RUN ...".
+	if rest, ok := strings.CutPrefix(l, "Step "); ok {
+		if n, inst, ok := strings.Cut(rest, " : "); ok {
+			inst = strings.Join(strings.Fields(inst), " ")
+			p.step = n + " " + inst
+			el := time.Since(p.start)
+			fmt.Fprintf(p.w, "ds01: [%s %d:%02d] %s\n", n, int(el.Minutes()), int(el.Seconds())%60, inst)
+			return
+		}
+	}
+	fmt.Fprintf(p.w, "ds01:   %s\n", l)
+}
+
+// ImageSpec is what image-create writes into a new project's Dockerfile.
+type ImageSpec struct {
+	Base   string // "" means the configured base image
+	Pip    []image.Package
+	System []image.Package
+	Reason string
+}
+
+// CreateImage writes the project's Dockerfile from spec and builds it,
+// creating the project if needed. A project that has an image, or a
+// Dockerfile of the user's own, is refused: image-update edits those.
+func (m *Manager) CreateImage(ctx context.Context, u store.User, project string, spec ImageSpec, out io.Writer) (BuildResult, error) {
+	base := spec.Base
+	if base == "" {
+		base = m.cfg.BaseImage
+	}
+	if err := image.ValidateRef(base); err != nil {
+		return BuildResult{}, err
+	}
+	if !image.BaseAllowed(base, m.cfg.AllowedBases) {
+		return BuildResult{}, fmt.Errorf("%w: %q (allowed: %s)", ErrBaseRefused, base, strings.Join(m.cfg.AllowedBases, ", "))
+	}
+	untouched := image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project)
+	edit := func(old []byte) ([]byte, error) {
+		if !bytes.Equal(old, untouched) {
+			return nil, fmt.Errorf("%w: edit it with image-update %s", ErrHasDockerfile, project)
+		}
+		df := image.DefaultDockerfile(base, u.Name, project)
+		var err error
+		if len(spec.System) > 0 {
+			if df, err = image.WithPackages(df, image.System, spec.System); err != nil {
+				return nil, err
+			}
+		}
+		if len(spec.Pip) > 0 {
+			if df, err = image.WithPackages(df, image.Pip, spec.Pip); err != nil {
+				return nil, err
+			}
+		}
+		return df, nil
+	}
+	return m.UpdateImage(ctx, u, project, Change{Reason: spec.Reason, Edit: edit, Create: true, Rebuild: true}, out)
+}
