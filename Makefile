@@ -10,7 +10,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run base-image vet test e2e bench clean clean-data
+.PHONY: help build run base-image vet test e2e bench gpu-check clean clean-data
 
 help: ## List targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ e2e: ## Only the end-to-end tests (verbose)
 
 bench: build base-image ## Compare login/stream times with docker run and OpenSSH
 	bench/run.sh
+
+gpu-check: build ## Print the NVML GPU inventory; fails on an NVML error (run on a GPU host)
+	./$(BIN) gpu-check
 
 clean: ## Remove build outputs (keeps ./.ds01 data)
 	rm -rf bin

@@ -3,6 +3,7 @@ module github.com/ds01/ds01-gateway
 go 1.26.8
 
 require (
+	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/anmitsu/go-shlex v0.0.0-20200514113438-38f4b401e2be
 	github.com/docker/docker v28.5.2+incompatible
 	github.com/docker/go-units v0.5.0

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/gpu"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -38,6 +39,10 @@ type Service interface {
 	RetireImage(ctx context.Context, u store.User, project string) error
 	Containers(ctx context.Context, u store.User, all bool) ([]session.ContainerInfo, error)
 	RetireContainer(ctx context.Context, u store.User, project, why string) error
+	SetProjectGPUs(ctx context.Context, u store.User, project string, n int) error
+	GPUStatus() ([]gpu.SlotState, []gpu.Waiter)
+	GPUUtilization(uuid string) (int, bool)
+	UserLimits(ctx context.Context, u store.User) session.Limits
 }
 
 // Env is one command's world: who runs it and where its streams go.

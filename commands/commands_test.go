@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/gpu"
 	"github.com/ds01/ds01-gateway/session/image"
 	"github.com/ds01/ds01-gateway/store"
 )
@@ -54,6 +55,13 @@ func (f *fakeService) Containers(context.Context, store.User, bool) ([]session.C
 }
 func (f *fakeService) RetireContainer(context.Context, store.User, string, string) error {
 	return nil
+}
+
+func (f *fakeService) SetProjectGPUs(context.Context, store.User, string, int) error { return nil }
+func (f *fakeService) GPUStatus() ([]gpu.SlotState, []gpu.Waiter)                    { return nil, nil }
+func (f *fakeService) GPUUtilization(string) (int, bool)                             { return 0, false }
+func (f *fakeService) UserLimits(context.Context, store.User) session.Limits {
+	return session.Limits{}
 }
 
 func run(t *testing.T, f *fakeService, stdin string, line string) (code int, stdout, stderr string) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/gpu"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -35,7 +36,7 @@ type containerJSON struct {
 	ImageID      string     `json:"image_id"`
 	ImageCurrent bool       `json:"image_current"`
 	Connections  int        `json:"connections"`
-	GPUs         []string   `json:"gpus"`
+	GPUs         []gpuJSON  `json:"gpus"`
 	CreatedAt    time.Time  `json:"created_at"`
 	RetiredAt    *time.Time `json:"retired_at"`
 }
@@ -51,7 +52,7 @@ type projectJSON struct {
 	ImageSize    int64          `json:"image_size"`
 	LastBuild    *buildJSON     `json:"last_build"`
 	Container    *containerJSON `json:"container"`
-	GPUs         []string       `json:"gpus"`
+	GPUs         []gpuJSON      `json:"gpus"`
 	CreatedAt    time.Time      `json:"created_at"`
 	LastUsed     time.Time      `json:"last_used"`
 }
@@ -63,10 +64,7 @@ func toBuildJSON(b store.Build) buildJSON {
 
 func toContainerJSON(c session.ContainerInfo) containerJSON {
 	j := containerJSON{Project: c.Project, Name: c.Name, ID: c.ID, State: c.State, ImageID: c.ImageID,
-		ImageCurrent: c.Current, Connections: c.Connections, GPUs: c.GPUs, CreatedAt: c.Created}
-	if j.GPUs == nil {
-		j.GPUs = []string{}
-	}
+		ImageCurrent: c.Current, Connections: c.Connections, GPUs: toGPUsJSON(c.GPUs), CreatedAt: c.Created}
 	if !c.Retired.IsZero() {
 		t := c.Retired
 		j.RetiredAt = &t
@@ -76,7 +74,7 @@ func toContainerJSON(c session.ContainerInfo) containerJSON {
 
 func toProjectJSON(p session.ProjectInfo) projectJSON {
 	j := projectJSON{Name: p.Name, Workspace: p.Workspace, Image: p.Image, ImageID: p.ImageID, ImageState: p.ImageState,
-		ImageStale: p.Stale, ImageSize: p.ImageSize, GPUs: []string{}, CreatedAt: p.CreatedAt, LastUsed: p.LastUsed}
+		ImageStale: p.Stale, ImageSize: p.ImageSize, GPUs: []gpuJSON{}, CreatedAt: p.CreatedAt, LastUsed: p.LastUsed}
 	if !p.ImageCreated.IsZero() {
 		t := p.ImageCreated
 		j.ImageCreated = &t
@@ -160,11 +158,15 @@ func containerState(c session.ContainerInfo) string {
 	return s
 }
 
-func gpus(g []string) string {
+func gpus(g []gpu.Slot) string {
 	if len(g) == 0 {
 		return "-"
 	}
-	return strings.Join(g, ",")
+	idx := make([]string, len(g))
+	for i, s := range g {
+		idx[i] = s.Index
+	}
+	return strings.Join(idx, ",")
 }
 
 func when(t time.Time) string {
@@ -351,6 +353,6 @@ var registered []*command
 func init() {
 	registered = []*command{
 		projectList(), imageCreate(), imageUpdate(), imageShow(), imageList(), imageRetire(),
-		containerList(), containerRetire(),
+		containerList(), containerRetire(), projectSet(), gpuStatus(), checkLimits(),
 	}
 }

@@ -202,7 +202,7 @@ type user struct {
 }
 
 // addUser registers a user with a fresh ed25519 key. It works while serve runs.
-func (g *gw) addUser(t *testing.T, name string, uid, gid int) *user {
+func (g *gw) addUser(t *testing.T, name string, uid, gid int, extra ...string) *user {
 	t.Helper()
 	u := &user{name: name, uid: uid, gid: gid}
 	u.key, u.pub = newKey(t, g.dir, name)
@@ -212,9 +212,10 @@ func (g *gw) addUser(t *testing.T, name string, uid, gid int) *user {
 	// Leftovers from an earlier, interrupted run with the same uid would make
 	// the assertions below lie.
 	removeUserArtifacts(t, uid)
-	out, err := exec.Command(gatewayBin, "user", "add", name,
+	args := append([]string{"user", "add", name,
 		"--uid", strconv.Itoa(uid), "--gid", strconv.Itoa(gid),
-		"--key-file", u.pub, "--config", g.cfgPath).CombinedOutput()
+		"--key-file", u.pub, "--config", g.cfgPath}, extra...)
+	out, err := exec.Command(gatewayBin, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("user add %s: %v\n%s", name, err, out)
 	}

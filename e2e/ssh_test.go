@@ -115,20 +115,31 @@ func (g *gw) startSSH(t *testing.T, u *user, login string, args ...string) *bgSS
 // waitOutput waits until stdout contains want.
 func (b *bgSSH) waitOutput(t *testing.T, want string, timeout time.Duration) {
 	t.Helper()
+	b.waitIn(t, "stdout", b.out, want, timeout)
+}
+
+// waitErr waits until stderr (the gateway's notices) contains want.
+func (b *bgSSH) waitErr(t *testing.T, want string, timeout time.Duration) {
+	t.Helper()
+	b.waitIn(t, "stderr", b.err, want, timeout)
+}
+
+func (b *bgSSH) waitIn(t *testing.T, name string, buf *syncBuffer, want string, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !strings.Contains(b.out.String(), want) {
+	for !strings.Contains(buf.String(), want) {
 		select {
 		case <-b.done:
-			if strings.Contains(b.out.String(), want) {
+			if strings.Contains(buf.String(), want) {
 				return
 			}
-			t.Fatalf("background ssh exited (%v) before printing %q\nstdout: %q\nstderr: %q",
-				b.cmd.ProcessState, want, b.out.String(), b.err.String())
+			t.Fatalf("background ssh exited (%v) before printing %q on %s\nstdout: %q\nstderr: %q",
+				b.cmd.ProcessState, want, name, b.out.String(), b.err.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("background ssh did not print %q within %s\nstdout: %q\nstderr: %q",
-				want, timeout, b.out.String(), b.err.String())
+			t.Fatalf("background ssh did not print %q on %s within %s\nstdout: %q\nstderr: %q",
+				want, name, timeout, b.out.String(), b.err.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -149,7 +149,8 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 		sc.runCommands(ctx, log, u, r)
 		return
 	}
-	project, err := sc.s.route(sc.gctx.User())
+	t, err := sc.s.route(sc.gctx.User())
+	project := t.project
 	if err != nil {
 		log.Info("login refused", "err", err)
 		code := uint32(1)
@@ -174,9 +175,13 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 			return
 		}
 	}
-	lease, err := sc.s.sessions.Attach(ctx, u, project, sc.notices())
+	lease, err := sc.s.sessions.Attach(ctx, u, project, t.want, sc.notices())
 	if err != nil {
-		log.Error("attach", "err", err)
+		if errors.Is(err, session.ErrLimit) || errors.Is(err, context.Canceled) {
+			log.Info("attach refused", "err", err)
+		} else {
+			log.Error("attach", "err", err)
+		}
 		sc.fail(userMessage(err), 1)
 		return
 	}
@@ -361,6 +366,8 @@ func userMessage(err error) string {
 	switch {
 	case errors.Is(err, session.ErrInvalidName):
 		return err.Error()
+	case errors.Is(err, session.ErrLimit):
+		return strings.TrimPrefix(err.Error(), session.ErrLimit.Error()+": ")
 	case errors.Is(err, runtime.ErrNotRunning):
 		return "the project container stopped; connect again"
 	}

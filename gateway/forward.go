@@ -56,24 +56,24 @@ func forwardTarget(host string, port uint32, project string, allow []string) (st
 
 // forwardOwner resolves who asks for a forward and which project it is
 // for; it rejects the channel and returns false when either fails.
-func (s *Server) forwardOwner(gctx gssh.Context, newChan gossh.NewChannel) (store.User, string, bool) {
+func (s *Server) forwardOwner(gctx gssh.Context, newChan gossh.NewChannel) (store.User, target, bool) {
 	u, err := s.identity(gctx, gctx)
 	if err != nil {
 		newChan.Reject(gossh.Prohibited, "ds01: access denied")
-		return store.User{}, "", false
+		return store.User{}, target{}, false
 	}
-	project, err := s.route(gctx.User())
+	t, err := s.route(gctx.User())
 	if err != nil {
 		newChan.Reject(gossh.Prohibited, "ds01: "+err.Error())
-		return store.User{}, "", false
+		return store.User{}, target{}, false
 	}
-	return u, project, true
+	return u, t, true
 }
 
 // forwardLease launches or joins the project's container for a forward,
 // as a shell would; it rejects the channel and returns nil on failure.
-func (s *Server) forwardLease(ctx context.Context, log *slog.Logger, newChan gossh.NewChannel, u store.User, project string) *session.Lease {
-	lease, err := s.sessions.Attach(ctx, u, project, io.Discard)
+func (s *Server) forwardLease(ctx context.Context, log *slog.Logger, newChan gossh.NewChannel, u store.User, t target) *session.Lease {
+	lease, err := s.sessions.Attach(ctx, u, t.project, t.want, io.Discard)
 	if err != nil {
 		log.Error("forward: attach", "err", err)
 		newChan.Reject(gossh.ConnectionFailed, "ds01: "+userMessage(err))
@@ -91,12 +91,12 @@ func (s *Server) directTCPIP(_ *gssh.Server, conn *gossh.ServerConn, newChan gos
 		return
 	}
 	log := s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String(), "dest", net.JoinHostPort(d.DestAddr, strconv.Itoa(int(d.DestPort))))
-	u, project, ok := s.forwardOwner(gctx, newChan)
+	u, t, ok := s.forwardOwner(gctx, newChan)
 	if !ok {
 		return
 	}
 	log = log.With("user", u.Name)
-	addr, ok := forwardTarget(d.DestAddr, d.DestPort, project, s.opts.ForwardAllow)
+	addr, ok := forwardTarget(d.DestAddr, d.DestPort, t.project, s.opts.ForwardAllow)
 	if !ok {
 		log.Warn("forward refused")
 		newChan.Reject(gossh.Prohibited, errForwardRefused)
@@ -104,7 +104,7 @@ func (s *Server) directTCPIP(_ *gssh.Server, conn *gossh.ServerConn, newChan gos
 	}
 	ctx, cancel := context.WithCancel(gctx)
 	defer cancel()
-	lease := s.forwardLease(ctx, log, newChan, u, project)
+	lease := s.forwardLease(ctx, log, newChan, u, t)
 	if lease == nil {
 		return
 	}
@@ -168,13 +168,13 @@ func (s *Server) directStreamlocal(_ *gssh.Server, conn *gossh.ServerConn, newCh
 		return
 	}
 	log := s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String(), "socket", d.SocketPath)
-	u, project, ok := s.forwardOwner(gctx, newChan)
+	u, t, ok := s.forwardOwner(gctx, newChan)
 	if !ok {
 		return
 	}
 	ctx, cancel := context.WithCancel(gctx)
 	defer cancel()
-	lease := s.forwardLease(ctx, log, newChan, u, project)
+	lease := s.forwardLease(ctx, log, newChan, u, t)
 	if lease == nil {
 		return
 	}

@@ -40,13 +40,20 @@ func TestCommandLine(t *testing.T) {
 
 func TestRoute(t *testing.T) {
 	s := &Server{opts: Options{CommandLogin: "ds01"}}
-	if p, err := s.route("my-thesis"); err != nil || p != "my-thesis" {
-		t.Errorf("route(my-thesis) = %q, %v", p, err)
+	for login, want := range map[string]target{
+		"my-thesis":        {"my-thesis", session.Default},
+		"my-thesis+gpus=2": {"my-thesis", session.Want{GPUs: 2}},
+		"my-thesis+cpu":    {"my-thesis", session.Want{GPUs: 0}},
+		"my-thesis+gpus=0": {"my-thesis", session.Want{GPUs: 0}},
+	} {
+		if got, err := s.route(login); err != nil || got != want {
+			t.Errorf("route(%s) = %+v, %v; want %+v", login, got, err, want)
+		}
 	}
 	if _, err := s.route("ds01"); !errors.Is(err, errCommandLogin) {
 		t.Errorf("route(ds01) = %v, want the command login error", err)
 	}
-	for _, bad := range []string{"../x", "A", "", "x;id"} {
+	for _, bad := range []string{"../x", "A", "", "x;id", "x+gpus=-1", "x+gpus=two", "x+gpus=1000", "x+root", "+cpu"} {
 		if _, err := s.route(bad); !errors.Is(err, session.ErrInvalidName) {
 			t.Errorf("route(%q) = %v, want an invalid name error", bad, err)
 		}

@@ -61,17 +61,18 @@ func (s *Server) tcpipForward(gctx gssh.Context, _ *gssh.Server, req *gossh.Requ
 	if err != nil || conn == nil {
 		return false, nil
 	}
-	project, err := s.route(gctx.User())
+	t, err := s.route(gctx.User())
 	if err != nil {
 		return false, nil
 	}
+	project := t.project
 	log := s.log.With("user", u.Name, "project", project, "bind", net.JoinHostPort(f.BindAddr, strconv.Itoa(int(f.BindPort))))
 	bind := f.BindAddr
 	if bind == "" || bind == "localhost" {
 		bind = "127.0.0.1" // OpenSSH's default: the loopback, here the container's
 	}
 	ctx, cancel := context.WithCancel(gctx)
-	lease, err := s.sessions.Attach(ctx, u, project, io.Discard)
+	lease, err := s.sessions.Attach(ctx, u, project, t.want, io.Discard)
 	if err != nil {
 		cancel()
 		log.Error("remote forward: attach", "err", err)

@@ -3,6 +3,8 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/ds01/ds01-gateway/session"
 )
@@ -12,14 +14,44 @@ import (
 // go through it.
 var errCommandLogin = errors.New("runs built-in commands only; connect to PROJECT@host for a container")
 
-// route turns the SSH login name into the project it names. Validation
-// happens here, before anything is created for the name.
-func (s *Server) route(login string) (string, error) {
-	if login == s.opts.CommandLogin {
-		return "", fmt.Errorf("%q: %w", login, errCommandLogin)
+// target is what a login name asks for: a project, and how many GPUs.
+type target struct {
+	project string
+	want    session.Want
+}
+
+// maxLoginGPUs bounds "+gpus=N" before any policy looks at it.
+const maxLoginGPUs = 64
+
+// route turns the SSH login name into the project it names and what the
+// login asks for: "proj", "proj+gpus=2", "proj+cpu" (the login name is the
+// one thing VS Code lets a user vary per host). Validation happens here,
+// before anything is created for the name.
+func (s *Server) route(login string) (target, error) {
+	project, opts, _ := strings.Cut(login, "+")
+	if project == s.opts.CommandLogin {
+		return target{}, fmt.Errorf("%q: %w", login, errCommandLogin)
 	}
-	if err := session.ValidateProject(login, s.opts.CommandLogin); err != nil {
-		return "", err
+	if err := session.ValidateProject(project, s.opts.CommandLogin); err != nil {
+		return target{}, err
 	}
-	return login, nil
+	t := target{project: project, want: session.Default}
+	if opts == "" {
+		return t, nil
+	}
+	for _, o := range strings.Split(opts, "+") {
+		switch v, ok := strings.CutPrefix(o, "gpus="); {
+		case o == "cpu":
+			t.want.GPUs = 0
+		case ok:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > maxLoginGPUs {
+				return target{}, fmt.Errorf("%w: %q: want +gpus=N with N from 0 to %d", session.ErrInvalidName, o, maxLoginGPUs)
+			}
+			t.want.GPUs = n
+		default:
+			return target{}, fmt.Errorf("%w: unknown login option %q: use %s+gpus=N or %s+cpu", session.ErrInvalidName, "+"+o, project, project)
+		}
+	}
+	return t, nil
 }

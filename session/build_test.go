@@ -179,7 +179,7 @@ func TestRetireContainerNotifiesLeases(t *testing.T) {
 	ctx := context.Background()
 	rt := newMem()
 	m, u := newTestManager(t, rt, 0)
-	l, err := m.Attach(ctx, u, "p", &bytes.Buffer{})
+	l, err := m.Attach(ctx, u, "p", Default, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +216,7 @@ func TestLoginBuildAndUpdateTogether(t *testing.T) {
 	rt.delay = 20e6
 	done := make(chan error, 2)
 	go func() {
-		l, err := m.Attach(ctx, u, "p", &bytes.Buffer{})
+		l, err := m.Attach(ctx, u, "p", Default, &bytes.Buffer{})
 		if err == nil {
 			l.Release()
 		}
@@ -235,7 +235,7 @@ func TestLoginBuildAndUpdateTogether(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	l, err := m.Attach(ctx, u, "p", &bytes.Buffer{})
+	l, err := m.Attach(ctx, u, "p", Default, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ds01/ds01-gateway/session/gpu"
 	"github.com/ds01/ds01-gateway/session/image"
 	"github.com/ds01/ds01-gateway/store"
 )
@@ -54,7 +55,7 @@ type ContainerInfo struct {
 	ImageID     string
 	Current     bool
 	Connections int
-	GPUs        []string
+	GPUs        []gpu.Slot
 	Created     time.Time
 	Retired     time.Time
 	RetiredWhy  string
@@ -148,7 +149,7 @@ func (m *Manager) liveContainer(u store.User, project string) (ContainerInfo, bo
 	}
 	return ContainerInfo{
 		Project: project, Name: sn.name, ID: sn.id, State: store.StateRunning,
-		ImageID: sn.imageID, Connections: refs, Created: sn.launchedAt,
+		ImageID: sn.imageID, Connections: refs, Created: sn.launchedAt, GPUs: sn.gpus,
 	}, true
 }
 

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ds01/ds01-gateway/session/gpu"
 	"github.com/ds01/ds01-gateway/session/image"
 	"github.com/ds01/ds01-gateway/session/runtime"
 	"github.com/ds01/ds01-gateway/store"
@@ -49,6 +50,20 @@ type Config struct {
 	AllowedBases []string
 	// BuildTimeout bounds one image build; zero means none.
 	BuildTimeout time.Duration
+
+	// Inventory and Alloc are the host's GPU slots and who holds them;
+	// nil on a host without GPUs.
+	Inventory gpu.Inventory
+	Alloc     *gpu.Allocator
+	// Policy is the users' limits (DS01's resource-limits.yaml).
+	Policy *gpu.Policy
+	// LimitsFromPolicy lets the policy's memory, CPU, shm and pids values
+	// override Limits (set when the admin gave a limits file).
+	LimitsFromPolicy bool
+	// MaxNanoCPUs is the host's CPU count: no container may ask for more.
+	MaxNanoCPUs int64
+	// QueueTimeout bounds a wait for GPUs; zero means none.
+	QueueTimeout time.Duration
 }
 
 // retireRetry is the wait before retrying a retire the engine refused.
@@ -84,6 +99,7 @@ type entry struct {
 	project     string
 	containerID string
 	imageID     string
+	gpus        []gpu.Slot
 	name        string // the container's name, also its run directory's
 	workspace   string
 	shell       string
@@ -109,6 +125,7 @@ func New(cfg Config, rt runtime.Runtime, b runtime.Builder, st *store.Store, log
 type snapshot struct {
 	id, imageID, name string
 	launchedAt        time.Time
+	gpus              []gpu.Slot
 }
 
 // publish records the entry's container for listings; e.mu is held.
@@ -117,7 +134,7 @@ func (e *entry) publish() {
 		e.snap.Store(nil)
 		return
 	}
-	e.snap.Store(&snapshot{id: e.containerID, imageID: e.imageID, name: e.name, launchedAt: e.launchedAt})
+	e.snap.Store(&snapshot{id: e.containerID, imageID: e.imageID, name: e.name, launchedAt: e.launchedAt, gpus: e.gpus})
 }
 
 // Lease is one connection's hold on a running project container.
@@ -147,7 +164,7 @@ func (r *retirement) end(why string) {
 // Attach returns a lease on the user's project container, creating the
 // project and launching the container if needed. Notices for the user
 // (build output, "ready") are written to notice.
-func (m *Manager) Attach(ctx context.Context, u store.User, project string, notice io.Writer) (*Lease, error) {
+func (m *Manager) Attach(ctx context.Context, u store.User, project string, want Want, notice io.Writer) (*Lease, error) {
 	if err := ValidateProject(project, ""); err != nil {
 		return nil, err
 	}
@@ -171,7 +188,7 @@ func (m *Manager) Attach(ctx context.Context, u store.User, project string, noti
 	m.mu.Unlock()
 
 	l := &Lease{m: m, e: e, k: k, attached: time.Now()}
-	if err := m.ensureRunning(ctx, e, u, notice); err != nil {
+	if err := m.ensureRunning(ctx, e, u, want, notice); err != nil {
 		l.Release()
 		return nil, err
 	}
@@ -189,7 +206,7 @@ func (e *entry) containerIDLocked() string {
 }
 
 // ensureRunning makes sure e has a running container.
-func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, notice io.Writer) error {
+func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, want Want, notice io.Writer) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.user = u // the latest record: a key or group may have changed
@@ -199,6 +216,10 @@ func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, not
 			return err
 		}
 		if ok {
+			if want.GPUs >= 0 && want.GPUs != len(e.gpus) {
+				fmt.Fprintf(notice, "ds01: joined the running container of %s, which has %d GPU(s) (you asked for %d); to change: container-retire %s, then connect again\n",
+					e.project, len(e.gpus), want.GPUs, e.project)
+			}
 			return nil
 		}
 		// It died on its own or an admin removed it: clean up, relaunch.
@@ -210,11 +231,28 @@ func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, not
 		return err
 	}
 	e.workspace = ws
-	return m.launchLocked(ctx, e, imageID, notice)
+	limits, _ := m.limitsFor(u)
+	if err := m.checkContainerCap(u, e.project, limits); err != nil {
+		return err
+	}
+	slots, err := m.acquireGPUs(ctx, u, e.project, m.gpuCount(ctx, u, e.project, want), limits, notice)
+	if err != nil {
+		return err
+	}
+	e.gpus = slots
+	if err := m.launchLocked(ctx, e, imageID, m.containerLimits(limits), notice); err != nil {
+		m.releaseGPUs(ctx, e, "")
+		return err
+	}
+	if len(slots) > 0 {
+		m.recordGPUs(ctx, e)
+		fmt.Fprint(notice, m.gpuNotice(u, slots, limits))
+	}
+	return nil
 }
 
 // launchLocked starts a fresh container for e from imageID; e.mu is held.
-func (m *Manager) launchLocked(ctx context.Context, e *entry, imageID string, notice io.Writer) error {
+func (m *Manager) launchLocked(ctx context.Context, e *entry, imageID string, limits runtime.Limits, notice io.Writer) error {
 	start := time.Now()
 	u := e.user
 	ref := image.Ref(u.UID, e.project)
@@ -247,9 +285,10 @@ func (m *Manager) launchLocked(ctx context.Context, e *entry, imageID string, no
 		NetworkLabels: map[string]string{
 			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: m.cfg.Instance,
 		},
-		Limits: m.cfg.Limits,
+		Limits: limits,
 		IODir:  run.io,
 	}
+	m.gpuSpec(&spec, e.gpus)
 	id, err := m.rt.Launch(ctx, spec)
 	if err != nil {
 		m.removeRunDir(name)
@@ -330,6 +369,7 @@ func (m *Manager) retireLocked(ctx context.Context, e *entry, why string) {
 	}
 	e.containerID = ""
 	e.publish()
+	m.releaseGPUs(ctx, e, id)
 	m.removeRunDir(e.name)
 	if err := m.store.RetireContainer(ctx, id, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		m.log.Error("record retire", "container", short(id), "err", err)

@@ -195,7 +195,7 @@ func TestConcurrentAttachesShareOneLaunch(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l, err := m.Attach(context.Background(), u, "proj", io.Discard)
+			l, err := m.Attach(context.Background(), u, "proj", Default, io.Discard)
 			if err != nil {
 				t.Error(err)
 				return
@@ -221,13 +221,13 @@ func TestConcurrentAttachesShareOneLaunch(t *testing.T) {
 func TestReattachWithinGraceReuses(t *testing.T) {
 	rt := newMem()
 	m, u := newTestManager(t, rt, 200*time.Millisecond)
-	l, err := m.Attach(context.Background(), u, "proj", io.Discard)
+	l, err := m.Attach(context.Background(), u, "proj", Default, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	first := l.ContainerID()
 	l.Release()
-	l2, err := m.Attach(context.Background(), u, "proj", io.Discard)
+	l2, err := m.Attach(context.Background(), u, "proj", Default, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestAttachRacingRetire(t *testing.T) {
 	rt.delay = 2 * time.Millisecond
 	m, u := newTestManager(t, rt, time.Millisecond)
 	for i := 0; i < 50; i++ {
-		l, err := m.Attach(context.Background(), u, "proj", io.Discard)
+		l, err := m.Attach(context.Background(), u, "proj", Default, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}

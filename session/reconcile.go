@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/ds01/ds01-gateway/session/gpu"
 	"github.com/ds01/ds01-gateway/session/runtime"
 	"github.com/ds01/ds01-gateway/store"
 )
@@ -45,6 +47,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		kept[c.Name] = true
 	}
 	m.sweepRunDirs(kept)
+	m.reconcileGPUs(ctx)
 	if n, err := m.store.FailRunningBuilds(ctx, "the gateway stopped during the build"); err != nil {
 		m.log.Error("reconcile: builds", "err", err)
 	} else if n > 0 {
@@ -79,6 +82,7 @@ func (m *Manager) adopt(ctx context.Context, uid int, project, userName string, 
 	}
 	e := &entry{user: u, project: project, containerID: id, imageID: c.ImageID, name: name, launchedAt: created, shell: m.runDirShell(name, uid), ret: newRetirement()}
 	e.workspace = m.Workspace(u, project)
+	e.gpus = m.restoreGPUs(u, project, c)
 	e.publish()
 	m.entries[k] = e
 	gen := e.gen
@@ -96,4 +100,60 @@ func (m *Manager) closeRow(ctx context.Context, id, user, project, why string) {
 		m.log.Debug("reconcile: close row", "container", short(id), "err", err)
 	}
 	m.event(ctx, store.Event{Type: "container.retire", User: user, Project: project, Container: id, Details: why})
+}
+
+// restoreGPUs takes back the slots a surviving container's labels name.
+func (m *Manager) restoreGPUs(u store.User, project string, c runtime.Container) []gpu.Slot {
+	list := c.Labels[LabelGPUUUIDs]
+	if list == "" {
+		return nil
+	}
+	if m.cfg.Alloc == nil {
+		m.log.Error("reconcile: container holds GPUs but this gateway has none", "container", short(c.ID), "gpus", list)
+		return nil
+	}
+	err := m.cfg.Alloc.Restore(gpu.Holder{User: u.Name, UID: u.UID, Project: project, Since: c.Created}, strings.Split(list, ","))
+	if err != nil {
+		m.log.Error("reconcile: gpu labels disagree with the inventory", "container", short(c.ID), "err", err)
+	}
+	return m.cfg.Alloc.Held(u.UID, project)
+}
+
+// reconcileGPUs makes the store's allocations those of the containers that
+// survived (their labels are the truth: Docker outlives the gateway), and
+// logs every disagreement.
+func (m *Manager) reconcileGPUs(ctx context.Context) {
+	rows, err := m.store.ListAllocations(ctx)
+	if err != nil {
+		m.log.Error("reconcile: gpu allocations", "err", err)
+		return
+	}
+	stored := map[string]store.Allocation{}
+	for _, r := range rows {
+		stored[r.UUID] = r
+	}
+	var now []store.Allocation
+	m.mu.Lock()
+	for _, e := range m.entries {
+		sn := e.snap.Load()
+		if sn == nil {
+			continue
+		}
+		for _, s := range e.gpus {
+			a := store.Allocation{UUID: s.UUID, Container: sn.id, User: e.user.Name, UID: e.user.UID, Project: e.project, GPUEq: s.GPUEq(), Since: sn.launchedAt}
+			if r, ok := stored[s.UUID]; !ok || r.Container != sn.id {
+				m.log.Warn("reconcile: gpu held per the container's labels, not per the store", "gpu", s.UUID, "container", short(sn.id), "store_container", short(r.Container))
+			}
+			delete(stored, s.UUID)
+			now = append(now, a)
+		}
+	}
+	m.mu.Unlock()
+	for _, r := range stored {
+		m.log.Warn("reconcile: freeing gpu of a container that is gone", "gpu", r.UUID, "container", short(r.Container), "user", r.User, "project", r.Project)
+		m.event(ctx, store.Event{Type: "gpu.release", User: r.User, Project: r.Project, Container: r.Container, Details: r.UUID + " (reconcile: container gone)"})
+	}
+	if err := m.store.ReplaceAllocations(ctx, now); err != nil {
+		m.log.Error("reconcile: record gpu allocations", "err", err)
+	}
 }

@@ -15,6 +15,9 @@ type Project struct {
 	Workspace string    // host path of the workspace directory
 	CreatedAt time.Time // set to now when zero
 	LastUsed  time.Time // set to CreatedAt when zero
+	// GPUs is how many GPUs a login gets unless it says otherwise; -1
+	// means the gateway's default. Set with SetProjectGPUs.
+	GPUs int
 }
 
 // CreateProject inserts p unless (p.User, p.Name) exists. created reports
@@ -45,7 +48,7 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (created bool, err
 // GetProject returns the project, or ErrNotFound.
 func (s *Store) GetProject(ctx context.Context, user, name string) (Project, error) {
 	row := s.db.QueryRowContext(ctx,
-		`SELECT user_name, name, workspace, created_at, last_used
+		`SELECT user_name, name, workspace, created_at, last_used, gpus
 		 FROM projects WHERE user_name = ? AND name = ?`, user, name)
 	p, err := scanProject(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -61,7 +64,7 @@ func (s *Store) GetProject(ctx context.Context, user, name string) (Project, err
 // check that the user exists: projects outlive removed users.
 func (s *Store) ListProjects(ctx context.Context, user string) ([]Project, error) {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT user_name, name, workspace, created_at, last_used
+		`SELECT user_name, name, workspace, created_at, last_used, gpus
 		 FROM projects WHERE user_name = ? ORDER BY name`, user)
 	if err != nil {
 		return nil, fmt.Errorf("list projects of %s: %w", user, err)
@@ -102,7 +105,7 @@ func (s *Store) TouchProject(ctx context.Context, user, name string, t time.Time
 func scanProject(r scanner) (Project, error) {
 	var p Project
 	var created, used int64
-	if err := r.Scan(&p.User, &p.Name, &p.Workspace, &created, &used); err != nil {
+	if err := r.Scan(&p.User, &p.Name, &p.Workspace, &created, &used, &p.GPUs); err != nil {
 		return Project{}, err
 	}
 	p.CreatedAt = fromNanos(created)

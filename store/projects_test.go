@@ -29,6 +29,7 @@ func TestProjects(t *testing.T) {
 	}
 	want := p
 	want.LastUsed = created // defaults to CreatedAt
+	want.GPUs = -1          // the gateway's default until set
 	if got != want {
 		t.Errorf("GetProject = %+v, want %+v (an existing project must not change)", got, want)
 	}

@@ -41,6 +41,28 @@ type Config struct {
 	LogLevel          string   `yaml:"log_level"`
 	NetworkPool       string   `yaml:"network_pool"`
 	Limits            Limits   `yaml:"limits"`
+
+	// GPUs: NVML's inventory unless fake_gpus or fake_inventory is set.
+	FakeGPUs        int       `yaml:"fake_gpus"`
+	FakeInventory   []FakeGPU `yaml:"fake_inventory"`
+	LimitsFile      string    `yaml:"limits_file"`
+	GPUQueueTimeout Duration  `yaml:"gpu_queue_timeout"`
+	WatchInterval   Duration  `yaml:"watch_interval"`
+}
+
+// FakeGPU is one GPU of a fake inventory, for hosts without GPUs.
+type FakeGPU struct {
+	Name   string `yaml:"name"`
+	Memory Size   `yaml:"memory"`
+	// MIG lists the compute slices of each MIG instance; none means the
+	// GPU is one full slot.
+	MIG []int `yaml:"mig"`
+}
+
+// UnmarshalYAML decodes strictly, like the rest of the file.
+func (f *FakeGPU) UnmarshalYAML(n *yaml.Node) error {
+	type plain FakeGPU
+	return decodeStrict(n, reflect.ValueOf((*plain)(f)).Elem(), "")
 }
 
 // Limits apply to every project container.
@@ -84,6 +106,8 @@ func defaultConfig() Config {
 		WorkspaceRoot:     "{home}/workspace",
 		BaseImage:         "ds01-base:bookworm",
 		BuildTimeout:      Duration{30 * time.Minute},
+		GPUQueueTimeout:   Duration{30 * time.Minute},
+		WatchInterval:     Duration{10 * time.Second},
 		RetireAfter:       Duration{10 * time.Second},
 		CommandLogin:      "ds01",
 		HandshakeTimeout:  Duration{30 * time.Second},
@@ -217,6 +241,18 @@ func (c *Config) Validate() error {
 	}
 	if c.PublicName != "" && strings.ContainsAny(c.PublicName, " \t\n@/") {
 		return fmt.Errorf("public_name: want a host name, got %q", c.PublicName)
+	}
+	if c.FakeGPUs < 0 || c.FakeGPUs > 64 {
+		return fmt.Errorf("fake_gpus: want 0 to 64, got %d", c.FakeGPUs)
+	}
+	if c.FakeGPUs > 0 && len(c.FakeInventory) > 0 {
+		return errors.New("fake_gpus and fake_inventory: set one of them")
+	}
+	if c.GPUQueueTimeout.Duration < 0 {
+		return errors.New("gpu_queue_timeout: must not be negative (0 means wait as long as it takes)")
+	}
+	if c.WatchInterval.Duration < 0 {
+		return errors.New("watch_interval: must not be negative (0 turns the watch off)")
 	}
 	if c.RetireAfter.Duration < 0 {
 		return errors.New("retire_after: must not be negative")

@@ -17,6 +17,7 @@ const usage = `usage:
   ds01-gateway user key add NAME --key-file FILE
   ds01-gateway user list
   ds01-gateway user remove NAME
+  ds01-gateway gpu-check               print the NVML GPU inventory
 (every user command also takes --config FILE and --data-dir DIR)
 `
 
@@ -45,6 +46,8 @@ func run(args []string) error {
 		return serve(args[1:])
 	case "user":
 		return userCmd(args[1:])
+	case "gpu-check":
+		return gpuCheck(args[1:])
 	case "transfer":
 		// Internal: the gateway re-executes itself as a user to serve a
 		// file transfer (see package transfer).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"syscall"
 	"time"
 
@@ -71,15 +72,27 @@ func serve(args []string) error {
 	}
 	defer dk.Close()
 
+	gpus, err := openGPUs(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer gpus.close()
+
 	mgr := session.New(session.Config{
-		WorkspaceRoot: cfg.WorkspaceRoot,
-		BaseImage:     cfg.BaseImage,
-		AllowedBases:  cfg.AllowedBases,
-		BuildTimeout:  cfg.BuildTimeout.Duration,
-		RetireAfter:   cfg.RetireAfter.Duration,
-		Instance:      instance,
-		RunDir:        filepath.Join(dataDir, "run"),
-		UserDir:       filepath.Join(dataDir, "users"),
+		Inventory:        gpus.inv,
+		Alloc:            gpus.alloc,
+		Policy:           gpus.policy,
+		LimitsFromPolicy: cfg.LimitsFile != "",
+		MaxNanoCPUs:      int64(goruntime.NumCPU()) * 1e9,
+		QueueTimeout:     cfg.GPUQueueTimeout.Duration,
+		WorkspaceRoot:    cfg.WorkspaceRoot,
+		BaseImage:        cfg.BaseImage,
+		AllowedBases:     cfg.AllowedBases,
+		BuildTimeout:     cfg.BuildTimeout.Duration,
+		RetireAfter:      cfg.RetireAfter.Duration,
+		Instance:         instance,
+		RunDir:           filepath.Join(dataDir, "run"),
+		UserDir:          filepath.Join(dataDir, "users"),
 		Limits: runtime.Limits{
 			Memory:    int64(cfg.Limits.Memory),
 			NanoCPUs:  cfg.Limits.nanoCPUs(),
@@ -91,6 +104,7 @@ func serve(args []string) error {
 	if err := mgr.Reconcile(ctx); err != nil {
 		return err
 	}
+	go mgr.Watch(ctx, cfg.WatchInterval.Duration)
 	srv, err := gateway.New(gateway.Options{
 		// Through /proc, so a user who cannot reach the binary's path can
 		// still run it as the transfer child.

@@ -63,6 +63,12 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 	if pids > 0 {
 		host.Resources.PidsLimit = &pids
 	}
+	if len(spec.GPUs) > 0 {
+		// Exactly these devices, by UUID, through the NVIDIA runtime hook.
+		host.Resources.DeviceRequests = []container.DeviceRequest{{
+			Driver: "nvidia", DeviceIDs: spec.GPUs, Capabilities: [][]string{{"gpu"}},
+		}}
+	}
 	created, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
 	if err != nil {
 		return "", fmt.Errorf("create container: %w", err)

@@ -92,6 +92,9 @@ type ContainerSpec struct {
 	// NetworkLabels are put on Network if Launch has to create it.
 	NetworkLabels map[string]string
 	Limits        Limits
+	// GPUs are the UUIDs of the GPUs (or MIG instances) passed through;
+	// empty for none. Fake GPUs are never passed here.
+	GPUs []string
 	// IODir is a host directory mounted read-only at IOMountPoint in the
 	// container: the runtime passes processes' standard streams through
 	// FIFOs in it, bypassing the engine's own stream relay (the bottleneck

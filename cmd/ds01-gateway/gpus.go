@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/ds01/ds01-gateway/session/gpu"
+)
+
+// gpus is what serve hands the session manager about GPUs.
+type gpus struct {
+	inv    gpu.Inventory // nil: none
+	alloc  *gpu.Allocator
+	policy *gpu.Policy
+}
+
+// openGPUs finds the inventory (fake when the config says so, else NVML;
+// a host without the NVIDIA library simply has no GPUs) and the limits.
+func openGPUs(ctx context.Context, cfg Config, log *slog.Logger) (*gpus, error) {
+	g := &gpus{policy: gpu.DefaultPolicy()}
+	if cfg.LimitsFile != "" {
+		p, err := gpu.LoadPolicy(cfg.LimitsFile)
+		if err != nil {
+			return nil, err
+		}
+		g.policy = p
+		log.Info("limits file", "path", cfg.LimitsFile, "groups", p.Groups())
+	}
+	switch {
+	case cfg.FakeGPUs > 0:
+		g.inv = gpu.FakeN(cfg.FakeGPUs)
+	case len(cfg.FakeInventory) > 0:
+		fakes := make([]gpu.FakeGPU, len(cfg.FakeInventory))
+		for i, f := range cfg.FakeInventory {
+			fakes[i] = gpu.FakeGPU{Name: f.Name, MemoryMiB: uint64(f.Memory) >> 20, MIG: f.MIG}
+		}
+		inv, err := gpu.NewFake(fakes)
+		if err != nil {
+			return nil, fmt.Errorf("fake_inventory: %w", err)
+		}
+		g.inv = inv
+	default:
+		inv, err := gpu.NewNVML()
+		switch {
+		case errors.Is(err, gpu.ErrNoNVML):
+			log.Info("no GPUs: " + err.Error())
+			return g, nil
+		case err != nil:
+			// A broken driver must not lock every user out: serve
+			// without GPUs, loudly.
+			log.Error("NVML failed; serving without GPUs", "err", err)
+			return g, nil
+		}
+		g.inv = inv
+	}
+	slots, err := g.inv.Slots(ctx)
+	if err != nil {
+		g.inv.Close()
+		return nil, fmt.Errorf("gpu inventory: %w", err)
+	}
+	g.alloc = gpu.NewAllocator(slots)
+	log.Info("gpu inventory", "slots", len(slots), "real", g.inv.Real())
+	return g, nil
+}
+
+func (g *gpus) close() {
+	if g.inv != nil {
+		g.inv.Close()
+	}
+}
+
+// gpuCheck prints the NVML inventory; non-zero exit on an NVML error. It
+// is `make gpu-check`, for a real GPU host.
+func gpuCheck(_ []string) error {
+	if err := gpu.Describe(os.Stdout); err != nil {
+		return fmt.Errorf("gpu-check: %w", err)
+	}
+	return nil
+}
