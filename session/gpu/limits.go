@@ -183,6 +183,17 @@ func ParsePolicy(data []byte, dir string) (*Policy, error) {
 	if p.defaults, err = limitParseTier("defaults", top["defaults"]); err != nil {
 		return nil, err
 	}
+	// The GPU and container counts a file leaves out of defaults: DS01's
+	// own defaults, never unlimited by omission (older DS01 files name
+	// these max_mig_instances and the like, which are not read). An
+	// explicit null still means unlimited.
+	dflt := DefaultPolicy().defaults
+	for i := range 3 { // max_gpu_equivalents, max_gpu_slots_per_container, max_containers_per_user
+		if p.defaults.set&(1<<i) == 0 {
+			limitFields[i].copy(&p.defaults.vals, &dflt.vals)
+			p.defaults.set |= 1 << i
+		}
+	}
 
 	groups, ok := limitAsMap(top["groups"])
 	if top["groups"] != nil && !ok {

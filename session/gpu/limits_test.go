@@ -58,6 +58,22 @@ func limitCheckFor(t *testing.T, p *Policy, user, recorded string, wantL Limits,
 	}
 }
 
+// limitCheckForDS is limitCheckFor for files whose defaults leave out the
+// GPU and container counts: those take DS01's defaults, never unlimited.
+func limitCheckForDS(t *testing.T, p *Policy, user, recorded string, wantL Limits, wantGroup string) {
+	t.Helper()
+	if wantL.MaxGPUEq == nil {
+		wantL.MaxGPUEq = limitPtr(1.0)
+	}
+	if wantL.MaxSlotsPerContainer == nil {
+		wantL.MaxSlotsPerContainer = limitPtr(1)
+	}
+	if wantL.MaxContainers == nil {
+		wantL.MaxContainers = limitPtr(3)
+	}
+	limitCheckFor(t, p, user, recorded, wantL, wantGroup)
+}
+
 const limitTiered = `
 defaults:
   max_gpu_equivalents: 1.0
@@ -106,8 +122,8 @@ func TestPolicyNullOverridesAbsentInherits(t *testing.T) {
 defaults: {memory: null, max_cpus: unlimited}
 groups: {g: {memory: 8g}}
 `, "")
-	limitCheckFor(t, p, "x", "g", Limits{Memory: limitPtr(8 * limitGiB)}, "g")
-	limitCheckFor(t, p, "x", "", Limits{}, "")
+	limitCheckForDS(t, p, "x", "g", Limits{Memory: limitPtr(8 * limitGiB)}, "g")
+	limitCheckForDS(t, p, "x", "", Limits{}, "")
 }
 
 func TestPolicyForDoesNotShareState(t *testing.T) {
@@ -142,18 +158,18 @@ groups:
 `, dir)
 	one := func(f float64) Limits { return Limits{MaxGPUEq: limitPtr(f)} }
 
-	limitCheckFor(t, p, "bob", "", one(2), "student")        // inline members:
-	limitCheckFor(t, p, "dan", "", one(4), "researcher")     // groups/researcher.members, comment stripped
-	limitCheckFor(t, p, "erin", "", one(4), "researcher")    // leading space trimmed
-	limitCheckFor(t, p, "frank", "", one(5), "faculty")      // inline members:
-	limitCheckFor(t, p, "nobody", "", one(2), "student")     // default_group
-	limitCheckFor(t, p, "bob", "faculty", one(5), "faculty") // recorded group wins over membership
-	limitCheckFor(t, p, "nobody", "researcher", one(4), "researcher")
-	limitCheckFor(t, p, "dan", "gone", one(4), "researcher") // unknown recorded group: membership
-	limitCheckFor(t, p, "nobody", "gone", one(2), "student") // unknown recorded group: default_group
+	limitCheckForDS(t, p, "bob", "", one(2), "student")        // inline members:
+	limitCheckForDS(t, p, "dan", "", one(4), "researcher")     // groups/researcher.members, comment stripped
+	limitCheckForDS(t, p, "erin", "", one(4), "researcher")    // leading space trimmed
+	limitCheckForDS(t, p, "frank", "", one(5), "faculty")      // inline members:
+	limitCheckForDS(t, p, "nobody", "", one(2), "student")     // default_group
+	limitCheckForDS(t, p, "bob", "faculty", one(5), "faculty") // recorded group wins over membership
+	limitCheckForDS(t, p, "nobody", "researcher", one(4), "researcher")
+	limitCheckForDS(t, p, "dan", "gone", one(4), "researcher") // unknown recorded group: membership
+	limitCheckForDS(t, p, "nobody", "gone", one(2), "student") // unknown recorded group: default_group
 	// alice is listed under student (first in the file) and in
 	// researcher.members: the first group in file order wins, as in DS01.
-	limitCheckFor(t, p, "alice", "", one(2), "student")
+	limitCheckForDS(t, p, "alice", "", one(2), "student")
 
 	if got, want := p.Groups(), []string{"faculty", "researcher", "student"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Groups() = %v, want %v", got, want)
@@ -167,7 +183,7 @@ groups:
   zeta: {members: [sam], max_cpus: 2}
   alpha: {members: [sam], max_cpus: 1}
 `, "")
-	limitCheckFor(t, p, "sam", "", Limits{MaxCPUs: limitPtr(2.0)}, "zeta")
+	limitCheckForDS(t, p, "sam", "", Limits{MaxCPUs: limitPtr(2.0)}, "zeta")
 }
 
 func TestPolicyYAMLMergeKeys(t *testing.T) {
@@ -178,7 +194,7 @@ groups:
     <<: *base
     memory: 24g
 `, "")
-	limitCheckFor(t, p, "u", "a", Limits{MaxCPUs: limitPtr(8.0), Memory: limitPtr(24 * limitGiB)}, "a")
+	limitCheckForDS(t, p, "u", "a", Limits{MaxCPUs: limitPtr(8.0), Memory: limitPtr(24 * limitGiB)}, "a")
 }
 
 func TestPolicyRealisticDS01File(t *testing.T) {
@@ -228,8 +244,8 @@ user_overrides:
   dan: {memory: 3g}
 `, dir)
 	// As in DS01, the file's entry replaces carol's inline entry as a whole.
-	limitCheckFor(t, p, "carol", "", Limits{MaxCPUs: limitPtr(4.0), Memory: limitPtr(limitGiB)}, "")
-	limitCheckFor(t, p, "dan", "", Limits{MaxCPUs: limitPtr(1.0), Memory: limitPtr(3 * limitGiB)}, "")
+	limitCheckForDS(t, p, "carol", "", Limits{MaxCPUs: limitPtr(4.0), Memory: limitPtr(limitGiB)}, "")
+	limitCheckForDS(t, p, "dan", "", Limits{MaxCPUs: limitPtr(1.0), Memory: limitPtr(3 * limitGiB)}, "")
 }
 
 func TestPolicyValueForms(t *testing.T) {
