@@ -42,6 +42,7 @@ type command struct {
 
 // parsed is a command line after flag parsing.
 type parsed struct {
+	words []string // as given, for the record
 	args  []string
 	vals  map[string][]string // list and value flags, by long name
 	bools map[string]bool
@@ -82,7 +83,7 @@ func (c *command) flag(word string) (*flagSpec, string, bool) {
 }
 
 func (c *command) parse(words []string) (*parsed, error) {
-	p := &parsed{vals: map[string][]string{}, bools: map[string]bool{}}
+	p := &parsed{words: words, vals: map[string][]string{}, bools: map[string]bool{}}
 	for i := 0; i < len(words); i++ {
 		w := words[i]
 		if w == "--help" || w == "-h" {

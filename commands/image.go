@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"io/fs"
 	"path"
 	"strings"
 	"unicode/utf8"
@@ -179,23 +179,19 @@ func readRequirements(env *Env, src, workspace string) ([]byte, error) {
 		}
 		return readLimited(env.Stdin)
 	}
-	// A workspace file, read through an os.Root: the user may have put a
-	// symlink anywhere in it, and the gateway reads as root.
 	rel := path.Clean(strings.TrimPrefix(strings.TrimPrefix(src, "/workspace"), "/"))
 	if rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
 		return nil, usagef("-r %s: name a file in the project's workspace, or - for stdin", src)
 	}
-	root, err := os.OpenRoot(workspace)
-	if err != nil {
-		return nil, err
+	data, err := session.ReadWorkspaceFile(workspace, rel)
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the path is the user's own, said once
 	}
-	defer root.Close()
-	f, err := root.Open(rel)
 	if err != nil {
-		return nil, fmt.Errorf("-r %s: %w", src, errors.Unwrap(err))
+		return nil, fmt.Errorf("-r %s: %w", src, err)
 	}
-	defer f.Close()
-	return readLimited(f)
+	return data, nil
 }
 
 func readLimited(r io.Reader) ([]byte, error) {
@@ -299,29 +295,9 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// reason is the command line recorded with a build.
+// reason is the command line recorded with a build, as the user typed it.
 func reason(name string, p *parsed) string {
-	var b strings.Builder
-	b.WriteString(name)
-	for _, a := range p.args {
-		b.WriteString(" " + a)
-	}
-	for _, f := range []string{"--add", "--add-system", "--remove"} {
-		if w := p.list(f); len(w) > 0 {
-			b.WriteString(" " + f + " " + strings.Join(w, " "))
-		}
-	}
-	for _, f := range []string{"--requirements", "--dockerfile", "--base"} {
-		if v := p.value(f); v != "" {
-			b.WriteString(" " + f + " " + v)
-		}
-	}
-	for _, f := range []string{"--rebuild", "--no-cache"} {
-		if p.bools[f] {
-			b.WriteString(" " + f)
-		}
-	}
-	return b.String()
+	return strings.TrimSpace(name + " " + strings.Join(p.words, " "))
 }
 
 func shortID(id string) string {

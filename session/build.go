@@ -144,7 +144,7 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	if c.Create && img.ID != "" {
 		return BuildResult{}, fmt.Errorf("%w: %s", ErrImageExists, strings.TrimSuffix(ref, ":latest"))
 	}
-	old, err := readWorkspaceFile(ws, image.DockerfileName)
+	old, err := ReadWorkspaceFile(ws, image.DockerfileName)
 	if err != nil {
 		return BuildResult{}, fmt.Errorf("read Dockerfile: %w", err)
 	}
@@ -236,7 +236,6 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project, ws str
 		Limits:  m.cfg.Limits,
 	}, prog)
 	pr.CloseWithError(err)
-	prog.Flush()
 	d := time.Since(start)
 	fctx := context.WithoutCancel(ctx)
 	if err != nil {
@@ -389,41 +388,24 @@ func (b *broadcast) follow(ctx context.Context, w io.Writer) error {
 	}
 }
 
-// progress turns the builder's output into notices: a progress line per
-// step with the time so far, the step's own output indented below it. It
-// remembers the current step, which is the one that failed if the build
-// fails.
+// progress turns the builder's output (whole lines, see runtime.Builder)
+// into notices: a progress line per step with the time so far, the step's
+// own output indented below it. It remembers the current step, which is
+// the one that failed if the build fails.
 type progress struct {
 	w     io.Writer
 	start time.Time
 	step  string
-	buf   []byte
 }
 
 func (p *progress) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			return len(b), nil
-		}
-		p.line(strings.TrimRight(string(p.buf[:i]), "\r"))
-		p.buf = p.buf[i+1:]
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		p.line(l)
 	}
-}
-
-func (p *progress) Flush() {
-	if len(p.buf) > 0 {
-		p.line(string(p.buf))
-		p.buf = nil
-	}
+	return len(b), nil
 }
 
 func (p *progress) line(l string) {
-	// A progress counter redraws its line with \r; show the last state.
-	if i := strings.LastIndexByte(strings.TrimRight(l, "\r"), '\r'); i >= 0 {
-		l = l[i+1:]
-	}
 	if strings.TrimSpace(l) == "" {
 		return
 	}

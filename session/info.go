@@ -106,7 +106,7 @@ func (m *Manager) projectInfo(ctx context.Context, u store.User, p store.Project
 	info.ImageID, info.ImageCreated, info.ImageSize = img.ID, img.Created, img.Size
 	if img.ID != "" {
 		info.ImageState = ImageBuilt
-		if df, err := readWorkspaceFile(p.Workspace, image.DockerfileName); err == nil {
+		if df, err := ReadWorkspaceFile(p.Workspace, image.DockerfileName); err == nil {
 			sum := sha256.Sum256(df)
 			want := img.Labels[LabelDockerfile]
 			info.Stale = want != "" && want != hex.EncodeToString(sum[:])
@@ -275,7 +275,7 @@ func (m *Manager) Dockerfile(ctx context.Context, u store.User, project string) 
 	if err != nil {
 		return nil, err
 	}
-	return readWorkspaceFile(p.Workspace, image.DockerfileName)
+	return ReadWorkspaceFile(p.Workspace, image.DockerfileName)
 }
 
 // Builds returns the project's last builds, newest first.

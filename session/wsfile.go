@@ -14,9 +14,9 @@ import (
 // put a symlink anywhere in it. Every file the gateway reads or writes
 // there goes through an os.Root, so it can never reach outside.
 
-// readWorkspaceFile reads name from the workspace, refusing files over
-// maxDockerfile: it is only used for Dockerfiles.
-func readWorkspaceFile(ws, name string) ([]byte, error) {
+// ReadWorkspaceFile reads a small text file (a Dockerfile, a requirements
+// list) from the workspace for the gateway, refusing files over 1 MiB.
+func ReadWorkspaceFile(ws, name string) ([]byte, error) {
 	root, err := os.OpenRoot(ws)
 	if err != nil {
 		return nil, err

@@ -124,7 +124,7 @@ func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Write
 	return id, nil
 }
 
-// buildLog passes the classic builder's output on, a whole line at a time,
+// buildLog passes the classic builder's output on, one clean line per write,
 // without its bookkeeping lines (layer IDs, intermediate containers), which
 // tell a user nothing: what remains is one line per step and the steps' own
 // output. The engine splits lines across messages, hence the buffer.
@@ -156,12 +156,16 @@ func (b *buildLog) Flush() {
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]")
 
 func (b *buildLog) emit(line []byte) {
-	line = ansi.ReplaceAll(line, nil)
+	line = ansi.ReplaceAll(bytes.TrimRight(line, "\r\n"), nil)
+	// A progress counter redraws its line with \r: keep the last state.
+	if i := bytes.LastIndexByte(line, '\r'); i >= 0 {
+		line = line[i+1:]
+	}
 	t := string(bytes.TrimSpace(line))
 	if t == "" || strings.HasPrefix(t, "---> ") || strings.HasPrefix(t, "Removing intermediate container") || strings.HasPrefix(t, "Successfully built") || strings.HasPrefix(t, "Successfully tagged") {
 		return
 	}
-	b.out.Write(line)
+	b.out.Write(append(line, '\n'))
 }
 
 func containsAny(s string, subs ...string) bool {

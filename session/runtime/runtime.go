@@ -46,8 +46,9 @@ type Builder interface {
 	// Image describes ref; its ID is "" when ref does not exist.
 	Image(ctx context.Context, ref string) (Image, error)
 	// Build builds spec.Ref from spec.Context, streaming human-readable
-	// progress to out: one "Step N/M : INSTRUCTION" line per step, then
-	// the step's own output. A failed build leaves the old image at Ref.
+	// progress to out, one whole line per write, without terminal codes:
+	// a "Step N/M : INSTRUCTION" line per step, then the step's own
+	// output. A failed build leaves the old image at Ref.
 	Build(ctx context.Context, spec BuildSpec, out io.Writer) (string, error)
 	// RemoveImage untags ref and removes the image unless a container
 	// still uses it. A missing image is not an error.
