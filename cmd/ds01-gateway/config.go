@@ -14,7 +14,7 @@ import (
 	"time"
 
 	units "github.com/docker/go-units"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/image"

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/docker/go-units"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Limits are one user's effective limits. nil means unlimited.
