@@ -33,6 +33,9 @@ type Service interface {
 	Projects(ctx context.Context, u store.User) ([]session.ProjectInfo, error)
 	Project(ctx context.Context, u store.User, name string) (session.ProjectInfo, error)
 	Dockerfile(ctx context.Context, u store.User, project string) ([]byte, error)
+	// ReadProjectFile reads a small file of the project's workspace as
+	// the user.
+	ReadProjectFile(ctx context.Context, u store.User, project, name string) ([]byte, error)
 	Builds(ctx context.Context, u store.User, project string, limit int) ([]store.Build, error)
 	CreateImage(ctx context.Context, u store.User, project string, spec session.ImageSpec, out io.Writer) (session.BuildResult, error)
 	UpdateImage(ctx context.Context, u store.User, project string, c session.Change, out io.Writer) (session.BuildResult, error)

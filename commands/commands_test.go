@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"reflect"
 	"strings"
 	"testing"
@@ -31,6 +32,9 @@ func (f *fakeService) Project(_ context.Context, _ store.User, name string) (ses
 }
 func (f *fakeService) Dockerfile(context.Context, store.User, string) ([]byte, error) {
 	return f.df, nil
+}
+func (f *fakeService) ReadProjectFile(context.Context, store.User, string, string) ([]byte, error) {
+	return nil, fs.ErrNotExist
 }
 func (f *fakeService) Builds(context.Context, store.User, string, int) ([]store.Build, error) {
 	return nil, nil

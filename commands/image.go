@@ -38,7 +38,7 @@ func runImageCreate(ctx context.Context, env *Env, p *parsed) error {
 	if err := session.ValidateProject(project, env.Login); err != nil {
 		return err
 	}
-	pip, sys, err := packagesFromFlags(ctx, env, p, "")
+	pip, sys, err := packagesFromFlags(ctx, env, p, project)
 	if err != nil {
 		return err
 	}
@@ -95,15 +95,7 @@ func runImageUpdate(ctx context.Context, env *Env, p *parsed) error {
 		}
 		c.Edit = func([]byte) ([]byte, error) { return df, nil }
 	case p.has("--add") || p.has("--add-system") || p.has("--remove") || p.has("--requirements"):
-		ws := ""
-		if p.has("--requirements") && p.value("--requirements") != "-" {
-			info, err := env.Service.Project(ctx, env.User, project)
-			if err != nil {
-				return err
-			}
-			ws = info.Workspace
-		}
-		pip, sys, err := packagesFromFlags(ctx, env, p, ws)
+		pip, sys, err := packagesFromFlags(ctx, env, p, project)
 		if err != nil {
 			return err
 		}
@@ -144,7 +136,7 @@ func applyChange(ctx context.Context, env *Env, project string, c session.Change
 
 // packagesFromFlags validates --add, --add-system and -r; nothing the user
 // typed reaches the Dockerfile unless every package parses.
-func packagesFromFlags(ctx context.Context, env *Env, p *parsed, workspace string) (pip, sys []image.Package, err error) {
+func packagesFromFlags(ctx context.Context, env *Env, p *parsed, project string) (pip, sys []image.Package, err error) {
 	if w := p.list("--add"); len(w) > 0 {
 		if pip, err = image.ParseList(image.Pip, strings.Join(w, " ")); err != nil {
 			return nil, nil, usageError{err.Error()}
@@ -156,7 +148,7 @@ func packagesFromFlags(ctx context.Context, env *Env, p *parsed, workspace strin
 		}
 	}
 	if src := p.value("--requirements"); src != "" {
-		data, err := readRequirements(env, src, workspace)
+		data, err := readRequirements(ctx, env, src, project)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -172,7 +164,7 @@ func packagesFromFlags(ctx context.Context, env *Env, p *parsed, workspace strin
 // maxInput bounds what a command reads from stdin or the workspace.
 const maxInput = 1 << 20
 
-func readRequirements(env *Env, src, workspace string) ([]byte, error) {
+func readRequirements(ctx context.Context, env *Env, src, project string) ([]byte, error) {
 	if src == "-" {
 		if env.Stdin == nil {
 			return nil, usagef("-r - reads stdin, which the shell does not have: %s", env.hint("image-update PROJECT -r - < requirements.txt"))
@@ -183,7 +175,7 @@ func readRequirements(env *Env, src, workspace string) ([]byte, error) {
 	if rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
 		return nil, usagef("-r %s: name a file in the project's workspace, or - for stdin", src)
 	}
-	data, err := session.ReadWorkspaceFile(workspace, rel)
+	data, err := env.Service.ReadProjectFile(ctx, env.User, project, rel)
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err // the path is the user's own, said once

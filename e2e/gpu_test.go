@@ -127,8 +127,11 @@ func TestGPUs(t *testing.T) {
 		hold.stop()
 	})
 
+	// The sessions that take over the GPUs below must outlive their
+	// subtests: the kill -9 subtest counts on their containers.
+	outer := t
 	t.Run("a waiting request gets the slot a retire frees", func(t *testing.T) {
-		wait := g.startSSH(t, cat, "p", gpuEnv+"; sleep 300")
+		wait := g.startSSH(outer, cat, "p", gpuEnv+"; sleep 300")
 		wait.waitErr(t, "position 1 of 1", timeoutLong)
 		var st struct {
 			Slots []struct {
@@ -151,7 +154,7 @@ func TestGPUs(t *testing.T) {
 	})
 
 	t.Run("docker rm -f frees the slot", func(t *testing.T) {
-		wait := g.startSSH(t, ann, "p", gpuEnv+"; sleep 300")
+		wait := g.startSSH(outer, ann, "p", gpuEnv+"; sleep 300")
 		wait.waitErr(t, "position 1", timeoutLong)
 		docker(t, "rm", "-f", containers(t, ben.uid, "p")[0])
 		wait.waitOutput(t, "gpus="+benGPU, timeoutShort)

@@ -53,13 +53,7 @@ func transferKind(command string) (kind string, args []string) {
 // project's workspace, creating the workspace (not the image) if the
 // project is new.
 func (sc *sessionChan) serveFiles(ctx context.Context, log *slog.Logger, u store.User, project, mode string, args []string) {
-	ws, err := sc.s.sessions.EnsureWorkspace(ctx, u, project)
-	if err != nil {
-		log.Error("transfer workspace", "err", err)
-		sc.fail(userMessage(err), 1)
-		return
-	}
-	fm, err := sc.s.sessions.FileMounts(u, ws)
+	fm, err := sc.s.sessions.FileMounts(ctx, u, project)
 	if err != nil {
 		log.Error("transfer mounts", "err", err)
 		sc.fail(userMessage(err), 1)
@@ -67,7 +61,8 @@ func (sc *sessionChan) serveFiles(ctx context.Context, log *slog.Logger, u store
 	}
 	mounts := make([]transfer.Mount, len(fm))
 	for i, m := range fm {
-		mounts[i] = transfer.Mount{Path: m.Target, Dir: m.Source}
+		defer m.Dir.Close()
+		mounts[i] = transfer.Mount{Path: m.Path, Dir: m.Dir.Path(), File: m.Dir.File()}
 	}
 	start := time.Now()
 	code, st, err := transfer.Spawn(ctx, transfer.Spec{

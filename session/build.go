@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ds01/ds01-gateway/session/image"
 	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/session/workspace"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -115,16 +117,24 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	if err := ValidateProject(project, ""); err != nil {
 		return BuildResult{}, err
 	}
-	ws := m.Workspace(u, project)
+	if err := checkUID(u); err != nil {
+		return BuildResult{}, err
+	}
+	var ws *workspace.Dir
+	var err error
 	if !c.Create {
 		if _, err := m.store.GetProject(ctx, u.Name, project); errors.Is(err, store.ErrNotFound) {
 			return BuildResult{}, fmt.Errorf("%w %q", ErrNoProject, project)
 		} else if err != nil {
 			return BuildResult{}, err
 		}
-	} else if _, _, err := m.ensureWorkspace(ctx, u, project); err != nil {
+		if ws, err = m.openWorkspace(ctx, u, project, false); err != nil {
+			return BuildResult{}, err
+		}
+	} else if ws, _, err = m.ensureWorkspace(ctx, u, project); err != nil {
 		return BuildResult{}, err
 	}
+	defer ws.Close()
 	k := key{u.UID, project}
 	release, bc, err := m.acquireBuild(ctx, k, project, out)
 	if err != nil {
@@ -144,7 +154,7 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	if c.Create && img.ID != "" {
 		return BuildResult{}, fmt.Errorf("%w: %s", ErrImageExists, strings.TrimSuffix(ref, ":latest"))
 	}
-	old, err := ReadWorkspaceFile(ws, image.DockerfileName)
+	old, err := ws.ReadFile(image.DockerfileName, maxDockerfile)
 	if err != nil {
 		return BuildResult{}, fmt.Errorf("read Dockerfile: %w", err)
 	}
@@ -165,7 +175,7 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	if err != nil {
 		var be *BuildError
 		if errors.As(err, &be) && changed {
-			if werr := writeWorkspaceFile(ws, failedName, df, u.UID, u.GID); werr == nil {
+			if werr := ws.WriteFile(failedName, df, 0o644); werr == nil {
 				be.Saved = failedName
 			} else {
 				m.log.Warn("save failed Dockerfile", "project", project, "err", werr)
@@ -174,15 +184,17 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 		return res, err
 	}
 	if changed {
-		if err := writeWorkspaceFile(ws, backupName, old, u.UID, u.GID); err != nil {
+		if err := ws.WriteFile(backupName, old, 0o644); err != nil {
 			return res, fmt.Errorf("keep previous Dockerfile: %w", err)
 		}
-		if err := writeWorkspaceFile(ws, image.DockerfileName, df, u.UID, u.GID); err != nil {
+		if err := ws.WriteFile(image.DockerfileName, df, 0o644); err != nil {
 			return res, fmt.Errorf("write Dockerfile: %w", err)
 		}
 		res.Changed = true
 	}
-	removeWorkspaceFile(ws, failedName)
+	if err := ws.Remove(failedName); err != nil {
+		m.log.Warn("remove failed Dockerfile", "project", project, "err", err)
+	}
 	res.Running = m.runsOtherImage(u, project, res.ImageID)
 	return res, nil
 }
@@ -203,7 +215,7 @@ func (m *Manager) checkBases(df []byte) error {
 }
 
 // buildLocked builds df for the project; the project's build slot is held.
-func (m *Manager) buildLocked(ctx context.Context, u store.User, project, ws string, df []byte, c Change, out io.Writer) (BuildResult, error) {
+func (m *Manager) buildLocked(ctx context.Context, u store.User, project string, ws *workspace.Dir, df []byte, c Change, out io.Writer) (BuildResult, error) {
 	if m.cfg.BuildTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.cfg.BuildTimeout)
@@ -227,7 +239,11 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project, ws str
 		{LabelProject, project}, {LabelInstance, m.cfg.Instance}, {LabelDockerfile, hex.EncodeToString(sum[:])},
 	})
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(image.ContextFor(ws, labelled, pw)) }()
+	// The context is read as the user: a COPY reads only what the user
+	// may read.
+	go func() {
+		pw.CloseWithError(ws.Do(func(root *os.Root) error { return image.ContextFor(root, labelled, pw) }))
+	}()
 	prog := &progress{w: out, start: start}
 	id, err := m.builder.Build(ctx, runtime.BuildSpec{
 		Ref:     ref,

@@ -56,7 +56,7 @@ func TestCreateThenUpdate(t *testing.T) {
 	if !strings.Contains(out.String(), "ds01: [1/2") {
 		t.Errorf("no progress line per step:\n%s", out.String())
 	}
-	ws := m.Workspace(u, "p")
+	ws := workspaceOf(t, m, u, "p")
 	df, _ := os.ReadFile(filepath.Join(ws, "Dockerfile"))
 	if !bytes.Contains(df, []byte("'jq'")) || !strings.HasPrefix(rt.builds[0], string(df)) {
 		t.Errorf("built Dockerfile is not the workspace's:\n%s", df)
@@ -77,7 +77,7 @@ func TestFailedBuildKeepsDockerfile(t *testing.T) {
 	if _, err := m.CreateImage(ctx, u, "p", ImageSpec{}, &out); err != nil {
 		t.Fatal(err)
 	}
-	ws := m.Workspace(u, "p")
+	ws := workspaceOf(t, m, u, "p")
 	before, _ := os.ReadFile(filepath.Join(ws, "Dockerfile"))
 	fail := func(df []byte) ([]byte, error) { return append(df, "RUN FAIL\n"...), nil }
 	_, err := m.UpdateImage(ctx, u, "p", Change{Edit: fail, Reason: "test"}, &out)
@@ -137,7 +137,7 @@ func TestConcurrentUpdatesSerialise(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	df, _ := os.ReadFile(filepath.Join(m.Workspace(u, "p"), "Dockerfile"))
+	df, _ := os.ReadFile(filepath.Join(workspaceOf(t, m, u, "p"), "Dockerfile"))
 	got, _, _ := image.Packages(df, image.System)
 	if len(got) != len(pkgs) {
 		t.Errorf("final Dockerfile has %v, want all of %v", got, pkgs)

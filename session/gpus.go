@@ -83,25 +83,6 @@ func (m *Manager) gpuCount(ctx context.Context, u store.User, project string, wa
 	return 0
 }
 
-// checkContainerCap refuses a launch beyond max_containers_per_user.
-func (m *Manager) checkContainerCap(u store.User, project string, l gpu.Limits) error {
-	if l.MaxContainers == nil {
-		return nil
-	}
-	m.mu.Lock()
-	n := 0
-	for k, e := range m.entries {
-		if k.uid == u.UID && k.project != project && e.snap.Load() != nil {
-			n++
-		}
-	}
-	m.mu.Unlock()
-	if n >= *l.MaxContainers {
-		return fmt.Errorf("%w: you run %d of %d containers (max_containers_per_user): retire one first (container-list, container-retire)", ErrLimit, n, *l.MaxContainers)
-	}
-	return nil
-}
-
 // acquireGPUs waits for n slots, telling the user where they stand in the
 // queue. The entry's lock is held: other connections to the project wait
 // with this one.
@@ -184,35 +165,51 @@ func (m *Manager) gpuSpec(spec *runtime.ContainerSpec, slots []gpu.Slot) {
 	}
 }
 
-// recordGPUs writes the container's slots to the store.
-func (m *Manager) recordGPUs(ctx context.Context, e *entry) {
-	if len(e.gpus) == 0 {
+// recordGPUs writes a container's slots to the store, under container (its
+// name before it exists, its ID after).
+func (m *Manager) recordGPUs(ctx context.Context, u store.User, project, container string, slots []gpu.Slot, since time.Time) {
+	if len(slots) == 0 {
 		return
 	}
-	as := make([]store.Allocation, len(e.gpus))
-	for i, s := range e.gpus {
-		as[i] = store.Allocation{UUID: s.UUID, Container: e.containerID, User: e.user.Name, UID: e.user.UID, Project: e.project, GPUEq: s.GPUEq(), Since: e.launchedAt}
+	as := make([]store.Allocation, len(slots))
+	for i, s := range slots {
+		as[i] = store.Allocation{UUID: s.UUID, Container: container, User: u.Name, UID: u.UID, Project: project, GPUEq: s.GPUEq(), Since: since}
 	}
 	if err := m.store.PutAllocations(ctx, as); err != nil {
-		m.log.Error("record gpu allocation", "container", short(e.containerID), "err", err)
+		m.log.Error("record gpu allocation", "container", short(container), "err", err)
 	}
-	m.event(ctx, store.Event{Type: "gpu.allocate", User: e.user.Name, Project: e.project, Container: e.containerID, Details: slotList(e.gpus)})
 }
 
-// releaseGPUs frees the entry's slots; the queue's head gets them.
+// releaseGPUs frees the slots of e's container id (named name); the
+// queue's head gets them. e.mu is held.
 func (m *Manager) releaseGPUs(ctx context.Context, e *entry, id string) {
+	e.gpus = nil
+	m.freeSlots(ctx, e.user, e.project, id, e.name)
+}
+
+// freeSlots gives the project's slots back and forgets their store rows,
+// under any of the container's names for them.
+func (m *Manager) freeSlots(ctx context.Context, u store.User, project string, containers ...string) {
 	if m.cfg.Alloc == nil {
 		return
 	}
-	freed := m.cfg.Alloc.Release(e.user.UID, e.project)
-	e.gpus = nil
+	freed := m.cfg.Alloc.Release(u.UID, project)
 	if len(freed) == 0 {
 		return
 	}
-	if err := m.store.DeleteAllocations(ctx, id); err != nil {
-		m.log.Error("record gpu release", "container", short(id), "err", err)
+	for _, c := range containers {
+		if c == "" {
+			continue
+		}
+		if err := m.store.DeleteAllocations(ctx, c); err != nil {
+			m.log.Error("record gpu release", "container", short(c), "err", err)
+		}
 	}
-	m.event(ctx, store.Event{Type: "gpu.release", User: e.user.Name, Project: e.project, Container: id, Details: slotList(freed)})
+	id := ""
+	if len(containers) > 0 {
+		id = containers[0]
+	}
+	m.event(ctx, store.Event{Type: "gpu.release", User: u.Name, Project: project, Container: id, Details: slotList(freed)})
 }
 
 func slotList(slots []gpu.Slot) string {
@@ -264,10 +261,10 @@ func (m *Manager) sweepDead(ctx context.Context) {
 	m.mu.Unlock()
 	for _, e := range dead {
 		if !e.mu.TryLock() {
-			continue // a launch or retire is under way; next round
+			continue // a retire is under way; next round
 		}
 		if sn := e.snap.Load(); sn != nil && !running[sn.id] {
-			m.log.Warn("container gone", "user", e.user.Name, "project", e.project, "container", short(sn.id))
+			m.log.Warn("container gone", "user", sn.user.Name, "project", e.project, "container", short(sn.id))
 			m.retireLocked(ctx, e, "stopped outside the gateway")
 		}
 		e.mu.Unlock()

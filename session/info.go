@@ -106,7 +106,7 @@ func (m *Manager) projectInfo(ctx context.Context, u store.User, p store.Project
 	info.ImageID, info.ImageCreated, info.ImageSize = img.ID, img.Created, img.Size
 	if img.ID != "" {
 		info.ImageState = ImageBuilt
-		if df, err := ReadWorkspaceFile(p.Workspace, image.DockerfileName); err == nil {
+		if df, err := m.readDockerfile(ctx, u, p.Name); err == nil {
 			sum := sha256.Sum256(df)
 			want := img.Labels[LabelDockerfile]
 			info.Stale = want != "" && want != hex.EncodeToString(sum[:])
@@ -271,11 +271,20 @@ func (m *Manager) RetireImage(ctx context.Context, u store.User, project string)
 
 // Dockerfile returns the project's Dockerfile.
 func (m *Manager) Dockerfile(ctx context.Context, u store.User, project string) ([]byte, error) {
-	p, err := m.Project(ctx, u, project)
+	if _, err := m.Project(ctx, u, project); err != nil {
+		return nil, err
+	}
+	return m.readDockerfile(ctx, u, project)
+}
+
+// readDockerfile reads the project's Dockerfile as the user.
+func (m *Manager) readDockerfile(ctx context.Context, u store.User, project string) ([]byte, error) {
+	d, err := m.openWorkspace(ctx, u, project, false)
 	if err != nil {
 		return nil, err
 	}
-	return ReadWorkspaceFile(p.Workspace, image.DockerfileName)
+	defer d.Close()
+	return d.ReadFile(image.DockerfileName, maxDockerfile)
 }
 
 // Builds returns the project's last builds, newest first.

@@ -8,13 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ds01/ds01-gateway/session/gpu"
-	"github.com/ds01/ds01-gateway/session/image"
 	"github.com/ds01/ds01-gateway/session/runtime"
 	"github.com/ds01/ds01-gateway/store"
 )
@@ -91,10 +89,14 @@ type key struct {
 	project string
 }
 
-// entry is one (user, project) container slot. mu serialises launching and
-// retiring it; refs, gen and timer are guarded by Manager.mu.
+// entry is one (user, project) container slot.
+//
+// mu guards the container's fields and serialises retiring it. It is held
+// only for short steps (a retire: stop and remove), never across a build
+// or a wait for GPUs: those happen in a launch (launch.go) that every
+// caller follows with its own context, so a connection can always give up.
 type entry struct {
-	mu          sync.Mutex
+	mu          ctxMutex
 	user        store.User
 	project     string
 	containerID string
@@ -107,13 +109,22 @@ type entry struct {
 	// ret ends when the container goes; sessions on it tell their user
 	// and end.
 	ret *retirement
-	// snap is what listings read: e.mu is held for a whole build and
-	// launch, and a listing must not wait for that.
+	// launch is the launch under way, nil when there is none.
+	launch *launchOp
+	// snap is what listings read without taking mu.
 	snap atomic.Pointer[snapshot]
 
+	// Guarded by Manager.mu.
 	refs  int
 	gen   uint64
 	timer *time.Timer
+	// reserved counts the entry against max_containers_per_user while
+	// its launch runs, so two logins at once cannot both pass the cap.
+	reserved bool
+}
+
+func newEntry(u store.User, project string) *entry {
+	return &entry{mu: newCtxMutex(), user: u, project: project}
 }
 
 // New returns a manager. Call Reconcile once before serving.
@@ -124,6 +135,7 @@ func New(cfg Config, rt runtime.Runtime, b runtime.Builder, st *store.Store, log
 // snapshot is an entry's container as last published.
 type snapshot struct {
 	id, imageID, name string
+	user              store.User
 	launchedAt        time.Time
 	gpus              []gpu.Slot
 }
@@ -134,7 +146,7 @@ func (e *entry) publish() {
 		e.snap.Store(nil)
 		return
 	}
-	e.snap.Store(&snapshot{id: e.containerID, imageID: e.imageID, name: e.name, launchedAt: e.launchedAt, gpus: e.gpus})
+	e.snap.Store(&snapshot{id: e.containerID, imageID: e.imageID, name: e.name, user: e.user, launchedAt: e.launchedAt, gpus: e.gpus})
 }
 
 // Lease is one connection's hold on a running project container.
@@ -142,6 +154,7 @@ type Lease struct {
 	m        *Manager
 	e        *entry
 	k        key
+	user     store.User // as of Attach: Release must not read e's
 	once     sync.Once
 	attached time.Time
 	ret      *retirement
@@ -163,9 +176,14 @@ func (r *retirement) end(why string) {
 
 // Attach returns a lease on the user's project container, creating the
 // project and launching the container if needed. Notices for the user
-// (build output, "ready") are written to notice.
+// (build output, queue position, "ready") are written to notice. A caller
+// that gives up (ctx done) leaves at once; the launch goes on while anyone
+// else waits for it.
 func (m *Manager) Attach(ctx context.Context, u store.User, project string, want Want, notice io.Writer) (*Lease, error) {
 	if err := ValidateProject(project, ""); err != nil {
+		return nil, err
+	}
+	if err := checkUID(u); err != nil {
 		return nil, err
 	}
 	k := key{u.UID, project}
@@ -176,7 +194,7 @@ func (m *Manager) Attach(ctx context.Context, u store.User, project string, want
 	}
 	e := m.entries[k]
 	if e == nil {
-		e = &entry{user: u, project: project}
+		e = newEntry(u, project)
 		m.entries[k] = e
 	}
 	e.refs++
@@ -187,15 +205,19 @@ func (m *Manager) Attach(ctx context.Context, u store.User, project string, want
 	}
 	m.mu.Unlock()
 
-	l := &Lease{m: m, e: e, k: k, attached: time.Now()}
+	l := &Lease{m: m, e: e, k: k, user: u, attached: time.Now()}
 	if err := m.ensureRunning(ctx, e, u, want, notice); err != nil {
 		l.Release()
 		return nil, err
 	}
-	e.mu.Lock()
+	if err := e.mu.LockContext(ctx); err != nil {
+		l.Release()
+		return nil, err
+	}
 	l.ret = e.ret
+	id := e.containerID
 	e.mu.Unlock()
-	m.event(ctx, store.Event{Type: "container.attach", User: u.Name, Project: project, Container: e.containerIDLocked()})
+	m.event(ctx, store.Event{Type: "container.attach", User: u.Name, Project: project, Container: id})
 	return l, nil
 }
 
@@ -205,107 +227,61 @@ func (e *entry) containerIDLocked() string {
 	return e.containerID
 }
 
-// ensureRunning makes sure e has a running container.
+// ensureRunning makes sure e has a running container: it joins the one
+// that runs, or follows the launch under way, or starts one.
 func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, want Want, notice io.Writer) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.user = u // the latest record: a key or group may have changed
-	if e.containerID != "" {
-		ok, err := m.rt.Running(ctx, e.containerID)
+	for {
+		if err := e.mu.LockContext(ctx); err != nil {
+			return err
+		}
+		e.user = u // the latest record: a key or group may have changed
+		op, id, held := e.launch, e.containerID, len(e.gpus)
+		if op == nil && id == "" {
+			op = m.startLaunch(e, u, want)
+		}
+		e.mu.Unlock()
+		if op != nil {
+			if err := m.follow(ctx, op, notice); err != nil {
+				return err
+			}
+			if op.want != want {
+				m.mismatch(e, want, notice)
+			}
+			return nil
+		}
+		ok, err := m.rt.Running(ctx, id)
 		if err != nil {
 			return err
 		}
 		if ok {
-			if want.GPUs >= 0 && want.GPUs != len(e.gpus) {
+			if want.GPUs >= 0 && want.GPUs != held {
 				fmt.Fprintf(notice, "ds01: joined the running container of %s, which has %d GPU(s) (you asked for %d); to change: container-retire %s, then connect again\n",
-					e.project, len(e.gpus), want.GPUs, e.project)
+					e.project, held, want.GPUs, e.project)
 			}
 			return nil
 		}
 		// It died on its own or an admin removed it: clean up, relaunch.
-		m.log.Warn("container gone, relaunching", "user", u.Name, "project", e.project, "container", e.containerID)
-		m.retireLocked(ctx, e, "died")
+		if err := e.mu.LockContext(ctx); err != nil {
+			return err
+		}
+		if e.containerID == id {
+			m.log.Warn("container gone, relaunching", "user", u.Name, "project", e.project, "container", id)
+			m.retireLocked(ctx, e, "died")
+		}
+		e.mu.Unlock()
 	}
-	ws, imageID, err := m.ensureProject(ctx, u, e.project, notice)
-	if err != nil {
-		return err
-	}
-	e.workspace = ws
-	limits, _ := m.limitsFor(u)
-	if err := m.checkContainerCap(u, e.project, limits); err != nil {
-		return err
-	}
-	slots, err := m.acquireGPUs(ctx, u, e.project, m.gpuCount(ctx, u, e.project, want), limits, notice)
-	if err != nil {
-		return err
-	}
-	e.gpus = slots
-	if err := m.launchLocked(ctx, e, imageID, m.containerLimits(limits), notice); err != nil {
-		m.releaseGPUs(ctx, e, "")
-		return err
-	}
-	if len(slots) > 0 {
-		m.recordGPUs(ctx, e)
-		fmt.Fprint(notice, m.gpuNotice(u, slots, limits))
-	}
-	return nil
 }
 
-// launchLocked starts a fresh container for e from imageID; e.mu is held.
-func (m *Manager) launchLocked(ctx context.Context, e *entry, imageID string, limits runtime.Limits, notice io.Writer) error {
-	start := time.Now()
-	u := e.user
-	ref := image.Ref(u.UID, e.project)
-	name := containerName(u.Name, e.project)
-	home, err := m.userMounts(u)
-	if err != nil {
-		return fmt.Errorf("launch container: %w", err)
+// mismatch tells a caller who followed someone else's launch that it got
+// a different number of GPUs than it asked for.
+func (m *Manager) mismatch(e *entry, want Want, notice io.Writer) {
+	e.mu.Lock()
+	held, running := len(e.gpus), e.containerID != ""
+	e.mu.Unlock()
+	if running && want.GPUs >= 0 && want.GPUs != held {
+		fmt.Fprintf(notice, "ds01: joined the running container of %s, which has %d GPU(s) (you asked for %d); to change: container-retire %s, then connect again\n",
+			e.project, held, want.GPUs, e.project)
 	}
-	run, err := m.prepareRunDir(ctx, name, u, imageID)
-	if err != nil {
-		return fmt.Errorf("launch container: %w", err)
-	}
-	labels := map[string]string{
-		LabelUser:     u.Name,
-		LabelUID:      strconv.Itoa(u.UID),
-		LabelProject:  e.project,
-		LabelCreated:  start.UTC().Format(time.RFC3339),
-		LabelInstance: m.cfg.Instance,
-	}
-	spec := runtime.ContainerSpec{
-		Name:     name,
-		Image:    imageID,
-		Hostname: e.project,
-		Labels:   labels,
-		User:     fmt.Sprintf("%d:%d", u.UID, u.GID),
-		Env:      []string{"HOME=" + run.home, "USER=" + u.Name, "LOGNAME=" + u.Name, "SHELL=" + run.shell},
-		Workdir:  "/workspace",
-		Mounts:   append(append([]runtime.Mount{{Source: e.workspace, Target: "/workspace"}}, run.mounts...), home...),
-		Network:  userNetwork(u),
-		NetworkLabels: map[string]string{
-			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: m.cfg.Instance,
-		},
-		Limits: limits,
-		IODir:  run.io,
-	}
-	m.gpuSpec(&spec, e.gpus)
-	id, err := m.rt.Launch(ctx, spec)
-	if err != nil {
-		m.removeRunDir(name)
-		m.event(ctx, store.Event{Type: "container.launch_failed", User: u.Name, Project: e.project, Duration: time.Since(start), Details: err.Error()})
-		return fmt.Errorf("launch container: %w", err)
-	}
-	e.containerID, e.imageID, e.name, e.shell, e.launchedAt = id, imageID, name, run.shell, time.Now()
-	e.publish()
-	e.ret = newRetirement()
-	d := time.Since(start)
-	if err := m.store.PutContainer(ctx, store.Container{ID: id, Name: spec.Name, User: u.Name, Project: e.project, Image: ref, State: "running", CreatedAt: start}); err != nil {
-		m.log.Error("record container", "container", id, "err", err)
-	}
-	m.event(ctx, store.Event{Type: "container.launch", User: u.Name, Project: e.project, Container: id, Duration: d})
-	m.log.Info("container launched", "user", u.Name, "project", e.project, "container", short(id), "duration", d)
-	fmt.Fprintf(notice, "ds01: container %s ready (%.1f s)\n", e.project, d.Seconds())
-	return nil
 }
 
 // Release ends the lease; the last one out starts the retire timer.
@@ -319,8 +295,8 @@ func (l *Lease) Release() {
 			e.timer = time.AfterFunc(m.cfg.RetireAfter, func() { m.expire(l.k, e, gen) })
 		}
 		m.mu.Unlock()
-		if id := e.containerIDLocked(); id != "" {
-			m.event(context.Background(), store.Event{Type: "container.detach", User: e.user.Name, Project: e.project, Container: id, Duration: time.Since(l.attached)})
+		if sn := e.snap.Load(); sn != nil {
+			m.event(context.Background(), store.Event{Type: "container.detach", User: l.user.Name, Project: e.project, Container: sn.id, Duration: time.Since(l.attached)})
 		}
 	})
 }
@@ -342,6 +318,11 @@ func (m *Manager) expire(k key, e *entry, gen uint64) {
 	defer m.mu.Unlock()
 	switch {
 	case e.refs != 0 || e.gen != gen || m.closed:
+	case e.launch != nil:
+		// Everyone left during a launch, which may still finish: look
+		// again after the grace rather than forget the entry with its
+		// container.
+		e.timer = time.AfterFunc(max(m.cfg.RetireAfter, time.Second), func() { m.expire(k, e, gen) })
 	case e.containerID != "":
 		// The engine refused to remove it: try again rather than leak it.
 		e.timer = time.AfterFunc(retireRetry, func() { m.expire(k, e, gen) })

@@ -161,8 +161,11 @@ func newTestManager(t *testing.T, rt *memRuntime, grace time.Duration) (*Manager
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	// The test's own uid, so workspace chowns work without root.
-	u := store.User{Name: "ann", UID: os.Getuid(), GID: os.Getgid()}
+	// Workspaces are made and read as the user, which needs root.
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the manager acts on workspaces as their users")
+	}
+	u := store.User{Name: "ann", UID: 25001, GID: 25001}
 	m := New(Config{
 		WorkspaceRoot: filepath.Join(dir, "ws", "{user}"),
 		BaseImage:     "base",
@@ -172,6 +175,16 @@ func newTestManager(t *testing.T, rt *memRuntime, grace time.Duration) (*Manager
 	}, rt, rt, st, slog.New(slog.DiscardHandler))
 	t.Cleanup(m.Close)
 	return m, u
+}
+
+// workspaceOf is the host directory of the user's project.
+func workspaceOf(t *testing.T, m *Manager, u store.User, project string) string {
+	t.Helper()
+	p, err := m.store.GetProject(context.Background(), u.Name, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Workspace
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -268,7 +281,7 @@ func TestAttachRacingRetire(t *testing.T) {
 func TestReconcileAdoptsThenRetires(t *testing.T) {
 	rt := newMem()
 	rt.running["orphan"] = runtime.ContainerSpec{Name: "ds01-ann.proj-abc", Labels: map[string]string{
-		LabelUser: "ann", LabelUID: fmt.Sprint(os.Getuid()), LabelProject: "proj", LabelInstance: "test"}}
+		LabelUser: "ann", LabelUID: "25001", LabelProject: "proj", LabelInstance: "test"}}
 	m, _ := newTestManager(t, rt, 50*time.Millisecond)
 	if err := m.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)

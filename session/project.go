@@ -13,23 +13,28 @@ import (
 	"time"
 
 	"github.com/ds01/ds01-gateway/session/image"
+	"github.com/ds01/ds01-gateway/session/workspace"
 	"github.com/ds01/ds01-gateway/store"
 )
 
-// Workspace returns the host directory of a user's project.
-func (m *Manager) Workspace(u store.User, project string) string {
-	root, _ := ExpandRoot(m.cfg.WorkspaceRoot, u.Name)
-	return filepath.Join(root, project)
-}
+// ErrNoWorkspace is wrapped when a project's workspace cannot be opened.
+var ErrNoWorkspace = errors.New("workspace unavailable")
 
 // ExpandRoot fills {user} and {home} (the user's home on the host, or
 // /home/<user> when the host has no such account) in a workspace root. It
 // also returns the shared directory above the user's part: directories
-// created below it belong to the user, those above it to root.
+// created below it belong to the user, those above it to root. A lookup
+// that fails for another reason than "no such user" falls back too; the
+// gateway itself uses expandRoot, which refuses it.
 func ExpandRoot(root, userName string) (expanded, shared string) {
+	expanded, shared, _ = expandRoot(root, userName)
+	return expanded, shared
+}
+
+func expandRoot(root, userName string) (expanded, shared string, err error) {
 	i := strings.Index(root, "{")
 	if i < 0 {
-		return root, root
+		return root, root, nil
 	}
 	shared = root[:i]
 	if strings.HasSuffix(shared, "/") {
@@ -39,88 +44,172 @@ func ExpandRoot(root, userName string) (expanded, shared string) {
 	}
 	if strings.Contains(root, "{home}") {
 		home := "/home/" + userName
-		if hu, err := user.Lookup(userName); err == nil && hu.HomeDir != "" && hu.HomeDir != "/" {
+		hu, lerr := user.Lookup(userName)
+		var unknown user.UnknownUserError
+		switch {
+		case lerr == nil && hu.HomeDir != "" && hu.HomeDir != "/":
 			home = hu.HomeDir
+		case lerr != nil && !errors.As(lerr, &unknown):
+			// An LDAP or NSS outage must not put a user's project in
+			// a fresh, empty directory.
+			err = fmt.Errorf("look up the home of %s: %w", userName, lerr)
 		}
 		if strings.HasPrefix(root, "{home}") {
 			shared = filepath.Dir(home)
 		}
 		root = strings.ReplaceAll(root, "{home}", home)
 	}
-	return strings.ReplaceAll(root, "{user}", userName), shared
+	return strings.ReplaceAll(root, "{user}", userName), shared, err
+}
+
+// location is where a project's workspace is: dir, reached from anchor,
+// the root-owned directory above the user's part of the path.
+type location struct{ dir, anchor string }
+
+// locate finds the project's workspace: the one recorded when the project
+// was created (it stays there whatever happens to the configuration or to
+// user lookups later), or, for a new project, the configured root's.
+func (m *Manager) locate(ctx context.Context, u store.User, project string) (loc location, p store.Project, isNew bool, err error) {
+	p, err = m.store.GetProject(ctx, u.Name, project)
+	isNew = errors.Is(err, store.ErrNotFound)
+	if err != nil && !isNew {
+		return location{}, p, false, fmt.Errorf("look up project: %w", err)
+	}
+	if !isNew && p.Workspace != "" && p.WorkspaceAnchor != "" {
+		return location{p.Workspace, p.WorkspaceAnchor}, p, false, nil
+	}
+	root, shared, err := expandRoot(m.cfg.WorkspaceRoot, u.Name)
+	if err != nil {
+		return location{}, p, isNew, fmt.Errorf("%w: %w", ErrNoWorkspace, err)
+	}
+	loc = location{filepath.Join(root, project), shared}
+	if !isNew && p.Workspace != "" {
+		// Recorded before anchors were: the configuration's anchor, if
+		// the recorded path is below it.
+		if rel, rerr := filepath.Rel(shared, p.Workspace); rerr != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return location{}, p, false, fmt.Errorf("%w: %s is not below the workspace root's %s", ErrNoWorkspace, p.Workspace, shared)
+		}
+		loc.dir = p.Workspace
+		if err := m.store.SetWorkspaceAnchor(ctx, u.Name, project, shared); err != nil {
+			m.log.Warn("record workspace anchor", "project", project, "err", err)
+		}
+	}
+	return loc, p, isNew, nil
+}
+
+// openWorkspace opens the project's workspace, creating it if create is
+// set, without following any symlink below its anchor.
+func (m *Manager) openWorkspace(ctx context.Context, u store.User, project string, create bool) (*workspace.Dir, error) {
+	if err := ValidateProject(project, ""); err != nil {
+		return nil, err
+	}
+	loc, _, _, err := m.locate(ctx, u, project)
+	if err != nil {
+		return nil, err
+	}
+	return m.open(loc, u, create)
+}
+
+func (m *Manager) open(loc location, u store.User, create bool) (*workspace.Dir, error) {
+	if create {
+		if err := os.MkdirAll(loc.anchor, 0o755); err != nil {
+			return nil, fmt.Errorf("create workspace root: %w", err)
+		}
+	}
+	d, err := workspace.Open(loc.anchor, loc.dir, workspace.Owner{UID: u.UID, GID: u.GID}, create)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoWorkspace, err)
+	}
+	return d, nil
 }
 
 // EnsureWorkspace creates the project on first use, without building its
 // image: the workspace owned by the user, the default Dockerfile, the store
 // record. File transfers use it directly (a transfer never needs the
-// image); a login builds the image afterwards.
-func (m *Manager) EnsureWorkspace(ctx context.Context, u store.User, project string) (string, error) {
-	ws, _, err := m.ensureWorkspace(ctx, u, project)
-	return ws, err
+// image); a login builds the image afterwards. The caller closes the
+// returned directory.
+func (m *Manager) EnsureWorkspace(ctx context.Context, u store.User, project string) (*workspace.Dir, error) {
+	d, _, err := m.ensureWorkspace(ctx, u, project)
+	return d, err
 }
 
-func (m *Manager) ensureWorkspace(ctx context.Context, u store.User, project string) (ws string, isNew bool, err error) {
+func (m *Manager) ensureWorkspace(ctx context.Context, u store.User, project string) (d *workspace.Dir, isNew bool, err error) {
 	if err := ValidateProject(project, ""); err != nil {
-		return "", false, err
+		return nil, false, err
 	}
-	root, shared := ExpandRoot(m.cfg.WorkspaceRoot, u.Name)
-	ws = filepath.Join(root, project)
-	_, err = m.store.GetProject(ctx, u.Name, project)
-	isNew = errors.Is(err, store.ErrNotFound)
-	if err != nil && !isNew {
-		return "", false, fmt.Errorf("look up project: %w", err)
+	if err := checkUID(u); err != nil {
+		return nil, false, err
 	}
-	if err := os.MkdirAll(shared, 0o755); err != nil {
-		return "", false, fmt.Errorf("create workspace root: %w", err)
+	loc, _, isNew, err := m.locate(ctx, u, project)
+	if err != nil {
+		return nil, false, err
 	}
-	if err := mkdirOwned(ws, u.UID, u.GID); err != nil {
-		return "", false, fmt.Errorf("create workspace: %w", err)
+	d, err = m.open(loc, u, true)
+	if err != nil {
+		return nil, false, err
 	}
-	df := filepath.Join(ws, image.DockerfileName)
-	if _, err := os.Lstat(df); errors.Is(err, fs.ErrNotExist) {
-		err := writeOwned(df, image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project), u.UID, u.GID)
-		if err != nil && !errors.Is(err, fs.ErrExist) { // a concurrent first use wrote it
-			return "", false, fmt.Errorf("write Dockerfile: %w", err)
-		}
+	err = d.CreateFile(image.DockerfileName, image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project), 0o644)
+	if err != nil && !errors.Is(err, fs.ErrExist) { // the user's own, or a concurrent first use wrote it
+		d.Close()
+		return nil, false, fmt.Errorf("write Dockerfile: %w", err)
 	}
 	now := time.Now()
 	if isNew {
-		created, err := m.store.CreateProject(ctx, store.Project{User: u.Name, Name: project, Workspace: ws, CreatedAt: now, LastUsed: now})
+		created, err := m.store.CreateProject(ctx, store.Project{User: u.Name, Name: project, Workspace: loc.dir, WorkspaceAnchor: loc.anchor, CreatedAt: now, LastUsed: now})
 		if err != nil {
-			return "", false, fmt.Errorf("record project: %w", err)
+			d.Close()
+			return nil, false, fmt.Errorf("record project: %w", err)
 		}
 		if created {
-			m.event(ctx, store.Event{Type: "project.create", User: u.Name, Project: project, Details: ws})
+			m.event(ctx, store.Event{Type: "project.create", User: u.Name, Project: project, Details: loc.dir})
 		}
 	} else if err := m.store.TouchProject(ctx, u.Name, project, now); err != nil {
 		m.log.Warn("touch project", "project", project, "err", err)
 	}
-	return ws, isNew, nil
+	return d, isNew, nil
+}
+
+// errRootUser refuses accounts that would run containers or file
+// transfers as root: the store may hold one from before uid 0 was refused
+// at `user add`.
+var errRootUser = errors.New("accounts with uid or gid 0 cannot have containers; ask the admin to give this account its own uid")
+
+func checkUID(u store.User) error {
+	if u.UID <= 0 || u.GID <= 0 {
+		return fmt.Errorf("%w: %s", errRootUser, u.Name)
+	}
+	return nil
 }
 
 // ensureProject creates the project on first use and builds its image if
-// missing, through the same path as image-create and image-update.
-func (m *Manager) ensureProject(ctx context.Context, u store.User, project string, notice io.Writer) (ws, imageID string, err error) {
+// missing, through the same path as image-create and image-update. The
+// caller closes the returned workspace.
+func (m *Manager) ensureProject(ctx context.Context, u store.User, project string, notice io.Writer) (_ *workspace.Dir, imageID string, err error) {
 	ws, isNew, err := m.ensureWorkspace(ctx, u, project)
 	if err != nil {
-		return "", "", err
+		return nil, "", err
 	}
+	defer func() {
+		if err != nil {
+			ws.Close()
+		}
+	}()
 	ref := image.Ref(u.UID, project)
 	id, err := m.builder.ImageID(ctx, ref)
 	if err != nil {
-		return "", "", err
+		return nil, "", err
 	}
 	if id != "" {
 		return ws, id, nil
 	}
 	if isNew {
-		fmt.Fprintf(notice, "ds01: new project %s: workspace %s, building image %s ...\n", project, displayPath(ws, u), strings.TrimSuffix(ref, ":latest"))
+		fmt.Fprintf(notice, "ds01: new project %s: workspace %s, building image %s ...\n", project, displayPath(ws.Path(), u), strings.TrimSuffix(ref, ":latest"))
 	} else {
-		fmt.Fprintf(notice, "ds01: building image %s from %s ...\n", strings.TrimSuffix(ref, ":latest"), displayPath(filepath.Join(ws, image.DockerfileName), u))
+		fmt.Fprintf(notice, "ds01: building image %s from %s ...\n", strings.TrimSuffix(ref, ":latest"), displayPath(filepath.Join(ws.Path(), image.DockerfileName), u))
 	}
 	res, err := m.UpdateImage(ctx, u, project, Change{Reason: "login", IfMissing: true}, notice)
 	if err != nil {
-		return "", "", fmt.Errorf("%w (fix /workspace/Dockerfile, then connect again)", err)
+		return nil, "", fmt.Errorf("%w (fix /workspace/Dockerfile, then connect again)", err)
 	}
 	return ws, res.ImageID, nil
 }
@@ -132,54 +221,4 @@ func displayPath(p string, u store.User) string {
 		}
 	}
 	return p
-}
-
-// mkdirOwned creates dir and any missing parents, giving each directory it
-// creates to uid:gid.
-func mkdirOwned(dir string, uid, gid int) error {
-	var missing []string
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Lstat(d); err == nil {
-			break
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		missing = append(missing, d)
-		if d == filepath.Dir(d) {
-			break
-		}
-	}
-	for i := len(missing) - 1; i >= 0; i-- {
-		if err := os.Mkdir(missing[i], 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		if err := os.Lchown(missing[i], uid, gid); err != nil {
-			return err
-		}
-	}
-	st, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("%s exists and is not a directory", dir)
-	}
-	return nil
-}
-
-// writeOwned creates a new file (never following or replacing a symlink).
-func writeOwned(path string, data []byte, uid, gid int) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chown(uid, gid); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -17,8 +17,17 @@ import (
 // connection, so they retire after the grace unless their user comes back;
 // stopped ones are removed; store rows whose container is gone are closed.
 // Containers of other gateway instances are left alone.
+//
+// Labels are read only where the gateway set them itself (every label it
+// reads is set on every container it creates, see containerLabels), and
+// GPU slots are restored only where the store says the container holds
+// them: an image's labels must never credit a user with GPUs.
 func (m *Manager) Reconcile(ctx context.Context) error {
 	live, err := m.rt.List(ctx, map[string]string{LabelInstance: m.cfg.Instance})
+	if err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	allocs, err := m.store.ListAllocations(ctx)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
@@ -28,7 +37,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		seen[c.ID] = true
 		uid, err := strconv.Atoi(c.Labels[LabelUID])
 		project := c.Labels[LabelProject]
-		if err != nil || ValidateProject(project, "") != nil || !c.Running || c.Labels[LabelRole] != "" {
+		if err != nil || uid <= 0 || ValidateProject(project, "") != nil || !c.Running || c.Labels[LabelRole] != "" {
 			m.log.Info("reconcile: removing stopped, unlabelled or transfer container", "container", short(c.ID), "name", c.Name)
 			if err := m.rt.Retire(ctx, c.ID); err != nil {
 				m.log.Error("reconcile: remove", "container", short(c.ID), "err", err)
@@ -37,7 +46,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.closeRow(ctx, c.ID, c.Labels[LabelUser], project, "reconcile: not running")
 			continue
 		}
-		if !m.adopt(ctx, uid, project, c.Labels[LabelUser], c) {
+		if !m.adopt(ctx, uid, project, c.Labels[LabelUser], c, allocs) {
 			// A second container for the same project: keep one.
 			if err := m.rt.Retire(ctx, c.ID); err == nil {
 				m.closeRow(ctx, c.ID, c.Labels[LabelUser], project, "reconcile: duplicate")
@@ -47,7 +56,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		kept[c.Name] = true
 	}
 	m.sweepRunDirs(kept)
-	m.reconcileGPUs(ctx)
+	m.reconcileGPUs(ctx, allocs)
 	if n, err := m.store.FailRunningBuilds(ctx, "the gateway stopped during the build"); err != nil {
 		m.log.Error("reconcile: builds", "err", err)
 	} else if n > 0 {
@@ -68,7 +77,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 
 // adopt takes over a running container with no connection and starts its
 // grace timer. It returns false if the project already has a container.
-func (m *Manager) adopt(ctx context.Context, uid int, project, userName string, c runtime.Container) bool {
+func (m *Manager) adopt(ctx context.Context, uid int, project, userName string, c runtime.Container, allocs []store.Allocation) bool {
 	id, name, created := c.ID, c.Name, c.Created
 	u, err := m.store.GetUser(ctx, userName)
 	if err != nil || u.UID != uid {
@@ -80,9 +89,13 @@ func (m *Manager) adopt(ctx context.Context, uid int, project, userName string, 
 	if m.entries[k] != nil {
 		return false
 	}
-	e := &entry{user: u, project: project, containerID: id, imageID: c.ImageID, name: name, launchedAt: created, shell: m.runDirShell(name, uid), ret: newRetirement()}
-	e.workspace = m.Workspace(u, project)
-	e.gpus = m.restoreGPUs(u, project, c)
+	e := newEntry(u, project)
+	e.containerID, e.imageID, e.name, e.launchedAt = id, c.ImageID, name, created
+	e.shell, e.ret = m.runDirShell(name, uid), newRetirement()
+	if p, err := m.store.GetProject(ctx, userName, project); err == nil {
+		e.workspace = p.Workspace
+	}
+	e.gpus = m.restoreGPUs(u, project, c, allocs)
 	e.publish()
 	m.entries[k] = e
 	gen := e.gen
@@ -102,32 +115,35 @@ func (m *Manager) closeRow(ctx context.Context, id, user, project, why string) {
 	m.event(ctx, store.Event{Type: "container.retire", User: user, Project: project, Container: id, Details: why})
 }
 
-// restoreGPUs takes back the slots a surviving container's labels name.
-func (m *Manager) restoreGPUs(u store.User, project string, c runtime.Container) []gpu.Slot {
-	list := c.Labels[LabelGPUUUIDs]
-	if list == "" {
+// restoreGPUs takes back the slots the store records for a surviving
+// container (by its ID, or by its name for a crash during its launch) and
+// its user and project. Its labels only serve to report disagreements.
+func (m *Manager) restoreGPUs(u store.User, project string, c runtime.Container, allocs []store.Allocation) []gpu.Slot {
+	var uuids []string
+	for _, a := range allocs {
+		if (a.Container == c.ID || a.Container == c.Name) && a.UID == u.UID && a.Project == project {
+			uuids = append(uuids, a.UUID)
+		}
+	}
+	if labelled := c.Labels[LabelGPUUUIDs]; labelled != strings.Join(uuids, ",") && (labelled != "" || len(uuids) > 0) {
+		m.log.Warn("reconcile: container's gpu label disagrees with the store; the store wins", "container", short(c.ID), "label", labelled, "store", strings.Join(uuids, ","))
+	}
+	if len(uuids) == 0 {
 		return nil
 	}
 	if m.cfg.Alloc == nil {
-		m.log.Error("reconcile: container holds GPUs but this gateway has none", "container", short(c.ID), "gpus", list)
+		m.log.Error("reconcile: container holds GPUs but this gateway has none", "container", short(c.ID), "gpus", uuids)
 		return nil
 	}
-	err := m.cfg.Alloc.Restore(gpu.Holder{User: u.Name, UID: u.UID, Project: project, Since: c.Created}, strings.Split(list, ","))
-	if err != nil {
-		m.log.Error("reconcile: gpu labels disagree with the inventory", "container", short(c.ID), "err", err)
+	if err := m.cfg.Alloc.Restore(gpu.Holder{User: u.Name, UID: u.UID, Project: project, Since: c.Created}, uuids); err != nil {
+		m.log.Error("reconcile: stored gpus disagree with the inventory", "container", short(c.ID), "err", err)
 	}
 	return m.cfg.Alloc.Held(u.UID, project)
 }
 
 // reconcileGPUs makes the store's allocations those of the containers that
-// survived (their labels are the truth: Docker outlives the gateway), and
-// logs every disagreement.
-func (m *Manager) reconcileGPUs(ctx context.Context) {
-	rows, err := m.store.ListAllocations(ctx)
-	if err != nil {
-		m.log.Error("reconcile: gpu allocations", "err", err)
-		return
-	}
+// survived and were adopted with them, and logs the rows it drops.
+func (m *Manager) reconcileGPUs(ctx context.Context, rows []store.Allocation) {
 	stored := map[string]store.Allocation{}
 	for _, r := range rows {
 		stored[r.UUID] = r
@@ -139,13 +155,9 @@ func (m *Manager) reconcileGPUs(ctx context.Context) {
 		if sn == nil {
 			continue
 		}
-		for _, s := range e.gpus {
-			a := store.Allocation{UUID: s.UUID, Container: sn.id, User: e.user.Name, UID: e.user.UID, Project: e.project, GPUEq: s.GPUEq(), Since: sn.launchedAt}
-			if r, ok := stored[s.UUID]; !ok || r.Container != sn.id {
-				m.log.Warn("reconcile: gpu held per the container's labels, not per the store", "gpu", s.UUID, "container", short(sn.id), "store_container", short(r.Container))
-			}
+		for _, s := range sn.gpus {
+			now = append(now, store.Allocation{UUID: s.UUID, Container: sn.id, User: sn.user.Name, UID: sn.user.UID, Project: e.project, GPUEq: s.GPUEq(), Since: sn.launchedAt})
 			delete(stored, s.UUID)
-			now = append(now, a)
 		}
 	}
 	m.mu.Unlock()

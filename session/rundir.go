@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/session/workspace"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -86,13 +87,34 @@ func (m *Manager) imageIdentity(ctx context.Context, imageID string) (identityFi
 	return id, nil
 }
 
+// stagedWorkspace is where, in a run directory, the workspace is
+// bind-mounted while its container starts (see stageWorkspace).
+const stagedWorkspace = "workspace"
+
+// removeRunDir removes a container's run directory. The staging mount
+// point of its workspace is taken down first, and if that fails nothing
+// is removed: a recursive remove through a bind mount of a workspace
+// would delete the user's files.
 func (m *Manager) removeRunDir(name string) {
 	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
 		return
 	}
-	if err := os.RemoveAll(filepath.Join(m.cfg.RunDir, name)); err != nil {
+	dir := filepath.Join(m.cfg.RunDir, name)
+	if err := workspace.Unbind(filepath.Join(dir, stagedWorkspace)); err != nil {
+		m.log.Error("run directory still holds a workspace mount; left in place", "name", name, "err", err)
+		return
+	}
+	if err := os.RemoveAll(dir); err != nil {
 		m.log.Warn("remove run directory", "name", name, "err", err)
 	}
+}
+
+// mkdirPrivate makes an empty directory only root can enter.
+func mkdirPrivate(dir string) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
 }
 
 // runDirShell recovers the login shell of a container's user from its run

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
@@ -43,6 +42,7 @@ func (m *Manager) RunTransfer(ctx context.Context, u store.User, project, comman
 	if err != nil {
 		return runtime.ExitStatus{}, err
 	}
+	defer ws.Close()
 	imageID, err := m.builder.ImageID(ctx, m.cfg.BaseImage)
 	if err != nil {
 		return runtime.ExitStatus{}, err
@@ -56,19 +56,20 @@ func (m *Manager) RunTransfer(ctx context.Context, u store.User, project, comman
 		return runtime.ExitStatus{}, err
 	}
 	defer m.removeRunDir(name)
+	staged, unstage, err := m.stageWorkspace(name, ws)
+	if err != nil {
+		return runtime.ExitStatus{}, err
+	}
+	defer unstage()
 	id, err := m.rt.Launch(ctx, runtime.ContainerSpec{
 		Name:     name,
 		Image:    imageID,
 		Hostname: project,
-		Labels: map[string]string{
-			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelProject: project,
-			LabelCreated: time.Now().UTC().Format(time.RFC3339), LabelInstance: m.cfg.Instance,
-			LabelRole: "transfer",
-		},
-		User:    fmt.Sprintf("%d:%d", u.UID, u.GID),
-		Env:     []string{"HOME=/workspace", "USER=" + u.Name, "LOGNAME=" + u.Name},
-		Workdir: "/workspace",
-		Mounts:  append([]runtime.Mount{{Source: ws, Target: "/workspace"}}, run.mounts...),
+		Labels:   m.containerLabels(u, project, time.Now(), "transfer"),
+		User:     fmt.Sprintf("%d:%d", u.UID, u.GID),
+		Env:      []string{"HOME=/workspace", "USER=" + u.Name, "LOGNAME=" + u.Name},
+		Workdir:  "/workspace",
+		Mounts:   append([]runtime.Mount{{Source: staged, Target: "/workspace"}}, run.mounts...),
 		Network: "none",
 		Limits:  m.cfg.Limits,
 		IODir:   run.io,

@@ -1,12 +1,14 @@
 package session
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/session/workspace"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -21,29 +23,62 @@ import (
 // vscodeServer is the persistent directory's name in the user's home.
 const vscodeServer = ".vscode-server"
 
-// userMounts returns the user's persistent home directories as mounts at
-// their paths in the container, creating them on first use.
-func (m *Manager) userMounts(u store.User) ([]runtime.Mount, error) {
+// userDirs opens the user's persistent home directories, creating them on
+// first use, with where the container shows each.
+func (m *Manager) userDirs(u store.User) ([]FileMount, error) {
 	if m.cfg.UserDir == "" {
 		return nil, nil
 	}
+	// 0711: users pass through to their own directory, and see nothing.
 	if err := os.MkdirAll(m.cfg.UserDir, 0o711); err != nil {
 		return nil, fmt.Errorf("user directory: %w", err)
 	}
 	dir := filepath.Join(m.cfg.UserDir, strconv.Itoa(u.UID), vscodeServer)
-	if err := mkdirOwned(dir, u.UID, u.GID); err != nil {
+	d, err := workspace.Open(m.cfg.UserDir, dir, workspace.Owner{UID: u.UID, GID: u.GID}, true)
+	if err != nil {
 		return nil, fmt.Errorf("user directory: %w", err)
 	}
-	return []runtime.Mount{{Source: dir, Target: filepath.Join(homeDir(u), vscodeServer)}}, nil
+	return []FileMount{{Path: filepath.Join(homeDir(u), vscodeServer), Dir: d}}, nil
 }
 
-// FileMounts is what a file transfer of the user's may reach: the
-// project's workspace at /workspace (the start directory), then the
-// persistent part of their home, at the paths the container shows.
-func (m *Manager) FileMounts(u store.User, ws string) ([]runtime.Mount, error) {
-	home, err := m.userMounts(u)
+// userMounts returns the user's persistent home directories as mounts at
+// their paths in the container. They live in the gateway's data directory,
+// where no user can reach the path above them, so the path itself is safe
+// to hand to the runtime.
+func (m *Manager) userMounts(u store.User) ([]runtime.Mount, error) {
+	dirs, err := m.userDirs(u)
 	if err != nil {
 		return nil, err
 	}
-	return append([]runtime.Mount{{Source: ws, Target: "/workspace"}}, home...), nil
+	mounts := make([]runtime.Mount, len(dirs))
+	for i, d := range dirs {
+		mounts[i] = runtime.Mount{Source: d.Dir.Path(), Target: d.Path}
+		d.Dir.Close()
+	}
+	return mounts, nil
+}
+
+// FileMount is a directory a file transfer may reach, open, and the path
+// at which the user sees it.
+type FileMount struct {
+	Path string
+	Dir  *workspace.Dir
+}
+
+// FileMounts opens what a file transfer of the user's may reach, creating
+// the project on first use (its workspace and Dockerfile, never its
+// image): the workspace at /workspace (the start directory), then the
+// persistent part of their home, at the paths the container shows. Close
+// each Dir when done.
+func (m *Manager) FileMounts(ctx context.Context, u store.User, project string) ([]FileMount, error) {
+	ws, err := m.EnsureWorkspace(ctx, u, project)
+	if err != nil {
+		return nil, err
+	}
+	home, err := m.userDirs(u)
+	if err != nil {
+		ws.Close()
+		return nil, err
+	}
+	return append([]FileMount{{Path: "/workspace", Dir: ws}}, home...), nil
 }

@@ -13,6 +13,9 @@ type Project struct {
 	User      string
 	Name      string
 	Workspace string    // host path of the workspace directory
+	// WorkspaceAnchor is the root-owned directory above the user's part
+	// of Workspace ("" for projects recorded before it was kept).
+	WorkspaceAnchor string
 	CreatedAt time.Time // set to now when zero
 	LastUsed  time.Time // set to CreatedAt when zero
 	// GPUs is how many GPUs a login gets unless it says otherwise; -1
@@ -32,9 +35,9 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (created bool, err
 		p.LastUsed = p.CreatedAt
 	}
 	res, err := s.db.ExecContext(ctx,
-		`INSERT INTO projects (user_name, name, workspace, created_at, last_used)
-		 VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_name, name) DO NOTHING`,
-		p.User, p.Name, p.Workspace, toNanos(p.CreatedAt), toNanos(p.LastUsed))
+		`INSERT INTO projects (user_name, name, workspace, workspace_anchor, created_at, last_used)
+		 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_name, name) DO NOTHING`,
+		p.User, p.Name, p.Workspace, p.WorkspaceAnchor, toNanos(p.CreatedAt), toNanos(p.LastUsed))
 	if err != nil {
 		return false, fmt.Errorf("create project %s/%s: %w", p.User, p.Name, mapErr(err))
 	}
@@ -48,7 +51,7 @@ func (s *Store) CreateProject(ctx context.Context, p Project) (created bool, err
 // GetProject returns the project, or ErrNotFound.
 func (s *Store) GetProject(ctx context.Context, user, name string) (Project, error) {
 	row := s.db.QueryRowContext(ctx,
-		`SELECT user_name, name, workspace, created_at, last_used, gpus
+		`SELECT user_name, name, workspace, workspace_anchor, created_at, last_used, gpus
 		 FROM projects WHERE user_name = ? AND name = ?`, user, name)
 	p, err := scanProject(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -64,7 +67,7 @@ func (s *Store) GetProject(ctx context.Context, user, name string) (Project, err
 // check that the user exists: projects outlive removed users.
 func (s *Store) ListProjects(ctx context.Context, user string) ([]Project, error) {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT user_name, name, workspace, created_at, last_used, gpus
+		`SELECT user_name, name, workspace, workspace_anchor, created_at, last_used, gpus
 		 FROM projects WHERE user_name = ? ORDER BY name`, user)
 	if err != nil {
 		return nil, fmt.Errorf("list projects of %s: %w", user, err)
@@ -102,10 +105,21 @@ func (s *Store) TouchProject(ctx context.Context, user, name string, t time.Time
 	return nil
 }
 
+// SetWorkspaceAnchor records the anchor of a project recorded without one.
+func (s *Store) SetWorkspaceAnchor(ctx context.Context, user, name, anchor string) error {
+	_, err := s.db.ExecContext(ctx,
+		`UPDATE projects SET workspace_anchor = ? WHERE user_name = ? AND name = ? AND workspace_anchor = ''`,
+		anchor, user, name)
+	if err != nil {
+		return fmt.Errorf("set workspace anchor %s/%s: %w", user, name, err)
+	}
+	return nil
+}
+
 func scanProject(r scanner) (Project, error) {
 	var p Project
 	var created, used int64
-	if err := r.Scan(&p.User, &p.Name, &p.Workspace, &created, &used, &p.GPUs); err != nil {
+	if err := r.Scan(&p.User, &p.Name, &p.Workspace, &p.WorkspaceAnchor, &created, &used, &p.GPUs); err != nil {
 		return Project{}, err
 	}
 	p.CreatedAt = fromNanos(created)

@@ -63,12 +63,12 @@ func Spawn(ctx context.Context, spec Spec, stdin io.Reader, stdout, stderr io.Wr
 	// descriptors: the user may lack search permission on the path above
 	// the workspace (a 0700 parent), which a Docker bind mount does not
 	// need either.
-	dirs, err := openMounts(spec.Mounts)
+	dirs, opened, err := openMounts(spec.Mounts)
 	if err != nil {
 		return 0, Stats{}, err
 	}
 	defer func() {
-		for _, d := range dirs {
+		for _, d := range opened {
 			d.Close()
 		}
 	}()
@@ -154,19 +154,25 @@ const (
 // firstMountFD is the child's descriptor of the first mount directory.
 const firstMountFD = statsFD + 1
 
-func openMounts(mounts []Mount) ([]*os.File, error) {
-	var dirs []*os.File
+// openMounts returns the mount directories to hand to the child, and the
+// ones it opened itself, to close after.
+func openMounts(mounts []Mount) (dirs, opened []*os.File, err error) {
 	for _, m := range mounts {
+		if m.File != nil {
+			dirs = append(dirs, m.File)
+			continue
+		}
 		d, err := os.OpenFile(m.Dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 		if err != nil {
-			for _, d := range dirs {
+			for _, d := range opened {
 				d.Close()
 			}
-			return nil, fmt.Errorf("transfer: open %s: %w", m.Path, err)
+			return nil, nil, fmt.Errorf("transfer: open %s: %w", m.Path, err)
 		}
 		dirs = append(dirs, d)
+		opened = append(opened, d)
 	}
-	return dirs, nil
+	return dirs, opened, nil
 }
 
 func readStats(r *os.File) Stats {

@@ -192,11 +192,11 @@ func TestSpawnCancel(t *testing.T) {
 
 func TestSpawnRefuses(t *testing.T) {
 	for _, spec := range []Spec{
-		{Self: "/bin/true", Mode: "sftp", Mounts: []Mount{{"/workspace", "/tmp"}}, UID: -1, GID: 0},
-		{Self: "/bin/true", Mode: "sftp", Mounts: []Mount{{"/workspace", "/nonexistent"}}, UID: 1000, GID: 1000},
-		{Self: "/bin/true", Mode: "rsync", Mounts: []Mount{{"/workspace", "/tmp"}}, UID: 1000, GID: 1000},
+		{Self: "/bin/true", Mode: "sftp", Mounts: []Mount{{Path: "/workspace", Dir: "/tmp"}}, UID: -1, GID: 0},
+		{Self: "/bin/true", Mode: "sftp", Mounts: []Mount{{Path: "/workspace", Dir: "/nonexistent"}}, UID: 1000, GID: 1000},
+		{Self: "/bin/true", Mode: "rsync", Mounts: []Mount{{Path: "/workspace", Dir: "/tmp"}}, UID: 1000, GID: 1000},
 		{Self: "/bin/true", Mode: "sftp", UID: 1000, GID: 1000},
-		{Mode: "sftp", Mounts: []Mount{{"/workspace", "/tmp"}}, UID: 1000, GID: 1000},
+		{Mode: "sftp", Mounts: []Mount{{Path: "/workspace", Dir: "/tmp"}}, UID: 1000, GID: 1000},
 	} {
 		if _, _, err := Spawn(context.Background(), spec, strings.NewReader(""), io.Discard, io.Discard); err == nil {
 			t.Errorf("%+v: started", spec)

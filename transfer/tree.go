@@ -11,7 +11,13 @@ import (
 )
 
 // Mount maps a visible absolute path (e.g. "/workspace") to a host directory.
-type Mount struct{ Path, Dir string }
+type Mount struct {
+	Path, Dir string
+	// File, if set, is Dir already opened by the caller (without following
+	// symlinks the user controls): the child gets exactly it. The caller
+	// keeps it and closes it after Spawn.
+	File *os.File
+}
 
 // mountRoot is an open mount: every access below path goes through root.
 type mountRoot struct {

@@ -16,18 +16,13 @@ import (
 // DockerfileName is where a project's Dockerfile lives in its workspace.
 const DockerfileName = "Dockerfile"
 
-// ContextFor writes a build context for the workspace to w: the Dockerfile
-// df and only the files its COPY/ADD instructions name. df is given rather
-// than read: a change is built before it replaces the workspace's
-// Dockerfile. Workspaces hold datasets, so sending the whole directory to
-// the engine is never acceptable. Files are read through an os.Root, so no
-// symlink or ".." can pull in anything outside the workspace.
-func ContextFor(workspace string, df []byte, w io.Writer) error {
-	root, err := os.OpenRoot(workspace)
-	if err != nil {
-		return fmt.Errorf("open workspace: %w", err)
-	}
-	defer root.Close()
+// ContextFor writes a build context for the workspace root to w: the
+// Dockerfile df and only the files its COPY/ADD instructions name. df is
+// given rather than read: a change is built before it replaces the
+// workspace's Dockerfile. Workspaces hold datasets, so sending the whole
+// directory to the engine is never acceptable. Files are read through the
+// os.Root, so no symlink or ".." can pull in anything outside the workspace.
+func ContextFor(root *os.Root, df []byte, w io.Writer) error {
 	tw := tar.NewWriter(w)
 	if err := addBytes(tw, DockerfileName, df); err != nil {
 		return err

@@ -65,7 +65,12 @@ func TestContextOnlyNamedFilesInsideWorkspace(t *testing.T) {
 
 	var buf bytes.Buffer
 	df, _ := os.ReadFile(filepath.Join(ws, "Dockerfile"))
-	if err := ContextFor(ws, df, &buf); err != nil {
+	root, err := os.OpenRoot(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := ContextFor(root, df, &buf); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
