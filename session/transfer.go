@@ -70,9 +70,9 @@ func (m *Manager) RunTransfer(ctx context.Context, u store.User, project, comman
 		Env:      []string{"HOME=/workspace", "USER=" + u.Name, "LOGNAME=" + u.Name},
 		Workdir:  "/workspace",
 		Mounts:   append([]runtime.Mount{{Source: staged, Target: "/workspace"}}, run.mounts...),
-		Network: "none",
-		Limits:  m.cfg.Limits,
-		IODir:   run.io,
+		Network:  "none",
+		Limits:   m.cfg.Limits,
+		IODir:    run.io,
 	})
 	if err != nil {
 		return runtime.ExitStatus{}, fmt.Errorf("transfer container: %w", err)

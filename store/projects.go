@@ -12,12 +12,12 @@ import (
 type Project struct {
 	User      string
 	Name      string
-	Workspace string    // host path of the workspace directory
+	Workspace string // host path of the workspace directory
 	// WorkspaceAnchor is the root-owned directory above the user's part
 	// of Workspace ("" for projects recorded before it was kept).
 	WorkspaceAnchor string
-	CreatedAt time.Time // set to now when zero
-	LastUsed  time.Time // set to CreatedAt when zero
+	CreatedAt       time.Time // set to now when zero
+	LastUsed        time.Time // set to CreatedAt when zero
 	// GPUs is how many GPUs a login gets unless it says otherwise; -1
 	// means the gateway's default. Set with SetProjectGPUs.
 	GPUs int
