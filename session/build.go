@@ -241,8 +241,11 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project string,
 	pr, pw := io.Pipe()
 	// The context is read as the user: a COPY reads only what the user
 	// may read.
+	ctxErr := make(chan error, 1)
 	go func() {
-		pw.CloseWithError(ws.Do(func(root *os.Root) error { return image.ContextFor(root, labelled, pw) }))
+		err := ws.Do(func(root *os.Root) error { return image.ContextFor(root, labelled, pw) })
+		pw.CloseWithError(err)
+		ctxErr <- err
 	}()
 	prog := &progress{w: out, start: start}
 	id, err := m.builder.Build(ctx, runtime.BuildSpec{
@@ -252,6 +255,11 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project string,
 		Limits:  m.cfg.Limits,
 	}, prog)
 	pr.CloseWithError(err)
+	// A context that could not be read is the reason, not the engine's
+	// account of the upload breaking off.
+	if cerr := <-ctxErr; err != nil && cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) && !errors.Is(cerr, err) {
+		err = fmt.Errorf("build context: %w", cerr)
+	}
 	d := time.Since(start)
 	fctx := context.WithoutCancel(ctx)
 	if err != nil {

@@ -41,10 +41,12 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 	for _, m := range spec.Mounts {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly})
 	}
+	// The label is set even when empty: an image's own ds01.io label
+	// would otherwise name the host directory the gateway makes FIFOs in.
+	cfg.Labels = withLabel(cfg.Labels, labelIODir, spec.IODir)
 	if spec.IODir != "" {
 		// Read-only: processes open the FIFOs in it, nobody creates files.
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: spec.IODir, Target: ioMountPoint, ReadOnly: true})
-		cfg.Labels = withLabel(cfg.Labels, labelIODir, spec.IODir)
 	}
 	pids := spec.Limits.PidsLimit
 	host := &container.HostConfig{
