@@ -71,6 +71,9 @@ func serve(args []string) error {
 		return err
 	}
 	defer dk.Close()
+	if err := startHostFirewall(ctx, cfg, log); err != nil {
+		return err
+	}
 
 	gpus, err := openGPUs(ctx, cfg, log)
 	if err != nil {
