@@ -89,7 +89,7 @@ func (m *Manager) checkContainerCap(u store.User, project string, l gpu.Limits) 
 		return nil
 	}
 	m.mu.Lock()
-	n := 0
+	n := m.transfers[u.UID] // rsync's transfer containers count too
 	for k, e := range m.entries {
 		if k.uid == u.UID && k.project != project && e.snap.Load() != nil {
 			n++

@@ -88,6 +88,7 @@ func serve(args []string) error {
 		LimitsFromPolicy: cfg.LimitsFile != "",
 		MaxNanoCPUs:      int64(goruntime.NumCPU()) * 1e9,
 		QueueTimeout:     cfg.GPUQueueTimeout.Duration,
+		TransferTimeout:  cfg.TransferTimeout.Duration,
 		WorkspaceRoot:    cfg.WorkspaceRoot,
 		BaseImage:        cfg.BaseImage,
 		AllowedBases:     cfg.AllowedBases,
