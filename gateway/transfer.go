@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	shlex "github.com/anmitsu/go-shlex"
@@ -105,7 +106,7 @@ func (sc *sessionChan) serveRsync(ctx context.Context, log *slog.Logger, u store
 	in := &countingReader{r: sc.ch}
 	out := &countingWriter{w: sc.ch}
 	status, err := sc.s.sessions.RunTransfer(ctx, u, project, cmd, in, out, sc.ch.Stderr())
-	sc.s.sessions.RecordTransfer(ctx, u, project, "rsync", session.TransferStats{BytesIn: in.n, BytesOut: out.n}, time.Since(start))
+	sc.s.sessions.RecordTransfer(ctx, u, project, "rsync", session.TransferStats{BytesIn: in.n.Load(), BytesOut: out.n.Load()}, time.Since(start))
 	if errors.Is(err, session.ErrLimit) {
 		log.Info("rsync", "err", err)
 		sc.fail(userMessage(err), 1)
@@ -130,25 +131,27 @@ func clip(s string, n int) string {
 }
 
 // countingReader and countingWriter measure rsync's traffic: the protocol
-// bytes, close to the payload it moved.
+// bytes, close to the payload it moved. Atomic: the copy of the client's
+// input may still be blocked in a read when the transfer has ended (a
+// timeout), and the count is taken then.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
 type countingWriter struct {
 	w io.Writer
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
