@@ -78,6 +78,13 @@ func TestRsyncStrict(t *testing.T) {
 		t.Errorf("rsync --rsync-path=/workspace/rsync: nothing came")
 	}
 
+	// Old clients' protocol, and -s, whose arguments would come on stdin
+	// where the gateway cannot check them: refused, saying so.
+	g.mustRsync(t, u, "--protocol=29", "-a", filepath.Join(src, "a.bin"), remote(proj, "p29.bin"))
+	if r := g.rsync(t, u, "-s", filepath.Join(src, "a.bin"), remote(proj, "s.bin")); r.code == 0 || !strings.Contains(r.stderr, "--secluded-args (-s, --protect-args) is not supported") {
+		t.Errorf("rsync -s: %s", r)
+	}
+
 	waitNoTransferContainers(t, u.uid, 10*time.Second)
 	for _, cmd := range []string{
 		"rsync --server; touch /workspace/pwned",

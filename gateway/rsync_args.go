@@ -88,7 +88,7 @@ func parseRsyncServer(command string) (session.TransferCommand, error) {
 	if err != nil {
 		return session.TransferCommand{}, err
 	}
-	if len(words) < 4 {
+	if len(words) < 2 {
 		return session.TransferCommand{}, errors.New("incomplete rsync server command")
 	}
 	if w := words[0]; w.special() || !(w.text == "rsync" || strings.HasPrefix(w.text, "/") && path.Base(w.text) == "rsync") {

@@ -110,7 +110,10 @@ func TestParseRsyncServerRefuses(t *testing.T) {
 		{"bin/rsync --server " + e + " . x", "is not rsync"},
 		{"rsync* --server " + e + " . x", "is not rsync"},
 		{"rsync --serverx " + e + " . x", "want --server"},
-		{"rsync --server", "incomplete"},
+		{"rsync --server", "after the options"},
+		{"rsync", "incomplete"},
+		// What rsync -s sends: the real arguments would follow on stdin.
+		{"rsync --server -slogDtpre.iLsfxCIvu", "--secluded-args"},
 	} {
 		cmd, err := parseRsyncServer(tc.cmd)
 		if err == nil {
