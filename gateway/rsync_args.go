@@ -91,7 +91,7 @@ func parseRsyncServer(command string) (session.TransferCommand, error) {
 	if len(words) < 2 {
 		return session.TransferCommand{}, errors.New("incomplete rsync server command")
 	}
-	if w := words[0]; w.special() || !(w.text == "rsync" || strings.HasPrefix(w.text, "/") && path.Base(w.text) == "rsync") {
+	if w := words[0]; w.special() || !isRsyncPath(w.text) {
 		return session.TransferCommand{}, fmt.Errorf("%q is not rsync", w.text)
 	}
 	if words[1].text != "--server" || words[1].special() {
@@ -165,6 +165,12 @@ func parseRsyncServer(command string) (session.TransferCommand, error) {
 		cmd.Glob = append(cmd.Glob, glob)
 	}
 	return cmd, nil
+}
+
+// isRsyncPath accepts "rsync" and an absolute path to it, as clients name
+// it (--rsync-path=/usr/bin/rsync).
+func isRsyncPath(p string) bool {
+	return p == "rsync" || strings.HasPrefix(p, "/") && path.Base(p) == "rsync"
 }
 
 // checkPathOption refuses a --files-from on another host: the server

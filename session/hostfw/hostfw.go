@@ -125,13 +125,16 @@ func (c Config) rules() string {
 	// Reject rather than drop: a user's client fails at once ("no route to
 	// host") instead of hanging, and every port looks the same, so nothing
 	// is learnt by probing.
-	fmt.Fprintf(&b, "-A %s %s\n", chain, strings.Join(rejectRule, " "))
+	fmt.Fprintf(&b, "-A %s -m comment --comment %q -j REJECT --reject-with icmp-admin-prohibited\n", chain, comment)
 	b.WriteString("COMMIT\n")
 	return b.String()
 }
 
-// rejectRule ends the chain; its presence says the chain is ours and whole.
-var rejectRule = []string{"-m", "comment", "--comment", strconv.Quote(comment), "-j", "REJECT", "--reject-with", "icmp-admin-prohibited"}
+// rejectArgs is the chain's last rule, as rules() writes it, for iptables
+// -C: its presence says the chain is ours and whole.
+func rejectArgs() []string {
+	return []string{"-m", "comment", "--comment", comment, "-j", "REJECT", "--reject-with", "icmp-admin-prohibited"}
+}
 
 // jump is INPUT's rule that sends the pool's packets to the chain.
 func jump(pool netip.Prefix) []string {
@@ -283,13 +286,6 @@ func Remove(ctx context.Context, pool netip.Prefix, log *slog.Logger) error {
 	return nil
 }
 
-func rejectArgs() []string {
-	out := make([]string, len(rejectRule))
-	copy(out, rejectRule)
-	out[3] = comment // unquoted: these go to exec, not to iptables-restore
-	return out
-}
-
 // exists runs iptables -C: exit status 1 means "no such rule" (or no such
 // chain); anything else that fails is an error.
 func (f *Firewall) exists(ctx context.Context, chain string, rule []string) (bool, error) {
@@ -340,11 +336,9 @@ func lockHost() func() {
 		return func() {} // duplicates are harmless, and Remove clears them
 	}
 	if err := syscall.Flock(int(fd.Fd()), syscall.LOCK_EX); err != nil {
-		fd.Close()
+		_ = fd.Close()
 		return func() {}
 	}
-	return func() {
-		syscall.Flock(int(fd.Fd()), syscall.LOCK_UN)
-		fd.Close()
-	}
+	// Closing the file releases the lock: nothing to check.
+	return func() { _ = fd.Close() }
 }

@@ -91,7 +91,11 @@ func TestInstallRemove(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	pool := netip.MustParsePrefix("10.254.254.0/26")
 	chain := Chain(pool)
-	t.Cleanup(func() { Remove(context.Background(), pool, log) })
+	t.Cleanup(func() {
+		if err := Remove(context.Background(), pool, log); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
 
 	f, err := New(Config{Pool: pool, Allow: []Port{{"tcp", 3128, 3128}}}, log)
 	if err != nil {
