@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	shlex "github.com/anmitsu/go-shlex"
@@ -25,8 +27,12 @@ import (
 // transferKind recognises the commands file-transfer clients exec: legacy
 // scp (`scp -t`/`scp -f`, what `scp -O` runs) and rsync's server side. The
 // command is split as a POSIX shell would split words (the client quotes
-// paths with spaces that way); nothing of it ever reaches a shell.
+// paths with spaces that way); nothing of it ever reaches a shell. An
+// rsync server command is parsed later, strictly (rsync_args.go).
 func transferKind(command string) (kind string, args []string) {
+	if isRsyncServer(command) {
+		return "rsync", nil
+	}
 	words, err := shlex.Split(command, true)
 	if err != nil || len(words) < 2 {
 		return "", nil
@@ -40,10 +46,6 @@ func transferKind(command string) (kind string, args []string) {
 			if strings.ContainsAny(w[1:], "tf") {
 				return "scp", words[1:]
 			}
-		}
-	case "rsync":
-		if words[1] == "--server" {
-			return "rsync", nil
 		}
 	}
 	return "", nil
@@ -85,13 +87,26 @@ func (sc *sessionChan) serveFiles(ctx context.Context, log *slog.Logger, u store
 	sc.exit(runtime.ExitStatus{Code: code})
 }
 
-// serveRsync runs rsync's server side in a transfer container.
+// serveRsync runs rsync's server side in a transfer container, if the
+// command is one; anything else is refused before a container exists.
 func (sc *sessionChan) serveRsync(ctx context.Context, log *slog.Logger, u store.User, project, command string) {
+	cmd, err := parseRsyncServer(command)
+	if err != nil {
+		log.Info("rsync refused", "err", err, "command", clip(command, 200))
+		// rsync's own exit status for a syntax or usage error.
+		sc.fail("rsync: "+err.Error(), 1)
+		return
+	}
 	start := time.Now()
 	in := &countingReader{r: sc.ch}
 	out := &countingWriter{w: sc.ch}
-	status, err := sc.s.sessions.RunTransfer(ctx, u, project, command, in, out, sc.ch.Stderr())
-	sc.s.sessions.RecordTransfer(ctx, u, project, "rsync", session.TransferStats{BytesIn: in.n, BytesOut: out.n}, time.Since(start))
+	status, err := sc.s.sessions.RunTransfer(ctx, u, project, cmd, in, out, sc.ch.Stderr())
+	sc.s.sessions.RecordTransfer(ctx, u, project, "rsync", session.TransferStats{BytesIn: in.n.Load(), BytesOut: out.n.Load()}, time.Since(start))
+	if errors.Is(err, session.ErrLimit) {
+		log.Info("rsync", "err", err)
+		sc.fail(userMessage(err), 1)
+		return
+	}
 	if err != nil {
 		log.Error("rsync", "err", err)
 		if ctx.Err() == nil {
@@ -102,26 +117,36 @@ func (sc *sessionChan) serveRsync(ctx context.Context, log *slog.Logger, u store
 	sc.exit(status)
 }
 
+// clip shortens s for a log line: a refused command may be long.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
 // countingReader and countingWriter measure rsync's traffic: the protocol
-// bytes, close to the payload it moved.
+// bytes, close to the payload it moved. Atomic: the copy of the client's
+// input may still be blocked in a read when the transfer has ended (a
+// timeout), and the count is taken then.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
 type countingWriter struct {
 	w io.Writer
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }

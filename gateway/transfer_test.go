@@ -17,6 +17,7 @@ func TestTransferKind(t *testing.T) {
 		{"/usr/bin/scp -f x", "scp", []string{"-f", "x"}},
 		{"scp -pt dir", "scp", []string{"-pt", "dir"}},
 		{"rsync --server -vlogDtpre.iLsfxCIvu . dst/", "rsync", nil},
+		{"rsync --server; id", "rsync", nil}, // refused by the rsync path, never run
 		// Not transfers: these run in the project container as usual.
 		{"scp other:x .", "", nil},
 		{"scp -- -t", "", nil},

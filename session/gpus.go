@@ -84,8 +84,8 @@ func (m *Manager) gpuCount(ctx context.Context, u store.User, project string, wa
 }
 
 // acquireGPUs waits for n slots, telling the user where they stand in the
-// queue. The entry's lock is held: other connections to the project wait
-// with this one.
+// queue. It runs in the project's launch, which every connection to the
+// project follows.
 func (m *Manager) acquireGPUs(ctx context.Context, u store.User, project string, n int, l gpu.Limits, notice io.Writer) ([]gpu.Slot, error) {
 	if n <= 0 {
 		return nil, nil

@@ -226,9 +226,10 @@ func (m *Manager) reserveContainer(e *entry, u store.User, l gpu.Limits) (func()
 }
 
 // containersOf counts the user's containers, running or being launched,
-// other than except's; m.mu is held.
+// other than except's, with their running transfer containers; m.mu is
+// held.
 func (m *Manager) containersOf(uid int, except *entry) int {
-	n := 0
+	n := m.transfers[uid] // rsync's transfer containers count too
 	for k, e := range m.entries {
 		if k.uid == uid && e != except && (e.snap.Load() != nil || e.reserved) {
 			n++

@@ -62,6 +62,8 @@ type Config struct {
 	MaxNanoCPUs int64
 	// QueueTimeout bounds a wait for GPUs; zero means none.
 	QueueTimeout time.Duration
+	// TransferTimeout bounds one transfer container; zero means none.
+	TransferTimeout time.Duration
 }
 
 // retireRetry is the wait before retrying a retire the engine refused.
@@ -82,6 +84,8 @@ type Manager struct {
 	entries map[key]*entry
 	builds  map[key]*buildSlot
 	closed  bool
+	// transfers counts each uid's running transfer containers (transfer.go).
+	transfers map[int]int
 }
 
 type key struct {

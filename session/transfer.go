@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
@@ -32,12 +33,98 @@ func (m *Manager) RecordTransfer(ctx context.Context, u store.User, project, pro
 	m.event(ctx, store.Event{Type: "transfer", User: u.Name, Project: project, Duration: d, Details: string(details)})
 }
 
-// RunTransfer runs command (rsync's server side) in a short-lived transfer
+// TransferHome is where a transfer container mounts the workspace, and
+// its HOME: "~/x" in a client's command means TransferHome+"/x".
+const TransferHome = "/workspace"
+
+// TransferCommand is a command for a transfer container, as an argv: no
+// shell parses it. Glob marks the words the container expands as file
+// name patterns, as the remote shell did for rsync's file arguments (the
+// client leaves their wildcards to it); the other pattern characters of
+// such a word are already bracketed ([*]). Glob may be shorter than Argv.
+type TransferCommand struct {
+	Argv []string
+	Glob []bool
+}
+
+// globScript expands the words marked G as file name patterns, and does
+// nothing else: they arrive as positional parameters, which the shell
+// never parses as code, and with IFS empty no word is split. A pattern
+// that matches nothing stays as it is, as in any shell.
+const globScript = `IFS=; for a do shift; case $a in G*) set -- "$@" ${a#G};; *) set -- "$@" "${a#?}";; esac; done; exec "$@"`
+
+// execArgv is the argv to exec for c.
+func (c TransferCommand) execArgv() []string {
+	if !slices.Contains(c.Glob, true) {
+		return c.Argv
+	}
+	out := []string{"/bin/sh", "-c", globScript, "sh"}
+	for i, a := range c.Argv {
+		if i < len(c.Glob) && c.Glob[i] {
+			out = append(out, "G"+a)
+		} else {
+			out = append(out, "L"+a)
+		}
+	}
+	return out
+}
+
+// transferLimits bound a transfer container whatever the user's own
+// limits: rsync runs two or three processes, needs a little CPU (more
+// with -z) and memory for its file list. The process limit keeps a
+// transfer from being a way to run many processes outside the user's
+// project containers.
+var transferLimits = runtime.Limits{
+	Memory:    4 << 30,
+	NanoCPUs:  2e9,
+	PidsLimit: 64,
+	ShmSize:   64 << 20,
+}
+
+// reserveTransfer counts one more transfer container of u against
+// max_containers_per_user, with their project containers, or refuses it.
+func (m *Manager) reserveTransfer(u store.User) (release func(), err error) {
+	l, _ := m.limitsFor(u)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l.MaxContainers != nil {
+		n := m.containersOf(u.UID, nil)
+		if n >= *l.MaxContainers {
+			return nil, fmt.Errorf("%w: you run %d of %d containers (max_containers_per_user), and rsync needs one more for the transfer; sftp and scp need none, or retire one first (container-list, container-retire)", ErrLimit, n, *l.MaxContainers)
+		}
+	}
+	if m.transfers == nil {
+		m.transfers = map[int]int{}
+	}
+	m.transfers[u.UID]++
+	return func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.transfers[u.UID]--; m.transfers[u.UID] <= 0 {
+			delete(m.transfers, u.UID)
+		}
+	}, nil
+}
+
+// RunTransfer runs cmd (rsync's server side) in a short-lived transfer
 // container: the base image, the workspace and nothing else mounted, no
-// network, no GPU, the user's uid. It neither needs nor starts the project
-// container, and a transfer to a new project builds no image. The
-// container is removed when the command ends.
-func (m *Manager) RunTransfer(ctx context.Context, u store.User, project, command string, stdin io.Reader, stdout, stderr io.Writer) (runtime.ExitStatus, error) {
+// network, no GPU, the user's uid, small fixed limits and at most
+// TransferTimeout. It counts against the user's container cap, but
+// neither needs nor starts the project container, and a transfer to a new
+// project builds no image. The container is removed when the command
+// ends.
+func (m *Manager) RunTransfer(ctx context.Context, u store.User, project string, cmd TransferCommand, stdin io.Reader, stdout, stderr io.Writer) (runtime.ExitStatus, error) {
+	release, err := m.reserveTransfer(u)
+	if err != nil {
+		return runtime.ExitStatus{}, err
+	}
+	defer release()
+	if d := m.cfg.TransferTimeout; d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d,
+			fmt.Errorf("%w: the transfer was stopped after transfer_timeout (%s); rsync again to resume it", ErrLimit, d))
+		defer cancel()
+	}
 	ws, err := m.EnsureWorkspace(ctx, u, project)
 	if err != nil {
 		return runtime.ExitStatus{}, err
@@ -61,17 +148,21 @@ func (m *Manager) RunTransfer(ctx context.Context, u store.User, project, comman
 		return runtime.ExitStatus{}, err
 	}
 	defer unstage()
+	limits := transferLimits
+	if m.cfg.MaxNanoCPUs > 0 && limits.NanoCPUs > m.cfg.MaxNanoCPUs {
+		limits.NanoCPUs = m.cfg.MaxNanoCPUs // Docker refuses more than the host has
+	}
 	id, err := m.rt.Launch(ctx, runtime.ContainerSpec{
 		Name:     name,
 		Image:    imageID,
 		Hostname: project,
 		Labels:   m.containerLabels(u, project, time.Now(), "transfer"),
 		User:     fmt.Sprintf("%d:%d", u.UID, u.GID),
-		Env:      []string{"HOME=/workspace", "USER=" + u.Name, "LOGNAME=" + u.Name},
-		Workdir:  "/workspace",
-		Mounts:   append([]runtime.Mount{{Source: staged, Target: "/workspace"}}, run.mounts...),
+		Env:      []string{"HOME=" + TransferHome, "USER=" + u.Name, "LOGNAME=" + u.Name},
+		Workdir:  TransferHome,
+		Mounts:   append([]runtime.Mount{{Source: staged, Target: TransferHome}}, run.mounts...),
 		Network:  "none",
-		Limits:   m.cfg.Limits,
+		Limits:   limits,
 		IODir:    run.io,
 	})
 	if err != nil {
@@ -84,9 +175,8 @@ func (m *Manager) RunTransfer(ctx context.Context, u store.User, project, comman
 			m.log.Error("remove transfer container", "container", short(id), "err", err)
 		}
 	}()
-	// HOME is the workspace, so "~/x" in the command means /workspace/x.
 	proc, err := m.rt.Exec(ctx, id, runtime.ExecSpec{
-		Cmd: []string{"/bin/sh", "-c", command}, User: fmt.Sprintf("%d:%d", u.UID, u.GID), Dir: "/workspace",
+		Cmd: cmd.execArgv(), User: fmt.Sprintf("%d:%d", u.UID, u.GID), Dir: TransferHome,
 	})
 	if err != nil {
 		return runtime.ExitStatus{}, err

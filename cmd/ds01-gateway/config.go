@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/hostfw"
 	"github.com/ds01/ds01-gateway/session/image"
 )
 
@@ -41,6 +42,13 @@ type Config struct {
 	LogLevel          string   `yaml:"log_level"`
 	NetworkPool       string   `yaml:"network_pool"`
 	Limits            Limits   `yaml:"limits"`
+
+	// HostFirewall keeps the pool's containers off the host's own
+	// services, but for HostFirewallAllow (session/hostfw).
+	HostFirewall      bool     `yaml:"host_firewall"`
+	HostFirewallAllow []string `yaml:"host_firewall_allow"`
+	// TransferTimeout bounds one rsync transfer container.
+	TransferTimeout Duration `yaml:"transfer_timeout"`
 
 	// GPUs: NVML's inventory unless fake_gpus or fake_inventory is set.
 	FakeGPUs        int       `yaml:"fake_gpus"`
@@ -116,6 +124,8 @@ func defaultConfig() Config {
 		KeepaliveCount:    3,
 		LogLevel:          "info",
 		NetworkPool:       "10.201.0.0/16",
+		HostFirewall:      true,
+		TransferTimeout:   Duration{24 * time.Hour},
 		Limits: Limits{
 			Memory:    32 << 30,
 			CPUs:      32,
@@ -289,6 +299,14 @@ func (c *Config) Validate() error {
 	}
 	if p, err := netip.ParsePrefix(c.NetworkPool); err != nil || !p.Addr().Is4() || p.Bits() > 26 {
 		return fmt.Errorf("network_pool: want an IPv4 prefix of /26 or larger, like 10.201.0.0/16, got %q", c.NetworkPool)
+	}
+	for i, p := range c.HostFirewallAllow {
+		if _, err := hostfw.ParsePort(p); err != nil {
+			return fmt.Errorf("host_firewall_allow[%d]: %w", i, err)
+		}
+	}
+	if c.TransferTimeout.Duration < 0 {
+		return errors.New("transfer_timeout: must not be negative (0 means no limit)")
 	}
 	if c.Limits.Memory < 0 || c.Limits.ShmSize < 0 || c.Limits.PidsLimit < 0 || c.Limits.CPUs < 0 {
 		return errors.New("limits: values must not be negative")

@@ -71,6 +71,9 @@ func serve(args []string) error {
 		return err
 	}
 	defer dk.Close()
+	if err := startHostFirewall(ctx, cfg, log); err != nil {
+		return err
+	}
 
 	gpus, err := openGPUs(ctx, cfg, log)
 	if err != nil {
@@ -85,6 +88,7 @@ func serve(args []string) error {
 		LimitsFromPolicy: cfg.LimitsFile != "",
 		MaxNanoCPUs:      int64(goruntime.NumCPU()) * 1e9,
 		QueueTimeout:     cfg.GPUQueueTimeout.Duration,
+		TransferTimeout:  cfg.TransferTimeout.Duration,
 		WorkspaceRoot:    cfg.WorkspaceRoot,
 		BaseImage:        cfg.BaseImage,
 		AllowedBases:     cfg.AllowedBases,
