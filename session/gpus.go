@@ -288,12 +288,10 @@ func (m *Manager) UserLimits(_ context.Context, u store.User) Limits {
 	if m.cfg.Alloc != nil {
 		out.GPUEq, out.Slots = m.cfg.Alloc.UserEq(u.UID)
 	}
+	// The count the cap is checked against: containers running or being
+	// launched, and rsync's transfer containers.
 	m.mu.Lock()
-	for k, e := range m.entries {
-		if k.uid == u.UID && e.snap.Load() != nil {
-			out.Containers++
-		}
-	}
+	out.Containers = m.containersOf(u.UID, nil)
 	m.mu.Unlock()
 	return out
 }
