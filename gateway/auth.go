@@ -25,7 +25,7 @@ func (s *Server) authorize(ctx gssh.Context, key gssh.PublicKey) bool {
 	u, _, err := s.users.UserByKey(ctx, fp)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("key lookup", "err", err)
+			s.failure(ctx.RemoteAddr(), slog.LevelError, "key lookup", "err", err)
 		}
 		s.failure(ctx.RemoteAddr(), slog.LevelInfo, "unknown key", "login", logName(ctx.User()), "key", fp)
 		return false

@@ -150,3 +150,33 @@ func TestSlowRemoteForward(t *testing.T) {
 		t.Error("the gateway dropped the client for unanswered keepalives")
 	}
 }
+
+// A client that piles up global requests behind a slow one loses its
+// connection, rather than the gateway queueing them without bound.
+func TestTooManyPendingGlobalRequests(t *testing.T) {
+	fs := newFakeSessions()
+	fs.attach = func(ctx context.Context, _ string) error {
+		<-ctx.Done() // never ready
+		return ctx.Err()
+	}
+	g := startGateway(t, Options{}, fs)
+	c := g.mustDial("thesis", g.addUser("alice", 1001))
+	go c.Listen("tcp", "127.0.0.1:0")
+	eventually(t, "the forward waits", func() bool { return len(fs.calls()) == 1 })
+	for i := range 2 * maxPendingGlobal {
+		if _, _, err := c.SendRequest(fmt.Sprintf("flood-%d@example.com", i), false, nil); err != nil {
+			break // closed
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a connection with too many pending global requests stays open")
+	}
+	if !strings.Contains(g.logs.String(), "too many global requests") {
+		t.Error("the reason is not logged")
+	}
+	eventually(t, "the waiting forward gave up", func() bool { return fs.held() == 0 })
+}

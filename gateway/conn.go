@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 
@@ -72,7 +73,8 @@ func (s *Server) limitChannel(kind chanKind, h gssh.ChannelHandler) gssh.Channel
 		}
 		if int(n.Add(1)) > max {
 			n.Add(-1)
-			s.log.Info("channel refused", "user", logName(gctx.User()), "remote", conn.RemoteAddr().String(), "type", nc.ChannelType(), "open", max)
+			// Within the failure log's budget: a client may try thousands.
+			s.failure(conn.RemoteAddr(), slog.LevelInfo, "channel refused", "login", logName(gctx.User()), "type", nc.ChannelType(), "open", max)
 			nc.Reject(gossh.ResourceShortage, fmt.Sprintf("ds01: %d %s open on this connection, the most allowed (%s); close one or open another connection", max, what, option))
 			return
 		}
