@@ -81,8 +81,9 @@ func (d *Docker) execFIFO(ctx context.Context, id, dir string, spec runtime.Exec
 	// side, and the other side is a process in the user's image, whose
 	// /bin/sh may never open it: each such wait would hold an OS thread for
 	// as long as the session lasts (Go aborts at 10,000). The read ends
-	// open at once without O_NONBLOCK's wait; the write end of stdin is
-	// retried until the process has opened its read end (see fifoStdin).
+	// open with O_NONBLOCK, which returns at once, and their reads wait in
+	// the poller (awaitWriter); the write end of stdin is retried until the
+	// process has opened its read end (fifoStdin).
 	out, err := os.OpenFile(paths[1], os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		removeFIFOs()
