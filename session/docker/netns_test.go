@@ -170,7 +170,9 @@ func TestDialInNamespace(t *testing.T) {
 	ns := newNetNS(t)
 	var port int
 	for _, family := range []struct{ network, loopback string }{{"tcp4", "127.0.0.1"}, {"tcp6", "[::1]"}} {
-		listen := func() (net.Listener, error) { return net.Listen(family.network, family.loopback+":"+strconv.Itoa(port)) }
+		listen := func() (net.Listener, error) {
+			return net.Listen(family.network, family.loopback+":"+strconv.Itoa(port))
+		}
 		var inside net.Listener
 		if err := onNetNS(ns, func() error {
 			var err error
@@ -192,9 +194,11 @@ func TestDialInNamespace(t *testing.T) {
 			})
 			return ln, err
 		}, "container")
-		if _, err := net.Listen(family.network, family.loopback+":0"); err != nil {
+		probe, err := net.Listen(family.network, family.loopback+":0")
+		if err != nil {
 			t.Skipf("host has no %s loopback: %v", family.network, err)
 		}
+		probe.Close()
 		banner(t, listen, "host")
 	}
 	r := fakeDNS(t)
