@@ -136,10 +136,14 @@ type fifoStdin struct {
 	eofOnce  sync.Once
 }
 
-// stdinRetry bounds the wait between attempts to open the stdin FIFO. The
-// shell usually has its end open by the time the exec has started, so the
-// first attempt succeeds.
-const stdinRetry = 50 * time.Millisecond
+// The shell's open of its end waits for ours, so the session's start waits
+// for the next attempt: attempts are a millisecond apart while a shell
+// normally gets there (stdinEager), then back off up to stdinRetry for one
+// that is slow or never comes.
+const (
+	stdinEager = 30
+	stdinRetry = 50 * time.Millisecond
+)
 
 func newFIFOStdin(path string) *fifoStdin {
 	s := &fifoStdin{path: path, ready: make(chan struct{}), stop: make(chan struct{})}
@@ -150,7 +154,7 @@ func newFIFOStdin(path string) *fifoStdin {
 func (s *fifoStdin) open() {
 	defer close(s.ready)
 	delay := time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		f, err := os.OpenFile(s.path, os.O_WRONLY|unix.O_NONBLOCK, 0)
 		if err == nil {
 			setPipeSize(f)
@@ -169,7 +173,9 @@ func (s *fifoStdin) open() {
 			return
 		case <-t.C:
 		}
-		delay = min(2*delay, stdinRetry)
+		if attempt >= stdinEager {
+			delay = min(2*delay, stdinRetry)
+		}
 	}
 }
 
