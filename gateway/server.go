@@ -2,8 +2,9 @@
 // public key, routes the login name to one of the user's projects, and
 // serves session channels by running processes in the project's container.
 //
-// Data flows one way: connection (server.go) → auth (auth.go) → route
-// (route.go) → session channel (channel.go) → session.Manager → container.
+// Data flows one way: connection (server.go, conn.go) → auth (auth.go) →
+// route (route.go) → session channel (channel.go) → Sessions (sessions.go,
+// the session manager) → container.
 package gateway
 
 import (
