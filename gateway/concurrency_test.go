@@ -85,7 +85,7 @@ func TestSlowRemoteForward(t *testing.T) {
 		}
 	}
 	fs.listen = func(network, _ string) (net.Listener, error) { return net.Listen(network, "127.0.0.1:0") }
-	g := startGateway(t, Options{KeepaliveInterval: 20 * time.Millisecond, KeepaliveCount: 3}, fs)
+	g := startGateway(t, Options{KeepaliveInterval: 50 * time.Millisecond, KeepaliveCount: 10}, fs)
 	k := g.addUser("alice", 1001)
 	c := g.mustDial("thesis", k)
 
@@ -125,9 +125,9 @@ func TestSlowRemoteForward(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the connection's channels stall while a remote forward waits")
 	}
-	// Many keepalive intervals: the gateway would have dropped a
-	// connection whose replies it could not read.
-	time.Sleep(300 * time.Millisecond)
+	// Many keepalive rounds: the gateway would have dropped a connection
+	// whose replies it could not read.
+	time.Sleep(1500 * time.Millisecond)
 	select {
 	case err := <-forwarded:
 		t.Fatalf("the forward ended before its container was ready: %v", err)
