@@ -5,13 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 
 	gossh "golang.org/x/crypto/ssh"
-
-	"github.com/ds01/ds01-gateway/session"
 )
 
 // agentSocket serves `ssh -A`: a unix socket in the container's socket
@@ -20,7 +19,7 @@ import (
 // this client, so git inside the container signs with the key on the
 // user's laptop. The socket goes when the session ends. It returns the
 // socket's path inside the container.
-func agentSocket(ctx context.Context, conn *gossh.ServerConn, lease *session.Lease) (string, func(), error) {
+func agentSocket(ctx context.Context, conn *gossh.ServerConn, lease Lease, log *slog.Logger) (string, func(), error) {
 	hostDir, inside, ok := lease.SocketDir()
 	if !ok {
 		return "", nil, fmt.Errorf("agent: container has no socket directory")
@@ -34,20 +33,19 @@ func agentSocket(ctx context.Context, conn *gossh.ServerConn, lease *session.Lea
 		return "", nil, fmt.Errorf("agent: %w", err)
 	}
 	u := lease.User()
-	if err := os.Chmod(path, 0o600); err == nil {
-		err = os.Lchown(path, u.UID, u.GID)
-	}
-	if err != nil {
+	if err := ownSocket(path, u.UID, u.GID); err != nil {
 		ln.Close()
 		return "", nil, fmt.Errorf("agent: %w", err)
 	}
 	go func() {
+		defer recoverPanic(log, "agent socket", func() { ln.Close() })
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
 			go func() {
+				defer recoverPanic(log, "agent channel", func() { c.Close() })
 				ch, reqs, err := conn.OpenChannel("auth-agent@openssh.com", nil)
 				if err != nil {
 					c.Close()
@@ -60,4 +58,12 @@ func agentSocket(ctx context.Context, conn *gossh.ServerConn, lease *session.Lea
 	}()
 	// Closing a unix listener removes its socket file.
 	return filepath.Join(inside, name), func() { ln.Close() }, nil
+}
+
+// ownSocket makes the socket the user's alone: 0600, owned by them.
+func ownSocket(path string, uid, gid int) error {
+	if err := os.Chmod(path, 0o600); err != nil {
+		return err
+	}
+	return os.Lchown(path, uid, gid)
 }

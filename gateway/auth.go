@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	gssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -24,12 +25,12 @@ func (s *Server) authorize(ctx gssh.Context, key gssh.PublicKey) bool {
 	u, _, err := s.users.UserByKey(ctx, fp)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("key lookup", "err", err)
+			s.failure(ctx.RemoteAddr(), slog.LevelError, "key lookup", "err", err)
 		}
-		s.log.Info("unknown key", "remote", ctx.RemoteAddr().String(), "login", ctx.User(), "key", fp)
+		s.failure(ctx.RemoteAddr(), slog.LevelInfo, "unknown key", "login", logName(ctx.User()), "key", fp)
 		return false
 	}
-	s.log.Debug("key accepted", "user", u.Name, "login", ctx.User(), "key", fp)
+	s.log.Debug("key accepted", "user", u.Name, "login", logName(ctx.User()), "key", fp)
 	return true
 }
 

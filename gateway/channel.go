@@ -34,16 +34,25 @@ type sessionChan struct {
 	gctx gssh.Context
 	log  *slog.Logger
 
+	// mu guards the fields below. It is never held across I/O (Docker
+	// calls, file system, the network): the channel's request loop takes
+	// it for every request and must not wait on the engine.
 	mu      sync.Mutex
 	env     []string
 	pty     *ptyRequest
 	win     window
 	started bool
 	agent   bool // the client asked for agent forwarding
-	proc    runtime.Process
-	sigs    []string // signals that arrived before the process started
 	resize  chan struct{}
+	// sigs queues the client's signals in order, before and after the
+	// process starts; deliverSignals passes them on. Delivery asks the
+	// engine for the exec's PID, so it never runs on the request loop.
+	sigs chan syscall.Signal
 }
+
+// maxQueuedSignals bounds the signals waiting for delivery; more are
+// dropped, as a flood of them would be by a terminal.
+const maxQueuedSignals = 16
 
 func (s *Server) sessionChannel(_ *gssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, gctx gssh.Context) {
 	ch, reqs, err := newChan.Accept()
@@ -52,20 +61,43 @@ func (s *Server) sessionChannel(_ *gssh.Server, conn *gossh.ServerConn, newChan 
 	}
 	ctx, cancel := context.WithCancelCause(gctx)
 	sc := &sessionChan{
-		s: s, ch: ch, conn: conn, gctx: gctx, resize: make(chan struct{}, 1),
-		log: s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String()),
+		s: s, ch: ch, conn: conn, gctx: gctx,
+		resize: make(chan struct{}, 1), sigs: make(chan syscall.Signal, maxQueuedSignals),
+		log: s.log.With("login", logName(gctx.User()), "remote", conn.RemoteAddr().String()),
 	}
 	for req := range reqs {
-		sc.handle(ctx, req)
+		sc.handleSafely(ctx, req)
 	}
 	// The client closed the channel or the connection dropped.
 	cancel(errChannelClosed)
 }
 
-func (sc *sessionChan) handle(ctx context.Context, req *gossh.Request) {
+// handleSafely answers one channel request; a panic in it fails that
+// request and is logged, and the channel and connection go on.
+func (sc *sessionChan) handleSafely(ctx context.Context, req *gossh.Request) {
+	replied := false
+	defer recoverPanic(sc.log, "session request "+req.Type, func() {
+		if req.WantReply && !replied {
+			req.Reply(false, nil)
+		}
+	})
+	ok, start := sc.handle(req)
+	replied = true
+	if req.WantReply {
+		req.Reply(ok, nil)
+	}
+	// Only after the reply: the session may end, and close the channel,
+	// before the client has heard that it started.
+	if start != nil {
+		go sc.runSafely(ctx, *start)
+	}
+}
+
+// handle applies one channel request and says whether it was accepted, and
+// what to run if it starts the session.
+func (sc *sessionChan) handle(req *gossh.Request) (ok bool, start *request) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	ok := false
 	switch req.Type {
 	case "env":
 		var kv struct{ Name, Value string }
@@ -99,14 +131,14 @@ func (sc *sessionChan) handle(ctx context.Context, req *gossh.Request) {
 			break
 		}
 		sc.started, ok = true, true
-		go sc.run(ctx, request{shell: req.Type == "shell", command: cmd.Command})
+		start = &request{shell: req.Type == "shell", command: cmd.Command}
 	case "subsystem":
 		var sub struct{ Name string }
 		if sc.started || gossh.Unmarshal(req.Payload, &sub) != nil || sub.Name != "sftp" {
 			break
 		}
 		sc.started, ok = true, true
-		go sc.run(ctx, request{subsystem: sub.Name})
+		start = &request{subsystem: sub.Name}
 	case "auth-agent-req@openssh.com":
 		if !sc.started {
 			sc.agent, ok = true, true
@@ -114,17 +146,16 @@ func (sc *sessionChan) handle(ctx context.Context, req *gossh.Request) {
 	case "signal":
 		var sig struct{ Signal string }
 		if gossh.Unmarshal(req.Payload, &sig) == nil {
-			if sc.proc != nil {
-				sc.deliver(sig.Signal)
-			} else if len(sc.sigs) < 16 {
-				sc.sigs = append(sc.sigs, sig.Signal)
+			if n, known := signalByName[sig.Signal]; known {
+				select {
+				case sc.sigs <- n:
+				default: // too many waiting: dropped
+				}
 			}
 			ok = true
 		}
 	}
-	if req.WantReply {
-		req.Reply(ok, nil)
-	}
+	return ok, start
 }
 
 // request is what the client asked the session to run.
@@ -134,10 +165,20 @@ type request struct {
 	subsystem string // "sftp"
 }
 
-// run starts the session's process in the project's container and relays
-// it until it ends or the client goes away. File transfers go elsewhere.
-func (sc *sessionChan) run(ctx context.Context, r request) {
+// runSafely runs the session; a panic in it ends this channel only, with
+// a line on stderr, and is logged with its stack.
+func (sc *sessionChan) runSafely(ctx context.Context, r request) {
 	defer sc.ch.Close()
+	defer recoverPanic(sc.log, "session", func() {
+		sc.fail("internal error in the gateway; this session ends", 1)
+	})
+	sc.run(ctx, r)
+}
+
+// run starts the session's process in the project's container and relays
+// it until it ends or the client goes away; the caller closes the channel.
+// File transfers go elsewhere.
+func (sc *sessionChan) run(ctx context.Context, r request) {
 	u, err := sc.s.identity(ctx, sc.gctx)
 	if err != nil {
 		sc.log.Error("session without identity", "err", err)
@@ -187,10 +228,18 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 	}
 	defer lease.Release()
 
+	// The request loop no longer changes these once the session started;
+	// copy them, and do the I/O below without the lock.
 	sc.mu.Lock()
 	spec := runtime.ExecSpec{Env: append([]string{"SSH_CONNECTION=" + sshConnection(sc.gctx)}, sc.env...)}
-	if sc.agent {
-		sock, closeAgent, err := agentSocket(ctx, sc.conn, lease)
+	if sc.pty != nil {
+		spec.Tty, spec.Rows, spec.Cols = true, sc.win.Rows, sc.win.Cols
+		spec.Env = append(spec.Env, "TERM="+sc.pty.Term)
+	}
+	wantAgent := sc.agent
+	sc.mu.Unlock()
+	if wantAgent {
+		sock, closeAgent, err := agentSocket(ctx, sc.conn, lease, log)
 		if err != nil {
 			log.Error("agent forwarding", "err", err)
 		} else {
@@ -198,11 +247,6 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 			spec.Env = append(spec.Env, "SSH_AUTH_SOCK="+sock)
 		}
 	}
-	if sc.pty != nil {
-		spec.Tty, spec.Rows, spec.Cols = true, sc.win.Rows, sc.win.Cols
-		spec.Env = append(spec.Env, "TERM="+sc.pty.Term)
-	}
-	sc.mu.Unlock()
 	spec.Cmd = sessionArgv(lease.Shell(), r.shell, r.command)
 
 	proc, err := lease.Exec(ctx, spec)
@@ -212,13 +256,9 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 		return
 	}
 	defer proc.Close()
-	sc.mu.Lock()
-	sc.proc = proc
-	for _, s := range sc.sigs {
-		sc.deliver(s)
-	}
-	sc.sigs = nil
-	sc.mu.Unlock()
+	sigDone := make(chan struct{})
+	defer close(sigDone)
+	go sc.deliverSignals(sigDone, proc)
 	if spec.Tty {
 		go sc.followWindow(ctx, func(w window) {
 			if err := proc.Resize(ctx, w.Rows, w.Cols); err != nil {
@@ -305,14 +345,19 @@ func (sc *sessionChan) followWindow(ctx context.Context, apply func(window)) {
 	}
 }
 
-// deliver passes a client's signal request to the process; sc.mu is held.
-func (sc *sessionChan) deliver(name string) {
-	sig, ok := signalByName[name]
-	if !ok {
-		return
-	}
-	if err := sc.proc.Signal(sig); err != nil {
-		sc.log.Debug("signal", "signal", name, "err", err)
+// deliverSignals passes the client's signals to the process in the order
+// they came, those sent before it started first, until done.
+func (sc *sessionChan) deliverSignals(done <-chan struct{}, proc runtime.Process) {
+	defer recoverPanic(sc.log, "signal delivery", nil)
+	for {
+		select {
+		case <-done:
+			return
+		case sig := <-sc.sigs:
+			if err := proc.Signal(sig); err != nil {
+				sc.log.Debug("signal", "signal", signalName[sig], "err", err)
+			}
+		}
 	}
 }
 

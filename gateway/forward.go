@@ -13,7 +13,6 @@ import (
 	gssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/runtime"
 	"github.com/ds01/ds01-gateway/store"
 )
@@ -72,7 +71,7 @@ func (s *Server) forwardOwner(gctx gssh.Context, newChan gossh.NewChannel) (stor
 
 // forwardLease launches or joins the project's container for a forward,
 // as a shell would; it rejects the channel and returns nil on failure.
-func (s *Server) forwardLease(ctx context.Context, log *slog.Logger, newChan gossh.NewChannel, u store.User, t target) *session.Lease {
+func (s *Server) forwardLease(ctx context.Context, log *slog.Logger, newChan gossh.NewChannel, u store.User, t target) Lease {
 	lease, err := s.sessions.Attach(ctx, u, t.project, t.want, io.Discard)
 	if err != nil {
 		log.Error("forward: attach", "err", err)
@@ -90,7 +89,7 @@ func (s *Server) directTCPIP(_ *gssh.Server, conn *gossh.ServerConn, newChan gos
 		newChan.Reject(gossh.ConnectionFailed, "ds01: malformed forwarding request")
 		return
 	}
-	log := s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String(), "dest", net.JoinHostPort(d.DestAddr, strconv.Itoa(int(d.DestPort))))
+	log := s.log.With("login", logName(gctx.User()), "remote", conn.RemoteAddr().String(), "dest", logName(net.JoinHostPort(d.DestAddr, strconv.Itoa(int(d.DestPort)))))
 	u, t, ok := s.forwardOwner(gctx, newChan)
 	if !ok {
 		return
@@ -167,7 +166,7 @@ func (s *Server) directStreamlocal(_ *gssh.Server, conn *gossh.ServerConn, newCh
 		newChan.Reject(gossh.ConnectionFailed, "ds01: malformed forwarding request")
 		return
 	}
-	log := s.log.With("login", gctx.User(), "remote", conn.RemoteAddr().String(), "socket", d.SocketPath)
+	log := s.log.With("login", logName(gctx.User()), "remote", conn.RemoteAddr().String(), "socket", logName(d.SocketPath))
 	u, t, ok := s.forwardOwner(gctx, newChan)
 	if !ok {
 		return

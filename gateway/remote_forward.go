@@ -3,14 +3,13 @@ package gateway
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
 	"sync"
 
 	gssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
-
-	"github.com/ds01/ds01-gateway/session"
 )
 
 // `ssh -R port:host:hostport` asks the server to listen and send what
@@ -36,6 +35,16 @@ type forwardedTCPIP struct {
 type remoteForwards struct {
 	mu  sync.Mutex
 	lns map[string]func() // "addr:port" → stop
+}
+
+// maxRemoteForwards bounds one connection's -R listeners; each holds a
+// socket in the container and a lease.
+const maxRemoteForwards = 64
+
+func (f *remoteForwards) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.lns)
 }
 
 var remoteForwardsKey = &struct{ name string }{"ds01-remote-forwards"}
@@ -66,7 +75,12 @@ func (s *Server) tcpipForward(gctx gssh.Context, _ *gssh.Server, req *gossh.Requ
 		return false, nil
 	}
 	project := t.project
-	log := s.log.With("user", u.Name, "project", project, "bind", net.JoinHostPort(f.BindAddr, strconv.Itoa(int(f.BindPort))))
+	log := s.log.With("user", u.Name, "project", project, "bind", logName(net.JoinHostPort(f.BindAddr, strconv.Itoa(int(f.BindPort)))))
+	fw := forwardsOf(gctx)
+	if fw.count() >= maxRemoteForwards {
+		log.Info("remote forward refused: too many on this connection", "max", maxRemoteForwards)
+		return false, nil
+	}
 	bind := f.BindAddr
 	if bind == "" || bind == "localhost" {
 		bind = "127.0.0.1" // OpenSSH's default: the loopback, here the container's
@@ -88,7 +102,6 @@ func (s *Server) tcpipForward(gctx gssh.Context, _ *gssh.Server, req *gossh.Requ
 	port := uint32(ln.Addr().(*net.TCPAddr).Port)
 	key := net.JoinHostPort(f.BindAddr, strconv.Itoa(int(port)))
 	stop := func() { cancel(); ln.Close() }
-	fw := forwardsOf(gctx)
 	fw.mu.Lock()
 	fw.lns[key] = stop
 	if f.BindPort != port { // the client asked for port 0 and refers to it so
@@ -106,7 +119,7 @@ func (s *Server) tcpipForward(gctx gssh.Context, _ *gssh.Server, req *gossh.Requ
 		}
 		ln.Close()
 	}()
-	go s.serveRemoteForward(ctx, conn, ln, f.BindAddr, port, lease)
+	go s.serveRemoteForward(ctx, log, conn, ln, f.BindAddr, port)
 	log.Info("remote forward", "port", port)
 	if f.BindPort == 0 {
 		return true, gossh.Marshal(struct{ Port uint32 }{port})
@@ -114,13 +127,15 @@ func (s *Server) tcpipForward(gctx gssh.Context, _ *gssh.Server, req *gossh.Requ
 	return true, nil
 }
 
-func (s *Server) serveRemoteForward(ctx context.Context, conn *gossh.ServerConn, ln net.Listener, addr string, port uint32, _ *session.Lease) {
+func (s *Server) serveRemoteForward(ctx context.Context, log *slog.Logger, conn *gossh.ServerConn, ln net.Listener, addr string, port uint32) {
+	defer recoverPanic(log, "remote forward", func() { ln.Close() })
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		go func() {
+			defer recoverPanic(log, "remote forward connection", func() { c.Close() })
 			origin, oport := "", 0
 			if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 				origin, oport = ta.IP.String(), ta.Port

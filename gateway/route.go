@@ -23,11 +23,19 @@ type target struct {
 // maxLoginGPUs bounds "+gpus=N" before any policy looks at it.
 const maxLoginGPUs = 64
 
+// maxLogin bounds a login name: a project name (63) and its options. SSH
+// allows names as long as a packet; such a name is refused before it is
+// quoted into messages and logs.
+const maxLogin = 128
+
 // route turns the SSH login name into the project it names and what the
 // login asks for: "proj", "proj+gpus=2", "proj+cpu" (the login name is the
 // one thing VS Code lets a user vary per host). Validation happens here,
 // before anything is created for the name.
 func (s *Server) route(login string) (target, error) {
+	if len(login) > maxLogin {
+		return target{}, fmt.Errorf("%w: login name longer than %d characters", session.ErrInvalidName, maxLogin)
+	}
 	project, opts, _ := strings.Cut(login, "+")
 	if project == s.opts.CommandLogin {
 		return target{}, fmt.Errorf("%q: %w", login, errCommandLogin)

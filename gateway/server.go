@@ -2,8 +2,9 @@
 // public key, routes the login name to one of the user's projects, and
 // serves session channels by running processes in the project's container.
 //
-// Data flows one way: connection (server.go) → auth (auth.go) → route
-// (route.go) → session channel (channel.go) → session.Manager → container.
+// Data flows one way: connection (server.go, conn.go) → auth (auth.go) →
+// route (route.go) → session channel (channel.go) → Sessions (sessions.go,
+// the session manager) → container.
 package gateway
 
 import (
@@ -18,7 +19,6 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/ds01/ds01-gateway/commands"
-	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -51,6 +51,17 @@ type Options struct {
 	// ForwardAllow lists extra destinations local forwards may reach,
 	// dialled from inside the user's container: "host" or "host:port".
 	ForwardAllow []string
+	// MaxSessions caps the session channels open at once on one
+	// connection, as OpenSSH's MaxSessions does; MaxForwardChannels caps
+	// the forwarding channels (direct-tcpip, direct-streamlocal). Zero
+	// means the default.
+	MaxSessions        int
+	MaxForwardChannels int
+	// MaxStartups caps the connections that have not authenticated yet,
+	// MaxStartupsPerSource those from one address (an IPv6 /64), like
+	// sshd's MaxStartups and PerSourceMaxStartups. Zero means the default.
+	MaxStartups          int
+	MaxStartupsPerSource int
 }
 
 // Users finds the account a public key belongs to.
@@ -62,14 +73,19 @@ type Users interface {
 type Server struct {
 	opts     Options
 	users    Users
-	sessions *session.Manager
+	sessions Sessions
 	commands commands.Service
 	log      *slog.Logger
 	srv      *gssh.Server
+
+	startups *startups
+	failures *failureLog
 }
 
-// New builds a server; call Serve to accept connections.
-func New(opts Options, users Users, sessions *session.Manager, log *slog.Logger) (*Server, error) {
+// New builds a server; call Serve to accept connections. Sessions serve
+// projects (gateway.Manager adapts the session manager), cmds the
+// built-in commands.
+func New(opts Options, users Users, sessions Sessions, cmds commands.Service, log *slog.Logger) (*Server, error) {
 	if len(opts.HostSigners) == 0 {
 		return nil, errors.New("gateway: no host keys")
 	}
@@ -85,7 +101,16 @@ func New(opts Options, users Users, sessions *session.Manager, log *slog.Logger)
 	if opts.PublicName == "" {
 		opts.PublicName = "ds01"
 	}
-	s := &Server{opts: opts, users: users, sessions: sessions, commands: sessions, log: log}
+	opts.MaxSessions = orDefault(opts.MaxSessions, DefaultMaxSessions)
+	opts.MaxForwardChannels = orDefault(opts.MaxForwardChannels, DefaultMaxForwardChannels)
+	opts.MaxStartups = orDefault(opts.MaxStartups, DefaultMaxStartups)
+	opts.MaxStartupsPerSource = orDefault(opts.MaxStartupsPerSource, DefaultMaxStartupsPerSource)
+	s := &Server{opts: opts, users: users, sessions: sessions, commands: cmds, log: log,
+		startups: newStartups(opts.MaxStartups, opts.MaxStartupsPerSource),
+		failures: newFailureLog(failureLinesPerSource, failureLinesTotal, failureWindow, func(src string, n int) {
+			log.Info("connection failures not logged", "source", src, "suppressed", n, "window", failureWindow)
+		}),
+	}
 	s.srv = &gssh.Server{
 		Version:          "DS01-Gateway",
 		HostSigners:      toGliderSigners(opts.HostSigners),
@@ -97,22 +122,32 @@ func New(opts Options, users Users, sessions *session.Manager, log *slog.Logger)
 			return cfg
 		},
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
-			log.Debug("handshake failed", "remote", conn.RemoteAddr().String(), "err", err)
+			s.failure(conn.RemoteAddr(), slog.LevelDebug, "handshake failed", "err", err)
 		},
 		// Local forwards connect inside the user's own container only;
 		// other channel types are refused.
-		// Remote forwards listen inside the user's container.
+		// Remote forwards listen inside the user's container. Every
+		// global request is answered in order off the connection's loop.
 		RequestHandlers: map[string]gssh.RequestHandler{
-			"tcpip-forward":        s.tcpipForward,
-			"cancel-tcpip-forward": s.cancelTCPIPForward,
+			"tcpip-forward":        s.ordered(s.tcpipForward),
+			"cancel-tcpip-forward": s.ordered(s.cancelTCPIPForward),
+			"default":              s.ordered(refuseRequest),
 		},
 		ChannelHandlers: map[string]gssh.ChannelHandler{
-			"session":                        s.sessionChannel,
-			"direct-tcpip":                   s.directTCPIP,
-			"direct-streamlocal@openssh.com": s.directStreamlocal,
+			"session":                        s.limitChannel(chanSession, s.sessionChannel),
+			"direct-tcpip":                   s.limitChannel(chanForward, s.directTCPIP),
+			"direct-streamlocal@openssh.com": s.limitChannel(chanForward, s.directStreamlocal),
 		},
 	}
+	s.srv.ServerConfigCallback = s.countAuthenticated(s.srv.ServerConfigCallback)
 	return s, nil
+}
+
+func orDefault(v, def int) int {
+	if v <= 0 {
+		return def
+	}
+	return v
 }
 
 func toGliderSigners(in []gossh.Signer) []gssh.Signer {
@@ -140,19 +175,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.srv.Close()
 }
 
-// onConnect bounds the handshake: a client that has not authenticated
-// within HandshakeTimeout is dropped, so idle half-open connections cannot
-// pile up.
+// onConnect bounds unauthenticated connections: beyond MaxStartups in all
+// or MaxStartupsPerSource from one source a new one is closed at once, and
+// a client that has not authenticated within HandshakeTimeout is dropped,
+// so idle half-open connections cannot pile up.
 func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
+	release, refused := s.startups.acquire(sourceOf(conn.RemoteAddr()))
+	if release == nil {
+		s.failure(conn.RemoteAddr(), slog.LevelInfo, "connection refused", "reason", refused)
+		return nil // gliderlabs closes it
+	}
+	ctx.SetValue(connStateKey, &connState{unauthenticated: release})
 	t := time.AfterFunc(s.opts.HandshakeTimeout, func() {
 		if ctx.Value(gssh.ContextKeyConn) == nil {
-			s.log.Info("handshake timeout", "remote", conn.RemoteAddr().String())
+			s.failure(conn.RemoteAddr(), slog.LevelInfo, "handshake timeout")
 			conn.Close()
 		}
 	})
 	go func() {
 		<-ctx.Done()
 		t.Stop()
+		release()
 	}()
 	if s.opts.KeepaliveInterval > 0 {
 		go s.keepalive(ctx, conn)

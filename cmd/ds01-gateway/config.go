@@ -16,6 +16,7 @@ import (
 	units "github.com/docker/go-units"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ds01/ds01-gateway/gateway"
 	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/hostfw"
 	"github.com/ds01/ds01-gateway/session/image"
@@ -56,6 +57,13 @@ type Config struct {
 	LimitsFile      string    `yaml:"limits_file"`
 	GPUQueueTimeout Duration  `yaml:"gpu_queue_timeout"`
 	WatchInterval   Duration  `yaml:"watch_interval"`
+
+	// Per-connection and pre-authentication bounds (OpenSSH's MaxSessions,
+	// MaxStartups and PerSourceMaxStartups).
+	MaxSessions          int `yaml:"max_sessions"`
+	MaxForwardChannels   int `yaml:"max_forward_channels"`
+	MaxStartups          int `yaml:"max_startups"`
+	MaxStartupsPerSource int `yaml:"max_startups_per_source"`
 }
 
 // FakeGPU is one GPU of a fake inventory, for hosts without GPUs.
@@ -132,6 +140,11 @@ func defaultConfig() Config {
 			PidsLimit: 4096,
 			ShmSize:   16 << 30,
 		},
+
+		MaxSessions:          gateway.DefaultMaxSessions,
+		MaxForwardChannels:   gateway.DefaultMaxForwardChannels,
+		MaxStartups:          gateway.DefaultMaxStartups,
+		MaxStartupsPerSource: gateway.DefaultMaxStartupsPerSource,
 	}
 }
 
@@ -282,6 +295,9 @@ func (c *Config) Validate() error {
 	if c.MaxAuthTries < 1 {
 		return errors.New("max_auth_tries: must be at least 1")
 	}
+	if err := c.validateConnLimits(); err != nil {
+		return err
+	}
 	for i, a := range c.ForwardAllow {
 		if a == "" || strings.ContainsAny(a, " /") {
 			return fmt.Errorf("forward_allow[%d]: want host or host:port, got %q", i, a)
@@ -313,6 +329,28 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.Memory > 0 && c.Limits.Memory < 6<<20 {
 		return errors.New("limits.memory: Docker needs at least 6m")
+	}
+	return nil
+}
+
+// validateConnLimits checks the per-connection and pre-authentication
+// bounds.
+func (c *Config) validateConnLimits() error {
+	for _, o := range []struct {
+		name string
+		v    int
+	}{
+		{"max_sessions", c.MaxSessions},
+		{"max_forward_channels", c.MaxForwardChannels},
+		{"max_startups", c.MaxStartups},
+		{"max_startups_per_source", c.MaxStartupsPerSource},
+	} {
+		if o.v < 1 {
+			return fmt.Errorf("%s: must be at least 1, got %d", o.name, o.v)
+		}
+	}
+	if c.MaxStartupsPerSource > c.MaxStartups {
+		return fmt.Errorf("max_startups_per_source: must not exceed max_startups (%d), got %d", c.MaxStartups, c.MaxStartupsPerSource)
 	}
 	return nil
 }

@@ -122,7 +122,12 @@ func serve(args []string) error {
 		KeepaliveCount:    cfg.KeepaliveCount,
 		ForwardAllow:      cfg.ForwardAllow,
 		Ciphers:           cfg.Ciphers,
-	}, st, mgr, log)
+
+		MaxSessions:          cfg.MaxSessions,
+		MaxForwardChannels:   cfg.MaxForwardChannels,
+		MaxStartups:          cfg.MaxStartups,
+		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
+	}, st, gateway.Manager(mgr), mgr, log)
 	if err != nil {
 		return err
 	}

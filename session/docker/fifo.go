@@ -60,108 +60,179 @@ func (d *Docker) execFIFO(ctx context.Context, id, dir string, spec runtime.Exec
 	rand.Read(b[:])
 	name := hex.EncodeToString(b[:])
 	host := filepath.Join(dir, name)
-	suffixes := []string{".in", ".out", ".err"}
+	paths := []string{host + ".in", host + ".out", host + ".err"}
 	removeFIFOs := func() {
-		for _, s := range suffixes {
-			os.Remove(host + s)
+		for _, p := range paths {
+			os.Remove(p)
 		}
 	}
-	for _, s := range suffixes {
+	for _, p := range paths {
 		// Owned by the user, 0600: only the user's processes can open them.
-		if err := unix.Mkfifo(host+s, 0o600); err != nil {
+		if err := unix.Mkfifo(p, 0o600); err != nil {
 			removeFIFOs()
 			return nil, fmt.Errorf("exec: make fifo: %w", err)
 		}
-		if err := os.Lchown(host+s, uid, gid); err != nil {
+		if err := os.Lchown(p, uid, gid); err != nil {
 			removeFIFOs()
 			return nil, fmt.Errorf("exec: chown fifo: %w", err)
 		}
 	}
+	// Our ends never block in open(2). A blocking open waits for the other
+	// side, and the other side is a process in the user's image, whose
+	// /bin/sh may never open it: each such wait would hold an OS thread for
+	// as long as the session lasts (Go aborts at 10,000). The read ends
+	// open with O_NONBLOCK, which returns at once, and their reads wait in
+	// the poller (awaitWriter); the write end of stdin is retried until the
+	// process has opened its read end (fifoStdin).
+	out, err := os.OpenFile(paths[1], os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		removeFIFOs()
+		return nil, fmt.Errorf("exec: open fifo: %w", err)
+	}
+	errf, err := os.OpenFile(paths[2], os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		out.Close()
+		removeFIFOs()
+		return nil, fmt.Errorf("exec: open fifo: %w", err)
+	}
+	setPipeSize(out)
 	// The shell opens the FIFOs in order and replaces itself with the
 	// command, which keeps the exec's PID for signals.
 	cmd := append([]string{"/bin/sh", "-c", `exec "$@" <"$0.in" >"$0.out" 2>"$0.err"`, ioMountPoint + "/" + name}, spec.Cmd...)
+	fail := func(err error) (runtime.Process, error) {
+		out.Close()
+		errf.Close()
+		removeFIFOs()
+		return nil, err
+	}
 	created, err := d.cli.ContainerExecCreate(ctx, id, container.ExecOptions{
 		User: spec.User, Env: spec.Env, WorkingDir: spec.Dir, Cmd: cmd,
 	})
 	if err != nil {
-		removeFIFOs()
 		if isNotRunning(err) {
-			return nil, fmt.Errorf("exec: %w", runtime.ErrNotRunning)
+			return fail(fmt.Errorf("exec: %w", runtime.ErrNotRunning))
 		}
-		return nil, fmt.Errorf("exec create: %w", err)
+		return fail(fmt.Errorf("exec create: %w", err))
 	}
-	// Opening a FIFO blocks until the other side opens it too, so our ends
-	// are opened concurrently with the process opening its own.
-	ends := []struct {
-		flag int
-		c    chan openResult
-	}{{os.O_WRONLY, make(chan openResult, 1)}, {os.O_RDONLY, make(chan openResult, 1)}, {os.O_RDONLY, make(chan openResult, 1)}}
-	for i, e := range ends {
-		go func() {
-			f, err := os.OpenFile(host+suffixes[i], e.flag, 0)
-			e.c <- openResult{f, err}
-		}()
+	if err := d.cli.ContainerExecStart(ctx, created.ID, container.ExecStartOptions{Detach: true}); err != nil {
+		return fail(fmt.Errorf("exec start: %w", err))
 	}
-	p := &fifoProcess{execRef: execRef{d: d, id: created.ID}}
-	startErr := d.cli.ContainerExecStart(ctx, created.ID, container.ExecStartOptions{Detach: true})
-	files := make([]*os.File, len(ends))
-	var openErr error
-	for i, e := range ends {
-		r, err := p.awaitOpen(ctx, e.c, host+suffixes[i], e.flag, startErr != nil)
-		files[i] = r
-		openErr = errors.Join(openErr, err)
-	}
-	removeFIFOs() // the open descriptors are all that is needed now
-	if err := errors.Join(startErr, openErr); err != nil {
-		for _, f := range files {
-			if f != nil {
-				f.Close()
-			}
-		}
-		return nil, fmt.Errorf("exec start: %w", err)
-	}
-	p.in, p.out, p.err = files[0], files[1], files[2]
-	setPipeSize(p.in)
-	setPipeSize(p.out)
+	p := &fifoProcess{execRef: execRef{d: d, id: created.ID}, in: newFIFOStdin(paths[0]), out: out, err: errf, paths: paths}
 	return p, nil
 }
 
-type openResult struct {
-	f   *os.File
-	err error
+// fifoStdin is our end of the stdin FIFO. Opening a FIFO for writing
+// without blocking fails (ENXIO) until a reader has it open, so it is
+// retried, on a timer, until the process's shell has opened its end; the
+// shell's own open waits for us meanwhile. Writes and EOF wait for it.
+type fifoStdin struct {
+	path  string
+	ready chan struct{} // closed once f or err is set
+	f     *os.File
+	err   error
+
+	stop     chan struct{} // closed by abort
+	stopOnce sync.Once
+	eofOnce  sync.Once
 }
 
-// awaitOpen waits for our end of a FIFO to open. If the process is gone
-// before opening its end (it failed to start), our end is released by
-// opening the other end ourselves, so it cannot block forever.
-func (p *fifoProcess) awaitOpen(ctx context.Context, c chan openResult, path string, flag int, failed bool) (*os.File, error) {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if failed || ctx.Err() != nil {
-			unblockFIFO(path, flag)
-			r := <-c
-			return r.f, r.err
+// The shell's open of its end waits for ours, so the session's start waits
+// for the next attempt: attempts are a millisecond apart while a shell
+// normally gets there (stdinEager), then back off up to stdinRetry for one
+// that is slow or never comes.
+const (
+	stdinEager = 30
+	stdinRetry = 50 * time.Millisecond
+)
+
+func newFIFOStdin(path string) *fifoStdin {
+	s := &fifoStdin{path: path, ready: make(chan struct{}), stop: make(chan struct{})}
+	go s.open()
+	return s
+}
+
+func (s *fifoStdin) open() {
+	defer close(s.ready)
+	delay := time.Millisecond
+	for attempt := 1; ; attempt++ {
+		f, err := os.OpenFile(s.path, os.O_WRONLY|unix.O_NONBLOCK, 0)
+		if err == nil {
+			setPipeSize(f)
+			s.f = f
+			return
 		}
+		if !errors.Is(err, unix.ENXIO) {
+			s.err = err
+			return
+		}
+		t := time.NewTimer(delay)
 		select {
-		case r := <-c:
-			return r.f, r.err
-		case <-tick.C:
-			failed = !p.running()
-		case <-ctx.Done():
+		case <-s.stop:
+			t.Stop()
+			s.err = os.ErrClosed
+			return
+		case <-t.C:
+		}
+		if attempt >= stdinEager {
+			delay = min(2*delay, stdinRetry)
 		}
 	}
 }
 
-// unblockFIFO completes a pending open of path by opening the other end.
-func unblockFIFO(path string, flag int) {
-	other := os.O_RDONLY
-	if flag == os.O_RDONLY {
-		other = os.O_WRONLY
+func (s *fifoStdin) Write(b []byte) (int, error) {
+	select {
+	case <-s.ready:
+	case <-s.stop:
+		return 0, os.ErrClosed
 	}
-	if f, err := os.OpenFile(path, other|unix.O_NONBLOCK, 0); err == nil {
-		f.Close()
+	if s.err != nil {
+		return 0, s.err
 	}
+	return s.f.Write(b)
+}
+
+// Close delivers EOF: once the process has its end open, ours closes.
+func (s *fifoStdin) Close() error {
+	s.eofOnce.Do(func() {
+		go func() {
+			<-s.ready
+			if s.f != nil {
+				s.f.Close()
+			}
+		}()
+	})
+	return nil
+}
+
+// abort gives up: no more opening, and our end is closed.
+func (s *fifoStdin) abort() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	<-s.ready
+	if s.f != nil {
+		s.f.Close()
+	}
+}
+
+// awaitWriter waits, in the poller rather than on a thread, until the
+// FIFO's writer has written or come and gone. A read before that would
+// return end-of-file at once: for a FIFO no writer yet and no writer any
+// more look the same to read(2), but not to poll(2).
+func awaitWriter(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var pollErr error
+	err = rc.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		if err != nil && err != unix.EINTR {
+			pollErr = err
+			return true
+		}
+		return n > 0
+	})
+	return errors.Join(err, pollErr)
 }
 
 func setPipeSize(f *os.File) {
@@ -184,8 +255,10 @@ func parseUser(u string) (uid, gid int, err error) {
 // fifoProcess is a non-terminal exec whose streams are FIFOs.
 type fifoProcess struct {
 	execRef
-	in, out, err *os.File
-	closeOnce    sync.Once
+	in        *fifoStdin
+	out, err  *os.File
+	paths     []string // the FIFOs, removed with the process
+	closeOnce sync.Once
 }
 
 func (p *fifoProcess) Stdin() io.WriteCloser { return p.in }
@@ -199,12 +272,16 @@ func (p *fifoProcess) Stream(stdout, stderr io.Writer) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		// Hide os.File's WriteTo, which would copy in 32 KiB pieces.
-		_, outErr = io.CopyBuffer(stdout, struct{ io.Reader }{p.out}, make([]byte, streamBuf))
+		if outErr = awaitWriter(p.out); outErr == nil {
+			// Hide os.File's WriteTo, which would copy in 32 KiB pieces.
+			_, outErr = io.CopyBuffer(stdout, struct{ io.Reader }{p.out}, make([]byte, streamBuf))
+		}
 	}()
 	go func() {
 		defer wg.Done()
-		_, errErr = io.CopyBuffer(stderr, p.err, make([]byte, 32<<10))
+		if errErr = awaitWriter(p.err); errErr == nil {
+			_, errErr = io.CopyBuffer(stderr, p.err, make([]byte, 32<<10))
+		}
 	}()
 	wg.Wait()
 	err := errors.Join(outErr, errErr)
@@ -240,9 +317,12 @@ func (p *fifoProcess) Resize(context.Context, uint32, uint32) error { return nil
 
 func (p *fifoProcess) Close() error {
 	p.closeOnce.Do(func() {
-		p.in.Close()
+		p.in.abort()
 		p.out.Close()
 		p.err.Close()
+		for _, path := range p.paths {
+			os.Remove(path)
+		}
 	})
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 
@@ -14,6 +15,13 @@ import (
 // namespace (for `ssh -R`): it binds to the container's interfaces, never
 // the gateway host's. See Dial for how the namespace is entered.
 func (d *Docker) Listen(ctx context.Context, id, network, address string) (net.Listener, error) {
+	// A literal address only: a name would be resolved while the thread
+	// is locked in the namespace, and the client chooses the name.
+	if host, _, err := net.SplitHostPort(address); err != nil {
+		return nil, err
+	} else if _, err := netip.ParseAddr(host); err != nil && host != "" {
+		return nil, fmt.Errorf("listen on %q: want an IP address", host)
+	}
 	var ln net.Listener
 	err := d.inNetNS(ctx, id, func() error {
 		var lc net.ListenConfig
@@ -27,18 +35,34 @@ func (d *Docker) Listen(ctx context.Context, id, network, address string) (net.L
 // inNetNS runs fn on a locked OS thread switched into the container's
 // network namespace, and switches back.
 func (d *Docker) inNetNS(ctx context.Context, id string, fn func() error) error {
+	ns, err := d.netns(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return onNetNS(ns, fn)
+}
+
+// netns opens the network namespace of the running container id.
+func (d *Docker) netns(ctx context.Context, id string) (*os.File, error) {
 	info, err := d.cli.ContainerInspect(ctx, id)
 	if err != nil {
-		return fmt.Errorf("inspect container: %w", err)
+		return nil, fmt.Errorf("inspect container: %w", err)
 	}
 	if info.State == nil || !info.State.Running || info.State.Pid <= 0 {
-		return fmt.Errorf("container %s is not running", short(id))
+		return nil, fmt.Errorf("container %s is not running", short(id))
 	}
-	target, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", info.State.Pid))
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", info.State.Pid))
 	if err != nil {
-		return fmt.Errorf("container network namespace: %w", err)
+		return nil, fmt.Errorf("container network namespace: %w", err)
 	}
-	defer target.Close()
+	return ns, nil
+}
+
+// onNetNS runs fn on a locked OS thread switched into the network
+// namespace ns, and switches back. fn must not block on anything outside
+// the gateway's control: the thread is the namespace's until it returns.
+func onNetNS(ns *os.File, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -51,7 +75,7 @@ func (d *Docker) inNetNS(ctx context.Context, id string, fn func() error) error 
 			return
 		}
 		defer home.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
 			errc <- fmt.Errorf("enter network namespace: %w", err)
 			return
 		}

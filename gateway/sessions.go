@@ -1,0 +1,60 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"net"
+	"time"
+
+	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// Sessions is what the gateway needs from the session layer: a lease on a
+// project's container, and the workspace for file transfers. The gateway
+// declares it so that its protocol handling can be tested in-process
+// against a fake; *session.Manager implements it through Manager.
+type Sessions interface {
+	// Attach launches or joins the project's container; notices for the
+	// user (build progress, GPU queue) go to notice.
+	Attach(ctx context.Context, u store.User, project string, want session.Want, notice io.Writer) (Lease, error)
+	EnsureWorkspace(ctx context.Context, u store.User, project string) (string, error)
+	FileMounts(u store.User, ws string) ([]runtime.Mount, error)
+	RecordTransfer(ctx context.Context, u store.User, project, protocol string, st session.TransferStats, d time.Duration)
+	RunTransfer(ctx context.Context, u store.User, project, command string, stdin io.Reader, stdout, stderr io.Writer) (runtime.ExitStatus, error)
+}
+
+// Lease is one holder's claim on a running container; *session.Lease
+// implements it.
+type Lease interface {
+	Exec(ctx context.Context, spec runtime.ExecSpec) (runtime.Process, error)
+	Dial(ctx context.Context, network, address string) (net.Conn, error)
+	Listen(ctx context.Context, network, address string) (net.Listener, error)
+	// SocketDir is a directory for sockets the container's processes may
+	// reach: as the host names it, and as the container does.
+	SocketDir() (host, container string, ok bool)
+	User() store.User
+	Shell() string
+	// Retired is closed when the container is retired underneath the
+	// lease; RetiredWhy then says why.
+	Retired() <-chan struct{}
+	RetiredWhy() string
+	Release()
+}
+
+var _ Lease = (*session.Lease)(nil)
+
+// Manager adapts the session manager to Sessions. Only Attach needs it: Go
+// has no covariant results, and the manager returns its concrete lease.
+func Manager(m *session.Manager) Sessions { return managerSessions{m} }
+
+type managerSessions struct{ *session.Manager }
+
+func (m managerSessions) Attach(ctx context.Context, u store.User, project string, want session.Want, notice io.Writer) (Lease, error) {
+	l, err := m.Manager.Attach(ctx, u, project, want, notice)
+	if err != nil {
+		return nil, err // never a typed nil inside the interface
+	}
+	return l, nil
+}
