@@ -94,18 +94,14 @@ func (f *fakeSessions) calls() []attachCall {
 	return append([]attachCall(nil), f.attaches...)
 }
 
-func (f *fakeSessions) EnsureWorkspace(context.Context, store.User, string) (string, error) {
-	return "", errors.New("fake: no workspaces")
-}
-
-func (f *fakeSessions) FileMounts(store.User, string) ([]runtime.Mount, error) {
+func (f *fakeSessions) FileMounts(context.Context, store.User, string) ([]session.FileMount, error) {
 	return nil, errors.New("fake: no workspaces")
 }
 
 func (f *fakeSessions) RecordTransfer(context.Context, store.User, string, string, session.TransferStats, time.Duration) {
 }
 
-func (f *fakeSessions) RunTransfer(context.Context, store.User, string, string, io.Reader, io.Writer, io.Writer) (runtime.ExitStatus, error) {
+func (f *fakeSessions) RunTransfer(context.Context, store.User, string, session.TransferCommand, io.Reader, io.Writer, io.Writer) (runtime.ExitStatus, error) {
 	return runtime.ExitStatus{}, errors.New("fake: no transfers")
 }
 

@@ -19,10 +19,11 @@ type Sessions interface {
 	// Attach launches or joins the project's container; notices for the
 	// user (build progress, GPU queue) go to notice.
 	Attach(ctx context.Context, u store.User, project string, want session.Want, notice io.Writer) (Lease, error)
-	EnsureWorkspace(ctx context.Context, u store.User, project string) (string, error)
-	FileMounts(u store.User, ws string) ([]runtime.Mount, error)
+	// FileMounts opens what a file transfer may reach (creating the
+	// project's workspace on first use); the caller closes each Dir.
+	FileMounts(ctx context.Context, u store.User, project string) ([]session.FileMount, error)
 	RecordTransfer(ctx context.Context, u store.User, project, protocol string, st session.TransferStats, d time.Duration)
-	RunTransfer(ctx context.Context, u store.User, project, command string, stdin io.Reader, stdout, stderr io.Writer) (runtime.ExitStatus, error)
+	RunTransfer(ctx context.Context, u store.User, project string, cmd session.TransferCommand, stdin io.Reader, stdout, stderr io.Writer) (runtime.ExitStatus, error)
 }
 
 // Lease is one holder's claim on a running container; *session.Lease
