@@ -16,6 +16,7 @@ import (
 	units "github.com/docker/go-units"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ds01/ds01-gateway/gateway"
 	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/image"
 )
@@ -38,6 +39,9 @@ type Config struct {
 	KeepaliveCount    int      `yaml:"keepalive_count"`
 	ForwardAllow      []string `yaml:"forward_allow"`
 	Ciphers           []string `yaml:"ciphers"`
+	MACs              []string `yaml:"macs"`
+	KexAlgorithms     []string `yaml:"kex_algorithms"`
+	HostKeyAlgorithms []string `yaml:"host_key_algorithms"`
 	LogLevel          string   `yaml:"log_level"`
 	NetworkPool       string   `yaml:"network_pool"`
 	Limits            Limits   `yaml:"limits"`
@@ -202,12 +206,6 @@ func orRoot(p string) string {
 	return p
 }
 
-var knownCiphers = map[string]bool{
-	"aes128-gcm@openssh.com": true, "aes256-gcm@openssh.com": true,
-	"chacha20-poly1305@openssh.com": true,
-	"aes128-ctr":                    true, "aes192-ctr": true, "aes256-ctr": true,
-}
-
 // Validate checks values that decode but make no sense.
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
@@ -277,9 +275,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("forward_allow[%d]: want host or host:port, got %q", i, a)
 		}
 	}
-	for i, name := range c.Ciphers {
-		if !knownCiphers[name] {
-			return fmt.Errorf("ciphers[%d]: unknown cipher %q", i, name)
+	for _, o := range []struct {
+		name  string
+		names []string
+	}{{"ciphers", c.Ciphers}, {"macs", c.MACs}, {"kex_algorithms", c.KexAlgorithms}, {"host_key_algorithms", c.HostKeyAlgorithms}} {
+		if err := gateway.CheckAlgorithms(o.name, o.names); err != nil {
+			return err
 		}
 	}
 	switch c.LogLevel {

@@ -118,6 +118,9 @@ func serve(args []string) error {
 		KeepaliveCount:    cfg.KeepaliveCount,
 		ForwardAllow:      cfg.ForwardAllow,
 		Ciphers:           cfg.Ciphers,
+		MACs:              cfg.MACs,
+		KeyExchanges:      cfg.KexAlgorithms,
+		HostKeyAlgorithms: cfg.HostKeyAlgorithms,
 	}, st, mgr, log)
 	if err != nil {
 		return err
