@@ -184,6 +184,7 @@ func TestDefaultOfferPassesAudit(t *testing.T) {
 			for _, bad := range []string{"nistp", "ecdsa", "sha1", "-96", "cbc", "arcfour", "group1-", "group14-sha1"} {
 				if strings.Contains(name, bad) {
 					t.Errorf("%s: offered %s", id, name)
+					break
 				}
 			}
 			if name == "ssh-rsa" {
