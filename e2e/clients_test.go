@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -128,6 +129,37 @@ func TestRealClients(t *testing.T) {
 		}
 		if !strings.Contains(r.stderr, "kex: server->client cipher: aes128-gcm@openssh.com") {
 			t.Errorf("OpenSSH did not negotiate aes128-gcm:\n%s", grepLines(r.stderr, "kex: "))
+		}
+	})
+
+	t.Run("status-before-eof", func(t *testing.T) {
+		// PuTTY closes the channel as soon as both sides sent EOF, and a
+		// status that comes after our EOF is then lost (plink exits 0):
+		// by the time the client reads EOF, the status must be there.
+		c, err := g.goClient(t, u.key, proj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for i := range 5 {
+			ch, reqs, err := c.OpenChannel("session", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := ch.SendRequest("exec", true, ssh.Marshal(struct{ Cmd string }{"echo out; exit 3"})); !ok || err != nil {
+				t.Fatalf("exec: %v %v", ok, err)
+			}
+			ch.CloseWrite() // as plink with no input does
+			out, _ := io.ReadAll(ch)
+			select {
+			case r := <-reqs:
+				if r.Type != "exit-status" || len(r.Payload) != 4 || r.Payload[3] != 3 {
+					t.Errorf("run %d: first request after the output is %s %v", i, r.Type, r.Payload)
+				}
+			default:
+				t.Errorf("run %d: EOF (after %q) came before the exit status", i, out)
+			}
+			ch.Close()
 		}
 	})
 
