@@ -47,7 +47,7 @@ c.connect(host, port=int(port), username=login, key_filename=key, look_for_keys=
           allow_agent=False, timeout=10, banner_timeout=30, auth_timeout=30)
 t = c.get_transport()
 res = {"version": paramiko.__version__, "cipher": t.local_cipher, "mac": t.local_mac,
-       "host_key": t.get_remote_server_key().get_name()}
+       "hostkey": t.get_remote_server_key().get_name()}
 stdin, stdout, stderr = c.exec_command("echo out; echo err >&2; exit 3", timeout=120)
 res["stdout"] = stdout.read().decode()
 res["stderr"] = stderr.read().decode()

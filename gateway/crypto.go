@@ -270,7 +270,7 @@ func (c *helloConn) Write(p []byte) (int, error) {
 
 // speaksGCM reports whether the client software named by an SSH
 // identification line is known to implement aes*-gcm@openssh.com:
-// OpenSSH since 6.2 (VS Code runs the local OpenSSH) and PuTTY since 0.76.
+// OpenSSH since 6.2 (VS Code runs the local OpenSSH) and PuTTY since 0.78.
 // Both prefer other ciphers when offered, so they get the GCM-only set.
 // Unknown software gets the wider set; a client that claims to be OpenSSH
 // but lacks GCM (an OpenSSH built without OpenSSL) fails to agree on a
@@ -285,7 +285,7 @@ func speaksGCM(id string) bool {
 		return versionAtLeast(strings.TrimPrefix(v, "for_Windows_"), 6, 2)
 	}
 	if v, ok := strings.CutPrefix(sw, "PuTTY_Release_"); ok {
-		return versionAtLeast(v, 0, 76)
+		return versionAtLeast(v, 0, 78)
 	}
 	return false
 }

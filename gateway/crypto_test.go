@@ -31,10 +31,10 @@ func TestSpeaksGCM(t *testing.T) {
 		"SSH-2.0-OpenSSH_for_Windows_8.1":        true,
 		"SSH-2.0-OpenSSH_8.2":                    true, // also what ssh-audit sends
 		"SSH-2.0-PuTTY_Release_0.78":             true,
-		"SSH-2.0-PuTTY_Release_0.76":             true,
+		"SSH-2.0-PuTTY_Release_0.83":             true,
 		"SSH-2.0-OpenSSH_6.1p1":                  false,
 		"SSH-2.0-OpenSSH_5.9":                    false,
-		"SSH-2.0-PuTTY_Release_0.75":             false,
+		"SSH-2.0-PuTTY_Release_0.77":             false,
 		"SSH-2.0-paramiko_2.12.0":                false,
 		"SSH-2.0-Go":                             false,
 		"SSH-2.0-WinSCP_release_6.1":             false,

@@ -1,5 +1,5 @@
-// Package hostkeys loads the gateway's SSH host keys, generating each one
-// the first time it is missing.
+// Package hostkeys loads the gateway's SSH host keys, generating the
+// ed25519 and RSA keys the first time they are missing.
 //
 // A host key must never change silently: clients pin it, and a new key
 // looks exactly like a man-in-the-middle. So a key file that exists but
