@@ -160,7 +160,12 @@ func offeredHostKeys(signers []gossh.Signer, algos []string, strict bool) ([]gos
 	}
 	for _, algo := range algos {
 		if strict && !served[algo] {
-			return nil, fmt.Errorf("host_key_algorithms: %s: no %s host key in data_dir (ssh_host_<type>_key)", algo, hostKeyFormats[algo])
+			typ := hostKeyFormats[algo]
+			file := strings.TrimPrefix(typ, "ssh-")
+			if strings.HasPrefix(typ, "ecdsa-") {
+				file = "ecdsa"
+			}
+			return nil, fmt.Errorf("host_key_algorithms: %s: no %s host key in data_dir (ssh_host_%s_key)", algo, typ, file)
 		}
 	}
 	if len(out) == 0 {
