@@ -362,9 +362,12 @@ func (sc *sessionChan) deliverSignals(done <-chan struct{}, proc runtime.Process
 }
 
 // exit reports how the process ended, after all of its output, then
-// closes the channel (OpenSSH's order: EOF, exit-status, close).
+// sends EOF; the caller closes the channel. The status goes before the EOF
+// (as sshd sends it when the process ends before its output does): PuTTY,
+// once it has sent its own EOF, answers ours with a close, after which
+// x/crypto drops a status still to be sent, and plink exits 0.
 func (sc *sessionChan) exit(st runtime.ExitStatus) {
-	sc.ch.CloseWrite()
+	defer sc.ch.CloseWrite()
 	if name, ok := signalName[st.Signal]; ok && st.Signal != 0 {
 		sc.ch.SendRequest("exit-signal", false, gossh.Marshal(struct {
 			Signal     string
@@ -380,8 +383,8 @@ func (sc *sessionChan) exit(st runtime.ExitStatus) {
 // fail tells the user in one line on stderr and ends with an exit status.
 func (sc *sessionChan) fail(msg string, code uint32) {
 	fmt.Fprintf(sc.notices(), "ds01: %s\n", msg)
-	sc.ch.CloseWrite()
 	sc.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{code}))
+	sc.ch.CloseWrite()
 }
 
 // notices is where the gateway's own messages go: stderr, with "\r\n"

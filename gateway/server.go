@@ -22,13 +22,6 @@ import (
 	"github.com/ds01/ds01-gateway/store"
 )
 
-// DefaultCiphers offers only AES-GCM. OpenSSH clients rank chacha20 and
-// AES-CTR above AES-GCM and pick the first one the server offers; on CPUs
-// with AES instructions GCM moves bulk data about 3x faster, so offering the
-// others would slow every transfer. Admins may add them for clients that
-// lack GCM (see the README).
-var DefaultCiphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
-
 // Options configures the SSH server.
 type Options struct {
 	// Self is the gateway's own binary, re-executed as the user to serve
@@ -41,7 +34,13 @@ type Options struct {
 	PublicName       string
 	HandshakeTimeout time.Duration
 	MaxAuthTries     int
-	Ciphers          []string
+	// Ciphers, MACs, KeyExchanges and HostKeyAlgorithms are the SSH
+	// algorithms offered; empty means the defaults of crypto.go. Without
+	// Ciphers, the ciphers depend on the client's software.
+	Ciphers           []string
+	MACs              []string
+	KeyExchanges      []string
+	HostKeyAlgorithms []string
 	// KeepaliveInterval and KeepaliveCount: a client that answers none of
 	// KeepaliveCount keepalives sent KeepaliveInterval apart is dropped, so
 	// a vanished laptop does not keep its container (and GPUs) forever.
@@ -95,8 +94,9 @@ func New(opts Options, users Users, sessions Sessions, cmds commands.Service, lo
 	if opts.MaxAuthTries <= 0 {
 		opts.MaxAuthTries = 6
 	}
-	if len(opts.Ciphers) == 0 {
-		opts.Ciphers = DefaultCiphers
+	algos, err := newAlgorithms(opts)
+	if err != nil {
+		return nil, err
 	}
 	if opts.PublicName == "" {
 		opts.PublicName = "ds01"
@@ -112,13 +112,12 @@ func New(opts Options, users Users, sessions Sessions, cmds commands.Service, lo
 		}),
 	}
 	s.srv = &gssh.Server{
-		Version:          "DS01-Gateway",
-		HostSigners:      toGliderSigners(opts.HostSigners),
+		Version:          serverVersion,
+		HostSigners:      toGliderSigners(algos.hostKeys),
 		PublicKeyHandler: s.authorize,
-		ConnCallback:     s.onConnect,
-		ServerConfigCallback: func(gssh.Context) *gossh.ServerConfig {
-			cfg := &gossh.ServerConfig{MaxAuthTries: opts.MaxAuthTries}
-			cfg.Ciphers = opts.Ciphers
+		ConnCallback:     algos.connCallback(s.onConnect),
+		ServerConfigCallback: func(ctx gssh.Context) *gossh.ServerConfig {
+			cfg := &gossh.ServerConfig{Config: algos.config(ctx), MaxAuthTries: opts.MaxAuthTries}
 			return cfg
 		},
 		ConnectionFailedCallback: func(conn net.Conn, err error) {

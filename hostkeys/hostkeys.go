@@ -1,5 +1,5 @@
-// Package hostkeys loads the gateway's SSH host keys, generating each one
-// the first time it is missing.
+// Package hostkeys loads the gateway's SSH host keys, generating the
+// ed25519 and RSA keys the first time they are missing.
 //
 // A host key must never change silently: clients pin it, and a new key
 // looks exactly like a man-in-the-middle. So a key file that exists but
@@ -10,9 +10,7 @@ package hostkeys
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/pem"
@@ -31,6 +29,8 @@ import (
 type keySpec struct {
 	name     string // ssh_host_<name>_key, as OpenSSH names it
 	wantType string // public key type (or prefix) the file must hold
+	// generate makes a new key; nil means the key is only loaded when its
+	// file exists.
 	generate func() (crypto.PrivateKey, error)
 }
 
@@ -40,19 +40,22 @@ var specs = []keySpec{
 		_, k, err := ed25519.GenerateKey(rand.Reader)
 		return k, err
 	}},
-	// An admin-supplied P-384 or P-521 key is accepted as well.
-	{"ecdsa", "ecdsa-sha2-", func() (crypto.PrivateKey, error) {
-		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	}},
+	// ECDSA keys use NIST curves, which audits (ssh-audit) fail, so no
+	// new one is made; one that an older installation generated, or an
+	// admin brought (P-256, P-384 or P-521), is kept and loaded, so that
+	// the gateway can offer it to clients that pinned it when an admin
+	// lists it in host_key_algorithms.
+	{"ecdsa", "ecdsa-sha2-", nil},
 	{"rsa", ssh.KeyAlgoRSA, func() (crypto.PrivateKey, error) {
 		return rsa.GenerateKey(rand.Reader, 3072)
 	}},
 }
 
-// LoadOrGenerate returns the ed25519, ecdsa and rsa host keys from dir,
-// generating and saving those that do not exist yet. dir is created 0700
-// if missing. Beside each private key ssh_host_<type>_key it keeps
-// ssh_host_<type>_key.pub up to date so admins can publish fingerprints.
+// LoadOrGenerate returns the host keys in dir: ed25519 and rsa, generating
+// and saving those that do not exist yet, and ecdsa when its file exists.
+// dir is created 0700 if missing. Beside each private key
+// ssh_host_<type>_key it keeps ssh_host_<type>_key.pub up to date so
+// admins can publish fingerprints.
 //
 // Concurrent callers, in one process or several, end up with the same keys.
 func LoadOrGenerate(dir string) ([]ssh.Signer, error) {
@@ -65,14 +68,21 @@ func LoadOrGenerate(dir string) ([]ssh.Signer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("host keys: %w", err)
 		}
-		signers = append(signers, s)
+		if s != nil {
+			signers = append(signers, s)
+		}
 	}
 	return signers, nil
 }
 
+// loadOrGenerate returns nil and no error for a missing key that is not
+// generated.
 func loadOrGenerate(dir string, sp keySpec) (ssh.Signer, error) {
 	path := filepath.Join(dir, "ssh_host_"+sp.name+"_key")
 	signer, err := load(path, sp)
+	if errors.Is(err, fs.ErrNotExist) && sp.generate == nil {
+		return nil, nil
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		if err := generate(path, sp); err != nil {
 			return nil, err

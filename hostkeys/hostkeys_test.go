@@ -2,10 +2,15 @@ package hostkeys
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -36,16 +41,33 @@ func sameKeys(a, b [][]byte) bool {
 	return true
 }
 
-// generated returns a directory holding a freshly generated key set; tests
-// copy it rather than paying for RSA generation each time.
+// generated returns a directory holding a freshly generated key set, plus
+// the ECDSA key an older installation generated; tests copy it rather than
+// paying for RSA generation each time.
 var generated = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "hostkeys-test-")
 	if err != nil {
 		return "", err
 	}
-	_, err = LoadOrGenerate(dir)
-	return dir, err
+	if _, err = LoadOrGenerate(dir); err != nil {
+		return dir, err
+	}
+	return dir, writeECDSA(filepath.Join(dir, "ssh_host_ecdsa_key"))
 })
+
+// writeECDSA writes a P-256 key as the gateway generated it before ECDSA
+// keys were dropped.
+func writeECDSA(path string) error {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	block, err := ssh.MarshalPrivateKey(k, "")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, pem.EncodeToMemory(block), 0o600)
+}
 
 func copyKeys(t *testing.T) string {
 	t.Helper()
@@ -80,7 +102,8 @@ func TestGenerateThenLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantTypes := []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSA}
+	// No ECDSA key: NIST curves fail audits, so new installations get none.
+	wantTypes := []string{ssh.KeyAlgoED25519, ssh.KeyAlgoRSA}
 	if len(first) != len(wantTypes) {
 		t.Fatalf("%d signers, want %d", len(first), len(wantTypes))
 	}
@@ -89,7 +112,10 @@ func TestGenerateThenLoad(t *testing.T) {
 			t.Errorf("signer %d type %s, want %s", i, got, wantTypes[i])
 		}
 	}
-	rsaPub := first[2].PublicKey().(ssh.CryptoPublicKey).CryptoPublicKey().(*rsa.PublicKey)
+	if _, err := os.Lstat(filepath.Join(dir, "ssh_host_ecdsa_key")); !os.IsNotExist(err) {
+		t.Errorf("an ECDSA key was generated (lstat: %v)", err)
+	}
+	rsaPub := first[1].PublicKey().(ssh.CryptoPublicKey).CryptoPublicKey().(*rsa.PublicKey)
 	if bits := rsaPub.N.BitLen(); bits != 3072 {
 		t.Errorf("rsa key has %d bits, want 3072", bits)
 	}
@@ -101,7 +127,7 @@ func TestGenerateThenLoad(t *testing.T) {
 	if got := fi.Mode().Perm(); got != 0o700 {
 		t.Errorf("dir mode %04o, want 0700", got)
 	}
-	for i, name := range keyFiles {
+	for i, name := range []string{"ssh_host_ed25519_key", "ssh_host_rsa_key"} {
 		path := filepath.Join(dir, name)
 		checkMode(t, path, 0o600)
 		checkMode(t, path+".pub", 0o644)
@@ -160,6 +186,9 @@ func TestConcurrentFirstCalls(t *testing.T) {
 func TestGenerateLosesRace(t *testing.T) {
 	dir := copyKeys(t)
 	for i, sp := range specs {
+		if sp.generate == nil {
+			continue
+		}
 		path := filepath.Join(dir, keyFiles[i])
 		before := snapshot(t, path)
 		if err := generate(path, sp); err != nil {
@@ -336,5 +365,30 @@ func write(t *testing.T, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An upgraded installation keeps its ECDSA key: it is loaded as it is (so
+// an admin can still offer it), never regenerated or rewritten.
+func TestKeepsExistingECDSAKey(t *testing.T) {
+	dir := copyKeys(t)
+	path := filepath.Join(dir, "ssh_host_ecdsa_key")
+	before := snapshot(t, path)
+	signers, err := LoadOrGenerate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, s := range signers {
+		types = append(types, s.PublicKey().Type())
+	}
+	if want := []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSA}; !slices.Equal(types, want) {
+		t.Errorf("signers %v, want %v", types, want)
+	}
+	if after := snapshot(t, path); after != before {
+		t.Error("the ECDSA key file changed")
+	}
+	if pub, err := os.ReadFile(path + ".pub"); err != nil || !bytes.Equal(pub, ssh.MarshalAuthorizedKey(signers[1].PublicKey())) {
+		t.Errorf("ssh_host_ecdsa_key.pub: %q, %v", pub, err)
 	}
 }

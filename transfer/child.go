@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // statsFD is where the parent reads the Stats line (ExtraFiles[0]).
@@ -21,15 +25,50 @@ const statsFD = 3
 // Stats as one JSON line to fd 3 when the parent passed a pipe there, and
 // returns the exit code.
 func ChildMain(args []string) int {
+	return childMain(args, notRoot)
+}
+
+// childMain is ChildMain with its root check as a parameter, for the tests
+// that run the child as the (root) test user.
+func childMain(args []string, check func() error) int {
 	// Take fd 3 before anything opens a file: if the parent passed none,
 	// the runtime may reuse the number, and that is not ours to write.
 	stats := inheritedPipe(statsFD)
-	code, st := childRun(args)
+	code, st := 1, Stats{}
+	if err := check(); err != nil {
+		fmt.Fprintf(os.Stderr, "transfer: %v\n", err)
+	} else {
+		code, st = childRun(args)
+	}
 	if stats != nil {
 		json.NewEncoder(stats).Encode(st)
 		stats.Close()
 	}
 	return code
+}
+
+// notRoot refuses to serve with any of root's ids: the child's confinement
+// is the kernel checking the user's own rights, and a root child (a user
+// registered with uid or gid 0, a bug in Spawn) would be held back by
+// os.Root alone. Saved ids and supplementary groups count too, since a
+// process can return to them.
+func notRoot() error {
+	ruid, euid, suid := unix.Getresuid()
+	rgid, egid, sgid := unix.Getresgid()
+	if ruid == 0 || euid == 0 || suid == 0 {
+		return fmt.Errorf("refusing to serve as root (uid %d/%d/%d)", ruid, euid, suid)
+	}
+	if rgid == 0 || egid == 0 || sgid == 0 {
+		return fmt.Errorf("refusing to serve with root's group (gid %d/%d/%d)", rgid, egid, sgid)
+	}
+	groups, err := unix.Getgroups()
+	if err != nil {
+		return fmt.Errorf("supplementary groups: %w", err)
+	}
+	if slices.Contains(groups, 0) {
+		return errors.New("refusing to serve with root's group among the supplementary groups")
+	}
+	return nil
 }
 
 func childRun(args []string) (int, Stats) {

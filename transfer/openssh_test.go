@@ -67,7 +67,7 @@ func (o openssh) run(t *testing.T, name string, args ...string) (string, error) 
 	cmd := exec.Command(name, args...)
 	cmd.Dir = o.local
 	// Under -race a child would otherwise linger a second at exit.
-	cmd.Env = append(os.Environ(), "SELF="+o.self, "WS="+o.ws, "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(os.Environ(), "SELF="+o.self, "WS="+o.ws, "GORACE=atexit_sleep_ms=0", rootChildEnv+"=1")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -99,7 +99,7 @@ func TestOpenSSHSFTP(t *testing.T) {
 	}, "\n")
 	cmd := exec.Command("sftp", "-b", "-", "-D", o.self+" transfer sftp --mount /workspace="+o.ws, "x")
 	cmd.Dir = o.local
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0", rootChildEnv+"=1")
 	cmd.Stdin = strings.NewReader(batch)
 	outb, err := cmd.CombinedOutput()
 	out := string(outb)

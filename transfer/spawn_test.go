@@ -260,3 +260,22 @@ func TestSpawnClientGone(t *testing.T) {
 		t.Fatal("Spawn hung on a client that went away")
 	}
 }
+
+// The child refuses to serve with any of root's ids, whoever started it
+// with them (a user registered as uid or gid 0): it writes nothing and
+// says why.
+func TestChildRefusesRoot(t *testing.T) {
+	f := newSpawnFixture(t)
+	for _, ids := range []struct{ uid, gid int }{{0, 0}, {testUID, 0}, {0, testGID}} {
+		spec := f.spec("scp", "-t", "/workspace")
+		spec.UID, spec.GID = ids.uid, ids.gid
+		var stderr bytes.Buffer
+		code, _, err := Spawn(context.Background(), spec, strings.NewReader("C0644 5 planted\nhello\x00"), io.Discard, &stderr)
+		if err != nil || code == 0 || !strings.Contains(stderr.String(), "transfer: refusing to serve") {
+			t.Errorf("uid %d gid %d: exit %d, err %v, stderr %q; want a refusal", ids.uid, ids.gid, code, err, stderr.String())
+		}
+		if _, err := os.Lstat(filepath.Join(f.ws, "planted")); err == nil {
+			t.Fatalf("uid %d gid %d: the child wrote a file", ids.uid, ids.gid)
+		}
+	}
+}

@@ -40,6 +40,9 @@ type Config struct {
 	KeepaliveCount    int      `yaml:"keepalive_count"`
 	ForwardAllow      []string `yaml:"forward_allow"`
 	Ciphers           []string `yaml:"ciphers"`
+	MACs              []string `yaml:"macs"`
+	KexAlgorithms     []string `yaml:"kex_algorithms"`
+	HostKeyAlgorithms []string `yaml:"host_key_algorithms"`
 	LogLevel          string   `yaml:"log_level"`
 	NetworkPool       string   `yaml:"network_pool"`
 	Limits            Limits   `yaml:"limits"`
@@ -225,12 +228,6 @@ func orRoot(p string) string {
 	return p
 }
 
-var knownCiphers = map[string]bool{
-	"aes128-gcm@openssh.com": true, "aes256-gcm@openssh.com": true,
-	"chacha20-poly1305@openssh.com": true,
-	"aes128-ctr":                    true, "aes192-ctr": true, "aes256-ctr": true,
-}
-
 // Validate checks values that decode but make no sense.
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
@@ -303,9 +300,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("forward_allow[%d]: want host or host:port, got %q", i, a)
 		}
 	}
-	for i, name := range c.Ciphers {
-		if !knownCiphers[name] {
-			return fmt.Errorf("ciphers[%d]: unknown cipher %q", i, name)
+	for _, o := range []struct {
+		name  string
+		names []string
+	}{{"ciphers", c.Ciphers}, {"macs", c.MACs}, {"kex_algorithms", c.KexAlgorithms}, {"host_key_algorithms", c.HostKeyAlgorithms}} {
+		if err := gateway.CheckAlgorithms(o.name, o.names); err != nil {
+			return err
 		}
 	}
 	switch c.LogLevel {

@@ -13,7 +13,7 @@ import (
 
 const usage = `usage:
   ds01-gateway serve [--config FILE] [--listen ADDR] [--data-dir DIR] [--dev]
-  ds01-gateway user add NAME --uid N [--gid N] [--group G] --key-file FILE
+  ds01-gateway user add NAME --uid N [--gid N] [--group G] [--system] --key-file FILE
   ds01-gateway user key add NAME --key-file FILE
   ds01-gateway user list
   ds01-gateway user remove NAME

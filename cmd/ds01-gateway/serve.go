@@ -122,6 +122,9 @@ func serve(args []string) error {
 		KeepaliveCount:    cfg.KeepaliveCount,
 		ForwardAllow:      cfg.ForwardAllow,
 		Ciphers:           cfg.Ciphers,
+		MACs:              cfg.MACs,
+		KeyExchanges:      cfg.KexAlgorithms,
+		HostKeyAlgorithms: cfg.HostKeyAlgorithms,
 
 		MaxSessions:          cfg.MaxSessions,
 		MaxForwardChannels:   cfg.MaxForwardChannels,

@@ -61,6 +61,7 @@ func userAdd(args []string) error {
 	gid := fs.Int("gid", -1, "Linux gid (default: the uid)")
 	group := fs.String("group", "", "resource group (student, researcher, ...)")
 	keyFile := fs.String("key-file", "", "public key file (authorized_keys format, one key or more)")
+	system := fs.Bool("system", false, "allow a uid or gid below 1000 (a system account; never 0)")
 	pos, err := parse(fs, args)
 	if err != nil || len(pos) != 1 || *uid < 0 || *keyFile == "" {
 		return errUsage
@@ -71,6 +72,9 @@ func userAdd(args []string) error {
 	}
 	if *gid < 0 {
 		*gid = *uid
+	}
+	if err := checkIDs(*uid, *gid, *system); err != nil {
+		return err
 	}
 	if *group != "" && !groupRE.MatchString(*group) {
 		return fmt.Errorf("--group %q: use 1-32 lowercase letters, digits, '-' and '_'", *group)
@@ -89,6 +93,40 @@ func userAdd(args []string) error {
 		return fmt.Errorf("add user %s: %w", name, err)
 	}
 	fmt.Fprintf(os.Stderr, "added user %s (uid %d, gid %d) with %d key(s)\n", name, *uid, *gid, len(keys))
+	return nil
+}
+
+// firstUserID is where Debian (adduser, login.defs) starts the ids of
+// people's accounts; below it are system accounts and groups (daemon,
+// shadow, disk, docker...).
+const firstUserID = 1000
+
+// nobodyID is the overflow uid and gid (nobody, nogroup), owner of what
+// user namespaces cannot map.
+const nobodyID = 65534
+
+// usersGID is Debian's "users" group, the primary group of people's
+// accounts where they do not each get their own (adduser's USERGROUPS=no).
+const usersGID = 100
+
+// checkIDs refuses ids that would give a user's containers and file
+// transfers more than the user's own rights: root's (0) always, system
+// accounts' unless the admin says so with --system.
+func checkIDs(uid, gid int, system bool) error {
+	for _, id := range []struct {
+		flag, what string
+		n          int
+	}{{"--uid", "uid", uid}, {"--gid", "gid", gid}} {
+		switch {
+		case id.n == 0:
+			return fmt.Errorf("%s 0 is root's: the user's containers and file transfers would run with root's rights; give the account's own %s (id NAME)", id.flag, id.what)
+		case int64(id.n) > 1<<32-2:
+			return fmt.Errorf("%s %d: not a valid %s", id.flag, id.n, id.what)
+		case id.what == "gid" && id.n == usersGID:
+		case (id.n < firstUserID || id.n == nobodyID) && !system:
+			return fmt.Errorf("%s %d belongs to a system account (below %d, or nobody); give the account's own %s (id NAME), or add --system if this user is meant to run as it", id.flag, id.n, firstUserID, id.what)
+		}
+	}
 	return nil
 }
 
