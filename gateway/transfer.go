@@ -77,10 +77,14 @@ func (sc *sessionChan) serveFiles(ctx context.Context, log *slog.Logger, u store
 	}, sc.ch, sc.ch, sc.ch.Stderr())
 	sc.s.sessions.RecordTransfer(ctx, u, project, mode, session.TransferStats{BytesIn: st.BytesIn, BytesOut: st.BytesOut}, time.Since(start))
 	if err != nil {
-		log.Error("transfer", "mode", mode, "err", err)
-		if ctx.Err() == nil {
-			sc.fail("file transfer failed", 1)
+		if ctx.Err() != nil {
+			// The client closed the channel without waiting for the exit
+			// status (Paramiko's SFTP close does): an ordinary end.
+			log.Info("transfer ended by the client", "mode", mode, "bytes_in", st.BytesIn, "bytes_out", st.BytesOut, "duration", time.Since(start))
+			return
 		}
+		log.Error("transfer", "mode", mode, "err", err)
+		sc.fail("file transfer failed", 1)
 		return
 	}
 	log.Info("transfer", "mode", mode, "bytes_in", st.BytesIn, "bytes_out", st.BytesOut, "duration", time.Since(start))
