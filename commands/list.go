@@ -265,7 +265,9 @@ func imageShow() *command {
 			}
 			fmt.Fprintf(env.Stdout, "# %s: image %s, %s\n", project, info.Image, imageState(info))
 			fmt.Fprintf(env.Stdout, "# /workspace/Dockerfile (%s)\n", info.Workspace+"/Dockerfile")
-			env.Stdout.Write(df)
+			if _, err := env.Stdout.Write(df); err != nil {
+				return err
+			}
 			if len(df) > 0 && df[len(df)-1] != '\n' {
 				fmt.Fprintln(env.Stdout)
 			}

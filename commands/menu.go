@@ -86,7 +86,9 @@ func updateMenu(ctx context.Context, env *Env, project string, c session.Change)
 			if err != nil {
 				return err
 			}
-			env.Stdout.Write(df)
+			if _, err := env.Stdout.Write(df); err != nil {
+				return err
+			}
 		case "7":
 			c.Rebuild, c.Reason = true, fmt.Sprintf("image-update %s (menu) rebuild", project)
 			return applyChange(ctx, env, project, c)

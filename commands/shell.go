@@ -75,14 +75,15 @@ func NewTerminal(r io.Reader, w io.Writer, cols, rows int) *Terminal {
 		io.Reader
 		io.Writer
 	}{in, w}, "")
-	t.SetSize(cols, rows)
+	_ = t.SetSize(cols, rows) // nothing drawn yet: no write to fail
 	h := &history{}
 	t.History = h
 	return &Terminal{t: t, in: in, h: h}
 }
 
 // Resize follows the client's window.
-func (t *Terminal) Resize(cols, rows int) { t.t.SetSize(cols, rows) }
+// A failed redraw means the client is gone; the session ends on its own.
+func (t *Terminal) Resize(cols, rows int) { _ = t.t.SetSize(cols, rows) }
 
 // prompt reads a line for a running command; ^C there interrupts the
 // command, which also ends the prompt.

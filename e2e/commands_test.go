@@ -364,7 +364,7 @@ func TestCommandShell(t *testing.T) {
 	select {
 	case err := <-done:
 		var ee *ssh.ExitError
-		if err != nil && !(errors.As(err, &ee) && ee.ExitStatus() == 2) {
+		if err != nil && (!errors.As(err, &ee) || ee.ExitStatus() != 2) {
 			t.Errorf("shell ended with %v", err)
 		}
 	case <-time.After(timeoutShort):

@@ -377,7 +377,7 @@ func (sc *sessionChan) exit(st runtime.ExitStatus) {
 		}{Signal: name}))
 		return
 	}
-	sc.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{uint32(st.Code)}))
+	sc.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{uint32(st.Code)})) //nolint:gosec // an exit code, 0 to 255
 }
 
 // fail tells the user in one line on stderr and ends with an exit status.

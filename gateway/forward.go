@@ -134,7 +134,7 @@ func splice(ctx context.Context, ch gossh.Channel, nc net.Conn) {
 		defer wg.Done()
 		io.Copy(nc, ch)
 		if tc, ok := nc.(interface{ CloseWrite() error }); ok {
-			tc.CloseWrite()
+			_ = tc.CloseWrite() // the peer may be gone already; splice ends either way
 		}
 	}()
 	go func() {
@@ -196,7 +196,9 @@ func (s *Server) directStreamlocal(_ *gssh.Server, conn *gossh.ServerConn, newCh
 		io.Copy(proc.Stdin(), ch)
 		proc.Stdin().Close()
 	}()
-	proc.Stream(ch, io.Discard)
+	if err := proc.Stream(ch, io.Discard); err != nil && ctx.Err() == nil {
+		log.Debug("forward: relay stream", "err", err)
+	}
 	ch.CloseWrite()
 	ch.Close()
 }

@@ -99,7 +99,7 @@ func (s *Server) tcpipForward(gctx gssh.Context, _ *gssh.Server, req *gossh.Requ
 		log.Info("remote forward: listen", "err", err)
 		return false, nil
 	}
-	port := uint32(ln.Addr().(*net.TCPAddr).Port)
+	port := uint32(ln.Addr().(*net.TCPAddr).Port) //nolint:gosec // a port, 0 to 65535
 	key := net.JoinHostPort(f.BindAddr, strconv.Itoa(int(port)))
 	stop := func() { cancel(); ln.Close() }
 	fw.mu.Lock()

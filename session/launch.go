@@ -248,8 +248,7 @@ func (m *Manager) stageWorkspace(name string, ws *workspace.Dir) (string, func()
 		return "", nil, fmt.Errorf("stage workspace: %w", err)
 	}
 	if err := ws.BindTo(target); err != nil {
-		workspace.Unbind(target)
-		return "", nil, err
+		return "", nil, errors.Join(err, workspace.Unbind(target))
 	}
 	return target, func() {
 		if err := workspace.Unbind(target); err != nil {

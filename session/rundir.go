@@ -41,17 +41,20 @@ func (m *Manager) prepareRunDir(ctx context.Context, name string, u store.User, 
 	group := mergeGroup(id.group, u)
 	dir := filepath.Join(m.cfg.RunDir, name)
 	r := runDir{home: homeDir(u), shell: shell, io: filepath.Join(dir, "io")}
+	// The container's user reads passwd and group and enters io: they
+	// are world-readable, as in any image. The data directory above is
+	// root's alone (0700), so no one on the host reaches them.
 	err = func() error {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // see above
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "passwd"), passwd, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "passwd"), passwd, 0o644); err != nil { //nolint:gosec // see above
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "group"), group, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "group"), group, 0o644); err != nil { //nolint:gosec // see above
 			return err
 		}
-		if err := os.Mkdir(r.io, 0o755); err != nil {
+		if err := os.Mkdir(r.io, 0o755); err != nil { //nolint:gosec // see above
 			return err
 		}
 		home := filepath.Join(dir, "home")
@@ -114,7 +117,7 @@ func mkdirPrivate(dir string) error {
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
-	return os.Chmod(dir, 0o700)
+	return os.Chmod(dir, 0o700) //nolint:gosec // a directory: 0700 is the private mode
 }
 
 // runDirShell recovers the login shell of a container's user from its run

@@ -30,7 +30,7 @@ func (m *Manager) userDirs(u store.User) ([]FileMount, error) {
 		return nil, nil
 	}
 	// 0711: users pass through to their own directory, and see nothing.
-	if err := os.MkdirAll(m.cfg.UserDir, 0o711); err != nil {
+	if err := os.MkdirAll(m.cfg.UserDir, 0o711); err != nil { //nolint:gosec // see above
 		return nil, fmt.Errorf("user directory: %w", err)
 	}
 	dir := filepath.Join(m.cfg.UserDir, strconv.Itoa(u.UID), vscodeServer)

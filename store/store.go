@@ -40,14 +40,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if strings.Contains(path, "?") {
 		return nil, fmt.Errorf("open store %s: path must not contain '?'", path)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil { //nolint:gosec // the admin's data_dir
 		return nil, fmt.Errorf("open store: create dir: %w", err)
 	}
 	// Create the file ourselves: SQLite would use 0644 (minus umask), and it
 	// gives the -wal and -shm files the mode of the main file, so creating
 	// it 0600 keeps all three private. An existing file keeps its mode, in
 	// case an admin opened it up to a group on purpose.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600) //nolint:gosec // the admin's data_dir
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

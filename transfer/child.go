@@ -41,7 +41,9 @@ func childMain(args []string, check func() error) int {
 		code, st = childRun(args)
 	}
 	if stats != nil {
-		json.NewEncoder(stats).Encode(st)
+		// The parent reads what arrives; a broken pipe means it stopped
+		// caring.
+		_ = json.NewEncoder(stats).Encode(st)
 		stats.Close()
 	}
 	return code

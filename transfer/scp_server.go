@@ -19,13 +19,13 @@ func ServeSCP(ctx context.Context, mounts []Mount, args []string, in io.Reader, 
 	s := &scpSession{scpConn: scpConn{ctx: ctx, in: bufio.NewReaderSize(in, 64<<10), out: out}}
 	o, err := parseSCPArgs(args)
 	if err != nil {
-		s.fatal("%v", err)
+		_ = s.fatal("%v", err) // telling the client is all there is to do
 		return Stats{}, 1, nil
 	}
 	s.o = o
 	t, err := openTree(mounts)
 	if err != nil {
-		s.fatal("%v", err)
+		_ = s.fatal("%v", err) // telling the client is all there is to do
 		return Stats{}, 1, err
 	}
 	defer t.close()

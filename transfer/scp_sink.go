@@ -136,7 +136,7 @@ func (s *scpSession) sinkDir(np target, mode uint32, tm *times) error {
 			return s.runErr("%s: %s", np.name, strerror(syscall.ENOTDIR))
 		}
 		if s.o.preserve && np.n.writable("chmod") == nil {
-			np.n.root.Chmod(np.n.rel, unixMode(mode)) // best effort, as scp
+			_ = np.n.root.Chmod(np.n.rel, unixMode(mode)) // best effort, as scp
 		}
 	} else {
 		err := np.n.writable("mkdir")

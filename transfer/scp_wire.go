@@ -86,7 +86,7 @@ func (c *scpConn) response() error {
 	}
 	if b != 1 && b != 2 {
 		// Not a status: the line is an unexpected message; give up like scp.
-		c.in.UnreadByte()
+		_ = c.in.UnreadByte() // a byte was just read: it can always go back
 		b = 2
 	}
 	c.errs++

@@ -2,6 +2,7 @@ package transfer
 
 import (
 	"io/fs"
+	"math"
 	"os"
 	"syscall"
 	"time"
@@ -48,6 +49,9 @@ func (h *sftpHandlers) setstat(r *sftp.Request) error {
 	flags, a := r.AttrFlags(), r.Attributes()
 	// The order is sftp-server's: size, mode, times, owner.
 	if flags.Size {
+		if a.Size > math.MaxInt64 {
+			return toSFTP("setstat", r.Filepath, syscall.EFBIG)
+		}
 		if err := truncate(n, int64(a.Size)); err != nil {
 			return err
 		}
@@ -189,11 +193,14 @@ func (h *sftpHandlers) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
 	if err := syscall.Fstatfs(int(f.Fd()), &st); err != nil {
 		return nil, toSFTP("statvfs", r.Filepath, err)
 	}
+	// The kernel's sizes, flags and name length are never negative.
+	bsize, frsize := uint64(st.Bsize), uint64(st.Frsize) //nolint:gosec // see above
+	flags, namemax := uint64(st.Flags), uint64(st.Namelen) //nolint:gosec // see above
 	return &sftp.StatVFS{
-		Bsize: uint64(st.Bsize), Frsize: uint64(st.Frsize),
+		Bsize: bsize, Frsize: frsize,
 		Blocks: st.Blocks, Bfree: st.Bfree, Bavail: st.Bavail,
 		Files: st.Files, Ffree: st.Ffree, Favail: st.Ffree,
-		Flag: uint64(st.Flags), Namemax: uint64(st.Namelen),
+		Flag: flags, Namemax: namemax,
 	}, nil
 }
 

@@ -78,7 +78,7 @@ func Spawn(ctx context.Context, spec Spec, stdin io.Reader, stdout, stderr io.Wr
 	if len(spec.Args) > 0 || spec.Mode == "scp" {
 		args = append(append(args, "--"), spec.Args...)
 	}
-	cmd := exec.Command(spec.Self, args...)
+	cmd := exec.Command(spec.Self, args...) //nolint:gosec // the gateway's own binary, with arguments it built
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = childIn, childOut, childErr
 	cmd.ExtraFiles = append([]*os.File{statsW}, dirs...) // fd 3, then the mounts
 	cmd.Dir = "/"
@@ -87,7 +87,8 @@ func Spawn(ctx context.Context, spec Spec, stdin io.Reader, stdout, stderr io.Wr
 		cmd.Env = append(cmd.Env, "GORACE="+v) // race-built test binaries
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(spec.UID), Gid: uint32(spec.GID), Groups: []uint32{}},
+		// childArgs refused negative ids.
+		Credential: &syscall.Credential{Uid: uint32(spec.UID), Gid: uint32(spec.GID), Groups: []uint32{}}, //nolint:gosec // see above
 	}
 	if err := cmd.Start(); err != nil {
 		return 0, Stats{}, fmt.Errorf("start transfer child: %w", err)
@@ -96,7 +97,8 @@ func Spawn(ctx context.Context, spec Spec, stdin io.Reader, stdout, stderr io.Wr
 	// see EOF.
 	p.closeChildEnds()
 	p.start()
-	stop := context.AfterFunc(ctx, func() { cmd.Process.Kill() })
+	// Kill fails only if the child has gone already.
+	stop := context.AfterFunc(ctx, func() { _ = cmd.Process.Kill() })
 	waitErr := cmd.Wait()
 	stop()
 
@@ -178,7 +180,7 @@ func openMounts(mounts []Mount) (dirs, opened []*os.File, err error) {
 func readStats(r *os.File) Stats {
 	var st Stats
 	b, _ := io.ReadAll(io.LimitReader(r, 4096))
-	json.Unmarshal(b, &st) // a child killed early has written nothing
+	_ = json.Unmarshal(b, &st) // a child killed early has written nothing
 	return st
 }
 
@@ -199,7 +201,8 @@ func (p *pipes) pipe() (r, w *os.File, err error) {
 		return nil, nil, fmt.Errorf("transfer pipe: %w", err)
 	}
 	if sc, err := w.SyscallConn(); err == nil {
-		sc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
+		// A bigger buffer is an optimisation: the default one works too.
+		sc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, pipeSize) })
 	}
 	return r, w, nil
 }

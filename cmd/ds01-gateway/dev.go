@@ -179,14 +179,19 @@ func makeKey(sshDir string, uid, gid int) error {
 	if err := os.MkdirAll(sshDir, 0o700); err != nil {
 		return err
 	}
-	os.Lchown(sshDir, uid, gid)
+	if err := os.Lchown(sshDir, uid, gid); err != nil {
+		return fmt.Errorf("--dev: %w", err)
+	}
 	key := filepath.Join(sshDir, "id_ed25519")
 	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ds01-dev", "-f", key).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("--dev: ssh-keygen: %v: %s", err, out)
 	}
-	os.Lchown(key, uid, gid)
-	os.Lchown(key+".pub", uid, gid)
+	for _, p := range []string{key, key + ".pub"} {
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return fmt.Errorf("--dev: %w", err)
+		}
+	}
 	fmt.Fprintf(os.Stderr, "made a new SSH key %s\n", key)
 	return nil
 }

@@ -35,7 +35,7 @@ func openGPUs(ctx context.Context, cfg Config, log *slog.Logger) (*gpus, error) 
 	case len(cfg.FakeInventory) > 0:
 		fakes := make([]gpu.FakeGPU, len(cfg.FakeInventory))
 		for i, f := range cfg.FakeInventory {
-			fakes[i] = gpu.FakeGPU{Name: f.Name, MemoryMiB: uint64(f.Memory) >> 20, MIG: f.MIG}
+			fakes[i] = gpu.FakeGPU{Name: f.Name, MemoryMiB: uint64(f.Memory) >> 20, MIG: f.MIG} //nolint:gosec // a validated size, never negative
 		}
 		inv, err := gpu.NewFake(fakes)
 		if err != nil {

@@ -161,6 +161,8 @@ func serve(args []string) error {
 
 func newLogger(level string) *slog.Logger {
 	var l slog.Level
-	l.UnmarshalText([]byte(level))
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo // Validate refused it already
+	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }

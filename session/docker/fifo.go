@@ -224,7 +224,7 @@ func awaitWriter(f *os.File) error {
 	}
 	var pollErr error
 	err = rc.Read(func(fd uintptr) bool {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}} //nolint:gosec // a descriptor number fits
 		n, err := unix.Poll(fds, 0)
 		if err != nil && err != unix.EINTR {
 			pollErr = err
@@ -237,7 +237,8 @@ func awaitWriter(f *os.File) error {
 
 func setPipeSize(f *os.File) {
 	if sc, err := f.SyscallConn(); err == nil {
-		sc.Control(func(fd uintptr) { unix.FcntlInt(fd, unix.F_SETPIPE_SZ, fifoPipeSize) })
+		// A bigger buffer is an optimisation: the default one works too.
+		sc.Control(func(fd uintptr) { _, _ = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, fifoPipeSize) })
 	}
 }
 

@@ -94,7 +94,7 @@ func firstFree(pool netip.Prefix, bits int, used []netip.Prefix) (netip.Prefix, 
 next:
 	for i := uint32(0); i < count; i++ {
 		a := start + i*step
-		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), bits)
+		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}), bits) //nolint:gosec // taking the address apart byte by byte
 		for _, u := range used {
 			if u.Overlaps(cand) {
 				continue next

@@ -571,7 +571,7 @@ func limitToInt(v any) (int64, bool) {
 	case int64:
 		return x, true
 	case uint64:
-		return int64(x), x <= math.MaxInt64
+		return int64(x), x <= math.MaxInt64 //nolint:gosec // the bool says whether it fitted
 	case string:
 		if n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64); err == nil {
 			return n, true

@@ -32,7 +32,7 @@ func NewNVML() (Inventory, error) {
 	}
 	inv := &nvmlInventory{util: map[string]nvml.Device{}}
 	if err := inv.scan(); err != nil {
-		nvml.Shutdown()
+		_ = nvml.Shutdown() // the scan's error is the one to report
 		return nil, err
 	}
 	return inv, nil
@@ -196,7 +196,7 @@ func Describe(w io.Writer) error {
 	if err := initNVML(); err != nil {
 		return err
 	}
-	defer nvml.Shutdown()
+	defer func() { _ = nvml.Shutdown() }() // nothing is left to release on failure
 	var first error
 	fail := func(err error) {
 		fmt.Fprintf(w, "  ERROR: %v\n", err)

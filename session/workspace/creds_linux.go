@@ -67,11 +67,11 @@ func become(uid, gid int) error {
 	}
 	// setfsgid and setfsuid report failure only through the previous
 	// value, so each is set, then read back by setting it again.
-	unix.SetfsgidRetGid(gid)
+	_, _ = unix.SetfsgidRetGid(gid)
 	if prev, _ := unix.SetfsgidRetGid(gid); prev != gid {
 		return fmt.Errorf("workspace: set fsgid %d failed", gid)
 	}
-	unix.SetfsuidRetUid(uid)
+	_, _ = unix.SetfsuidRetUid(uid)
 	if prev, _ := unix.SetfsuidRetUid(uid); prev != uid {
 		return fmt.Errorf("workspace: set fsuid %d failed", uid)
 	}
@@ -79,11 +79,11 @@ func become(uid, gid int) error {
 }
 
 func restore(groups []int) error {
-	unix.SetfsuidRetUid(0)
+	_, _ = unix.SetfsuidRetUid(0)
 	if prev, _ := unix.SetfsuidRetUid(0); prev != 0 {
 		return errors.New("workspace: cannot restore fsuid 0")
 	}
-	unix.SetfsgidRetGid(0)
+	_, _ = unix.SetfsgidRetGid(0)
 	if prev, _ := unix.SetfsgidRetGid(0); prev != 0 {
 		return errors.New("workspace: cannot restore fsgid 0")
 	}

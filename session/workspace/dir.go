@@ -213,7 +213,7 @@ func (d *Dir) WriteFile(name string, data []byte, mode os.FileMode) error {
 			err = root.Rename(tmp, name)
 		}
 		if err != nil {
-			root.Remove(tmp)
+			_ = root.Remove(tmp) // the write's error is the one to report
 		}
 		return err
 	})

@@ -24,8 +24,7 @@ func (d *Dir) BindTo(target string) error {
 		return fmt.Errorf("bind workspace %s: %w", d.path, err)
 	}
 	if err := unix.Mount("", target, "", unix.MS_PRIVATE, ""); err != nil {
-		Unbind(target)
-		return fmt.Errorf("bind workspace %s: private: %w", d.path, err)
+		return errors.Join(fmt.Errorf("bind workspace %s: private: %w", d.path, err), Unbind(target))
 	}
 	return nil
 }
