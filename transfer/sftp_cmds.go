@@ -194,7 +194,7 @@ func (h *sftpHandlers) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
 		return nil, toSFTP("statvfs", r.Filepath, err)
 	}
 	// The kernel's sizes, flags and name length are never negative.
-	bsize, frsize := uint64(st.Bsize), uint64(st.Frsize) //nolint:gosec // see above
+	bsize, frsize := uint64(st.Bsize), uint64(st.Frsize)   //nolint:gosec // see above
 	flags, namemax := uint64(st.Flags), uint64(st.Namelen) //nolint:gosec // see above
 	return &sftp.StatVFS{
 		Bsize: bsize, Frsize: frsize,
