@@ -28,9 +28,9 @@ const (
 
 // Errors a caller tells the user about in its own words.
 var (
-	ErrNoProject     = errors.New("no such project")
-	ErrImageExists   = errors.New("image already exists")
-	ErrNoChange      = errors.New("nothing to change")
+	ErrNoProject   = errors.New("no such project")
+	ErrImageExists = errors.New("image already exists")
+	ErrNoChange    = errors.New("nothing to change")
 	// ErrBaseRefused is a Dockerfile line or an image a build may not use.
 	ErrBaseRefused   = image.ErrRefused
 	ErrHasDockerfile = errors.New("project already has its own Dockerfile")

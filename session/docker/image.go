@@ -102,10 +102,15 @@ func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Write
 		forks = cg.forkFailures(spec.Group)
 	}
 	if err := d.vetBases(ctx, spec, out); err != nil {
-		return "", fmt.Errorf("build %s: %w", ref, err)
+		return "", err // names the base already
 	}
-	id, err := d.runBuild(ctx, spec.Context, opts, out)
-	if err != nil && cg != nil && cg.forkFailures(spec.Group) > forks {
+	log := &buildLog{out: out}
+	id, err := d.runBuild(ctx, spec.Context, opts, log)
+	log.Flush()
+	// cgroup v2 counts the forks the group's limit refused; v1 counts them
+	// only in the step's own cgroup, gone by now, so there the step's
+	// output has to tell.
+	if err != nil && cg != nil && spec.Limits.PidsLimit > 0 && (cg.forkFailures(spec.Group) > forks || !cg.v2 && log.forkFailed) {
 		err = fmt.Errorf("%w (a step reached the limit of %d processes for your builds: pids_limit)", err, spec.Limits.PidsLimit)
 	}
 	return id, err
@@ -179,15 +184,13 @@ func (d *Docker) pull(ctx context.Context, ref string, out io.Writer) error {
 }
 
 // runBuild sends the context and turns the engine's stream into lines.
-func (d *Docker) runBuild(ctx context.Context, tarball io.Reader, opts build.ImageBuildOptions, out io.Writer) (string, error) {
+func (d *Docker) runBuild(ctx context.Context, tarball io.Reader, opts build.ImageBuildOptions, log *buildLog) (string, error) {
 	ref := opts.Tags[0]
 	resp, err := d.cli.ImageBuild(ctx, tarball, opts)
 	if err != nil {
 		return "", fmt.Errorf("build %s: %w", ref, err)
 	}
 	defer resp.Body.Close()
-	log := &buildLog{out: out}
-	defer log.Flush()
 	dec := json.NewDecoder(resp.Body)
 	var id string
 	for {
@@ -231,6 +234,8 @@ func (d *Docker) runBuild(ctx context.Context, tarball io.Reader, opts build.Ima
 type buildLog struct {
 	out io.Writer
 	buf []byte
+	// forkFailed is set once a line says a process could not be started.
+	forkFailed bool
 }
 
 func (b *buildLog) Write(p []byte) (int, error) {
@@ -264,6 +269,10 @@ func (b *buildLog) emit(line []byte) {
 	t := string(bytes.TrimSpace(line))
 	if t == "" || strings.HasPrefix(t, "---> ") || strings.HasPrefix(t, "Removing intermediate container") || strings.HasPrefix(t, "Successfully built") || strings.HasPrefix(t, "Successfully tagged") {
 		return
+	}
+	if low := strings.ToLower(t); strings.Contains(low, "cannot fork") || strings.Contains(low, "can't fork") ||
+		strings.Contains(low, "fork") && strings.Contains(low, "resource temporarily unavailable") {
+		b.forkFailed = true
 	}
 	b.out.Write(append(line, '\n'))
 }

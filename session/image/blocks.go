@@ -461,4 +461,3 @@ func checkEscape(lines []string) error {
 	}
 	return nil
 }
-

@@ -399,4 +399,3 @@ func TestValidateRef(t *testing.T) {
 		}
 	}
 }
-
