@@ -180,6 +180,13 @@ func (d *Docker) pull(ctx context.Context, ref string, out io.Writer) error {
 		if msg.Error != nil {
 			return fmt.Errorf("pull %s: %s", ref, strings.TrimSpace(msg.Error.Message))
 		}
+		// One line per layer done and the summary, not the progress bars.
+		switch {
+		case msg.Status == "Pull complete" || msg.Status == "Already exists":
+			fmt.Fprintf(out, "%s: %s\n", msg.ID, msg.Status)
+		case strings.HasPrefix(msg.Status, "Status:") || strings.HasPrefix(msg.Status, "Digest:"):
+			fmt.Fprintln(out, msg.Status)
+		}
 	}
 }
 
