@@ -205,3 +205,22 @@ func TestComplete(t *testing.T) {
 		}
 	}
 }
+
+// A Dockerfile or requirements list on stdin is bounded like a Dockerfile:
+// every build keeps its Dockerfile in the store.
+func TestStdinInputIsBounded(t *testing.T) {
+	f := &fakeService{df: image.DefaultDockerfile("base", "ann", "thesis")}
+	big := "FROM base\n#" + strings.Repeat("x", image.MaxDockerfile) + "\n"
+	for line, in := range map[string]string{
+		"image-update thesis --dockerfile -": big,
+		"image-update thesis -r -":           strings.Repeat("numpy\n", image.MaxDockerfile/6+1),
+	} {
+		code, _, stderr := run(t, f, in, line)
+		if code != ExitUsage || !strings.Contains(stderr, "larger than 64 KiB") {
+			t.Errorf("%s with %d bytes: exit %d, %q", line, len(in), code, stderr)
+		}
+	}
+	if len(f.changes) != 0 {
+		t.Errorf("an oversized input reached the service: %d changes", len(f.changes))
+	}
+}

@@ -161,8 +161,12 @@ func packagesFromFlags(ctx context.Context, env *Env, p *parsed, project string)
 	return pip, sys, nil
 }
 
-// maxInput bounds what a command reads from stdin or the workspace.
+// maxInput bounds what a command reads from stdin.
 const maxInput = 1 << 20
+
+// maxDockerfileInput bounds a Dockerfile or requirements list read from
+// stdin: either becomes (part of) a Dockerfile, which has this bound.
+const maxDockerfileInput = image.MaxDockerfile
 
 func readRequirements(ctx context.Context, env *Env, src, project string) ([]byte, error) {
 	if src == "-" {
@@ -187,12 +191,12 @@ func readRequirements(ctx context.Context, env *Env, src, project string) ([]byt
 }
 
 func readLimited(r io.Reader) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxInput+1))
+	data, err := io.ReadAll(io.LimitReader(r, maxDockerfileInput+1))
 	if err != nil {
 		return nil, err
 	}
-	if len(data) > maxInput {
-		return nil, usagef("input larger than %d KiB", maxInput>>10)
+	if len(data) > maxDockerfileInput {
+		return nil, usagef("the input on stdin is larger than %d KiB", maxDockerfileInput>>10)
 	}
 	return data, nil
 }
@@ -211,7 +215,7 @@ func dockerfileFromStdin(env *Env, src string) ([]byte, error) {
 	if !utf8.Valid(df) || bytes.IndexByte(df, 0) >= 0 {
 		return nil, usagef("the Dockerfile on stdin is not text")
 	}
-	if len(image.Bases(df)) == 0 {
+	if !image.HasFrom(df) {
 		return nil, usagef("the Dockerfile on stdin has no FROM line")
 	}
 	return df, nil

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ds01/ds01-gateway/session/image"
@@ -30,10 +29,11 @@ const (
 
 // Errors a caller tells the user about in its own words.
 var (
-	ErrNoProject     = errors.New("no such project")
-	ErrImageExists   = errors.New("image already exists")
-	ErrNoChange      = errors.New("nothing to change")
-	ErrBaseRefused   = errors.New("base image not allowed")
+	ErrNoProject   = errors.New("no such project")
+	ErrImageExists = errors.New("image already exists")
+	ErrNoChange    = errors.New("nothing to change")
+	// ErrBaseRefused is a Dockerfile line or an image a build may not use.
+	ErrBaseRefused   = image.ErrRefused
 	ErrHasDockerfile = errors.New("project already has its own Dockerfile")
 )
 
@@ -79,8 +79,8 @@ func (e *BuildError) Error() string {
 	msg := e.Err.Error()
 	// The classic builder quotes the whole command; the step line already
 	// names it, so the exit code is what is left to say.
-	if m := nonZero.FindStringSubmatch(msg); m != nil {
-		msg = "the command returned exit code " + m[1]
+	if loc := nonZero.FindStringSubmatchIndex(msg); loc != nil {
+		msg = "the command returned exit code " + msg[loc[2]:loc[3]] + msg[loc[1]:]
 	}
 	if e.Step != "" {
 		return fmt.Sprintf("build failed at step %s: %s", abbreviate(e.Step, 72), msg)
@@ -104,7 +104,7 @@ func (e *BuildError) Unwrap() error { return e.Err }
 const (
 	backupName    = image.DockerfileName + ".bak"
 	failedName    = image.DockerfileName + ".failed"
-	maxDockerfile = 1 << 20
+	maxDockerfile = image.MaxDockerfile
 )
 
 // UpdateImage applies c to the project's Dockerfile and builds it, one
@@ -136,12 +136,14 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	}
 	defer ws.Close()
 	k := key{u.UID, project}
-	release, bc, err := m.acquireBuild(ctx, k, project, out)
+	// From here on the build's own context: it outlives this caller while
+	// others wait for the build (see acquireBuild).
+	ctx, release, bc, err := m.acquireBuild(ctx, k, project, out)
 	if err != nil {
 		return BuildResult{}, err
 	}
 	defer release()
-	out = io.MultiWriter(out, bc)
+	out = teeWriter{followers: bc, owner: out}
 
 	ref := image.Ref(u.UID, project)
 	img, err := m.builder.Image(ctx, ref)
@@ -168,10 +170,11 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	if !changed && !c.Rebuild && !c.IfMissing && img.ID != "" {
 		return BuildResult{ImageID: img.ID}, ErrNoChange
 	}
-	if err := m.checkBases(df); err != nil {
+	bases, err := m.checkDockerfile(ctx, u, df)
+	if err != nil {
 		return BuildResult{}, err
 	}
-	res, err := m.buildLocked(ctx, u, project, ws, df, c, out)
+	res, err := m.buildLocked(ctx, u, project, ws, df, bases, c, out)
 	if err != nil {
 		var be *BuildError
 		if errors.As(err, &be) && changed {
@@ -199,23 +202,8 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	return res, nil
 }
 
-// checkBases refuses a Dockerfile whose FROM names an image the admin did
-// not allow; hand edits go through here too.
-func (m *Manager) checkBases(df []byte) error {
-	bases := image.Bases(df)
-	if len(bases) == 0 {
-		return errors.New("the Dockerfile has no FROM line")
-	}
-	for _, b := range bases {
-		if !image.BaseAllowed(b, m.cfg.AllowedBases) {
-			return fmt.Errorf("%w: %q (allowed: %s)", ErrBaseRefused, b, strings.Join(m.cfg.AllowedBases, ", "))
-		}
-	}
-	return nil
-}
-
 // buildLocked builds df for the project; the project's build slot is held.
-func (m *Manager) buildLocked(ctx context.Context, u store.User, project string, ws *workspace.Dir, df []byte, c Change, out io.Writer) (BuildResult, error) {
+func (m *Manager) buildLocked(ctx context.Context, u store.User, project string, ws *workspace.Dir, df []byte, bases []string, c Change, out io.Writer) (BuildResult, error) {
 	if m.cfg.BuildTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, m.cfg.BuildTimeout)
@@ -248,11 +236,19 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project string,
 		ctxErr <- err
 	}()
 	prog := &progress{w: out, start: start}
+	lim, _ := m.limitsFor(u)
 	id, err := m.builder.Build(ctx, runtime.BuildSpec{
 		Ref:     ref,
 		Context: pr,
 		NoCache: c.NoCache,
-		Limits:  m.cfg.Limits,
+		Limits:  m.containerLimits(lim),
+		Network: userNetwork(u),
+		NetworkLabels: map[string]string{
+			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: m.cfg.Instance,
+		},
+		Group:     "u" + strconv.Itoa(u.UID),
+		Bases:     bases,
+		CheckBase: m.checkBase(ctx, u),
 	}, prog)
 	pr.CloseWithError(err)
 	// A context that could not be read is the reason, not the engine's
@@ -263,8 +259,11 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project string,
 	d := time.Since(start)
 	fctx := context.WithoutCancel(ctx)
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			err = fmt.Errorf("took longer than %s (build_timeout)", m.cfg.BuildTimeout)
+		case cause != nil:
+			err = fmt.Errorf("cancelled: %w", cause)
 		}
 		be := &BuildError{Step: prog.step, Err: err}
 		if buildID != 0 {
@@ -303,115 +302,6 @@ func (m *Manager) runsOtherImage(u store.User, project, id string) bool {
 	return ok && c.ImageID != id
 }
 
-// buildSlot serialises a project's builds; cur is the running build's
-// output, for requests that arrive meanwhile. Guarded by Manager.mu.
-type buildSlot struct {
-	cur    *broadcast
-	reason string
-}
-
-// acquireBuild takes the project's build slot, following the output of
-// builds that hold it first.
-func (m *Manager) acquireBuild(ctx context.Context, k key, project string, out io.Writer) (func(), *broadcast, error) {
-	announced := false
-	for {
-		m.mu.Lock()
-		s := m.builds[k]
-		if s == nil {
-			s = &buildSlot{}
-			m.builds[k] = s
-		}
-		if s.cur == nil {
-			bc := newBroadcast()
-			s.cur = bc
-			m.mu.Unlock()
-			return func() {
-				m.mu.Lock()
-				s.cur = nil
-				delete(m.builds, k)
-				m.mu.Unlock()
-				bc.finish()
-			}, bc, nil
-		}
-		cur := s.cur
-		m.mu.Unlock()
-		if !announced {
-			fmt.Fprintf(out, "ds01: another build of %s is running (started %s ago); following it\n", project, time.Since(cur.started).Round(time.Second))
-			announced = true
-		}
-		if err := cur.follow(ctx, out); err != nil {
-			return nil, nil, err
-		}
-	}
-}
-
-// Building reports whether a build of the project is running.
-func (m *Manager) Building(u store.User, project string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.builds[key{u.UID, project}]
-	return s != nil && s.cur != nil
-}
-
-// broadcast keeps a running build's output so that other requests can
-// follow it from the start.
-type broadcast struct {
-	started time.Time
-	mu      sync.Mutex
-	buf     []byte
-	changed chan struct{}
-	done    bool
-}
-
-// maxFollow bounds what a broadcast keeps; builds are chatty.
-const maxFollow = 1 << 20
-
-func newBroadcast() *broadcast {
-	return &broadcast{started: time.Now(), changed: make(chan struct{})}
-}
-
-func (b *broadcast) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.buf)+len(p) <= maxFollow {
-		b.buf = append(b.buf, p...)
-	}
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (b *broadcast) finish() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.done = true
-	close(b.changed)
-	b.changed = make(chan struct{})
-}
-
-// follow copies the output to w until the build ends or ctx is done.
-func (b *broadcast) follow(ctx context.Context, w io.Writer) error {
-	off := 0
-	for {
-		b.mu.Lock()
-		chunk := b.buf[off:]
-		off = len(b.buf)
-		changed, done := b.changed, b.done
-		b.mu.Unlock()
-		if len(chunk) > 0 {
-			w.Write(chunk)
-		}
-		if done {
-			return nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
 // progress turns the builder's output (whole lines, see runtime.Builder)
 // into notices: a progress line per step with the time so far, the step's
 // own output indented below it. It remembers the current step, which is
@@ -437,6 +327,11 @@ func (p *progress) line(l string) {
 	if rest, ok := strings.CutPrefix(l, "Step "); ok {
 		if n, inst, ok := strings.Cut(rest, " : "); ok {
 			inst = strings.Join(strings.Fields(inst), " ")
+			if ownLabels(inst) {
+				// The values (the instance id above all) are the
+				// gateway's business.
+				inst = "LABEL (the gateway's ds01.* labels)"
+			}
 			p.step = n + " " + inst
 			el := time.Since(p.start)
 			fmt.Fprintf(p.w, "ds01: [%s %d:%02d] %s\n", n, int(el.Minutes()), int(el.Seconds())%60, inst)
@@ -444,6 +339,12 @@ func (p *progress) line(l string) {
 		}
 	}
 	fmt.Fprintf(p.w, "ds01:   %s\n", l)
+}
+
+// ownLabels reports the LABEL step withLabels adds: users' Dockerfiles
+// may not set ds01.* labels (image.Check), so one that does is ours.
+func ownLabels(inst string) bool {
+	return strings.HasPrefix(inst, "LABEL ") && strings.Contains(inst, " "+LabelUser+"=")
 }
 
 // ImageSpec is what image-create writes into a new project's Dockerfile.
@@ -465,8 +366,8 @@ func (m *Manager) CreateImage(ctx context.Context, u store.User, project string,
 	if err := image.ValidateRef(base); err != nil {
 		return BuildResult{}, err
 	}
-	if !image.BaseAllowed(base, m.cfg.AllowedBases) {
-		return BuildResult{}, fmt.Errorf("%w: %q (allowed: %s)", ErrBaseRefused, base, strings.Join(m.cfg.AllowedBases, ", "))
+	if err := m.refPolicy(ctx, u).CheckRef(base); err != nil {
+		return BuildResult{}, fmt.Errorf("--base: %w", err)
 	}
 	untouched := image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project)
 	edit := func(old []byte) ([]byte, error) {

@@ -246,7 +246,7 @@ func (m *Manager) RetireImage(ctx context.Context, u store.User, project string)
 	if _, err := m.Project(ctx, u, project); err != nil {
 		return err
 	}
-	release, _, err := m.acquireBuild(ctx, key{u.UID, project}, project, io.Discard)
+	_, release, _, err := m.acquireBuild(ctx, key{u.UID, project}, project, io.Discard)
 	if err != nil {
 		return err
 	}

@@ -27,27 +27,21 @@ import (
 
 // launchOp is one launch under way.
 type launchOp struct {
-	want   Want
-	done   chan struct{}
-	err    error      // set before done closes
-	notes  *broadcast // what it tells its followers, from the start
-	cancel context.CancelCauseFunc
-
-	waiters int // guarded by Manager.mu
+	want  Want
+	done  chan struct{}
+	err   error      // set before done closes
+	notes *broadcast // what it tells its followers, from the start; counts them
 }
-
-// errAllLeft cancels a launch nobody waits for any more.
-var errAllLeft = errors.New("everyone waiting for the container left")
 
 // startLaunch starts a launch of e's container; e.mu is held.
 func (m *Manager) startLaunch(e *entry, u store.User, want Want) *launchOp {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	op := &launchOp{want: want, done: make(chan struct{}), notes: newBroadcast(), cancel: cancel}
+	op := &launchOp{want: want, done: make(chan struct{}), notes: newBroadcast(cancel)}
 	e.launch = op
 	go func() {
 		err := m.launch(ctx, e, u, want, op.notes)
-		if err != nil && context.Cause(ctx) == errAllLeft {
-			err = errAllLeft
+		if err != nil && errors.Is(context.Cause(ctx), errNobodyWaits) {
+			err = fmt.Errorf("launch cancelled: %w", errNobodyWaits)
 		}
 		cancel(nil)
 		e.mu.Lock()
@@ -61,24 +55,13 @@ func (m *Manager) startLaunch(e *entry, u store.User, want Want) *launchOp {
 }
 
 // follow copies the launch's notices to notice until it ends, and returns
-// its error; or leaves when ctx is done, cancelling the launch if nobody
-// else waits for it.
+// its error; or leaves when ctx is done, which cancels the launch if
+// nobody else waits for it.
 func (m *Manager) follow(ctx context.Context, op *launchOp, notice io.Writer) error {
-	m.mu.Lock()
-	op.waiters++
-	m.mu.Unlock()
-	ferr := op.notes.follow(ctx, notice)
-	m.mu.Lock()
-	op.waiters--
-	last := op.waiters == 0
-	m.mu.Unlock()
-	if ferr != nil {
-		if last {
-			op.cancel(errAllLeft)
-		}
-		return ferr
+	if err := op.notes.follow(ctx, notice); err != nil {
+		return err
 	}
-	<-op.done // notes finish just before done closes
+	<-op.done // the notes finish just before done closes
 	return op.err
 }
 

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 
+	"github.com/ds01/ds01-gateway/session/image"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -13,8 +14,9 @@ import (
 // workspace, and read or written with the user's own file-system
 // credentials, so the kernel allows exactly what it allows the user.
 
-// maxRequirements bounds a requirements file read from the workspace.
-const maxRequirements = 1 << 20
+// maxRequirements bounds a requirements file read from the workspace: its
+// packages go into the Dockerfile, which has this bound.
+const maxRequirements = image.MaxDockerfile
 
 // ReadProjectFile reads a small regular file (a requirements list) from the
 // project's workspace, as the user.

@@ -29,7 +29,12 @@ type Build struct {
 	Dockerfile string
 }
 
-// StartBuild records a running build and returns its ID.
+// KeepBuilds is how many builds of a project the store keeps: each row
+// holds a whole Dockerfile, and a user can fail builds in a loop.
+const KeepBuilds = 20
+
+// StartBuild records a running build and returns its ID. The project's
+// oldest builds beyond KeepBuilds go.
 func (s *Store) StartBuild(ctx context.Context, b Build) (int64, error) {
 	if b.User == "" || b.Project == "" {
 		return 0, errors.New("start build: empty user or project")
@@ -44,6 +49,13 @@ func (s *Store) StartBuild(ctx context.Context, b Build) (int64, error) {
 	id, err := res.LastInsertId()
 	if err != nil {
 		return 0, fmt.Errorf("start build %s/%s: %w", b.User, b.Project, err)
+	}
+	_, err = s.db.ExecContext(ctx,
+		`DELETE FROM builds WHERE user_name = ? AND project = ? AND id <= (
+		   SELECT id FROM builds WHERE user_name = ? AND project = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
+		b.User, b.Project, b.User, b.Project, KeepBuilds)
+	if err != nil {
+		return id, fmt.Errorf("prune builds of %s/%s: %w", b.User, b.Project, err)
 	}
 	return id, nil
 }

@@ -51,3 +51,32 @@ func TestBuildHistory(t *testing.T) {
 		t.Errorf("bob's build after restart = %+v", bs[0])
 	}
 }
+
+// A user failing builds in a loop cannot grow the store without bound:
+// each project keeps its last KeepBuilds builds.
+func TestBuildHistoryIsBounded(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	other, _ := s.StartBuild(ctx, Build{User: "bob", Project: "p", Dockerfile: "FROM b\n"})
+	var last int64
+	for i := range KeepBuilds + 15 {
+		id, err := s.StartBuild(ctx, Build{User: "alice", Project: "p", Dockerfile: "FROM a\n"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.FinishBuild(ctx, id, BuildFailed, "", "", "x", time.Duration(i)); err != nil {
+			t.Fatal(err)
+		}
+		last = id
+	}
+	bs, err := s.ListBuilds(ctx, "alice", "p", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bs) != KeepBuilds || bs[0].ID != last {
+		t.Errorf("kept %d builds (newest %d), want the last %d (newest %d)", len(bs), bs[0].ID, KeepBuilds, last)
+	}
+	if bs, _ := s.ListBuilds(ctx, "bob", "p", 0); len(bs) != 1 || bs[0].ID != other {
+		t.Errorf("another project's history was pruned: %+v", bs)
+	}
+}

@@ -80,7 +80,7 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 		// Remove on a fresh context: the caller's may be what failed.
 		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if rmErr := d.cli.ContainerRemove(rmCtx, id, container.RemoveOptions{Force: true}); rmErr != nil && !client.IsErrNotFound(rmErr) {
+		if rmErr := d.cli.ContainerRemove(rmCtx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil && !client.IsErrNotFound(rmErr) {
 			d.log.Warn("remove failed container", "container", id, "err", rmErr)
 		}
 		return "", err
@@ -115,8 +115,10 @@ func (d *Docker) Running(ctx context.Context, id string) (bool, error) {
 	return info.State != nil && info.State.Running, nil
 }
 
-// Retire stops the container with a short grace and removes it. A container
-// that is already gone is not an error.
+// Retire stops the container with a short grace and removes it, with its
+// anonymous volumes (an image's VOLUME makes one per container, holding
+// whatever was written there). A container that is already gone is not an
+// error.
 func (d *Docker) Retire(ctx context.Context, id string) error {
 	grace := stopGrace
 	err := d.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &grace})
@@ -124,7 +126,7 @@ func (d *Docker) Retire(ctx context.Context, id string) error {
 		d.log.Warn("stop container", "container", id, "err", err)
 	}
 	d.ioDirs.Delete(id)
-	err = d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
+	err = d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !client.IsErrNotFound(err) {
 		return fmt.Errorf("remove container: %w", err)
 	}

@@ -26,6 +26,11 @@ type Docker struct {
 	// pool is where per-user networks get their subnets.
 	pool netip.Prefix
 
+	// cg places builds under per-user cgroups; learned from the engine
+	// on the first build.
+	cgMu sync.Mutex
+	cg   *buildCgroups
+
 	// ioDirs maps a container ID to the host side of its FIFO directory,
 	// or "" for containers without one.
 	ioDirs sync.Map

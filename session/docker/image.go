@@ -63,7 +63,11 @@ const cpuPeriod = 100_000
 
 // Build runs a classic (non-BuildKit) build: BuildKit needs a client session
 // the Go API does not give us, and the classic builder streams plain text.
-// Its RUN steps get the user's memory, CPU and shm limits.
+// Its RUN steps get the user's memory, CPU and shm limits, run on the
+// user's own network (never the default bridge, where users' builds reach
+// each other), and under the user's build cgroup, which bounds processes.
+// The bases are pulled and vetted before any step runs: a base's ONBUILD
+// triggers run as the first steps of this build.
 func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Writer) (string, error) {
 	ref := spec.Ref
 	opts := build.ImageBuildOptions{
@@ -76,18 +80,124 @@ func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Write
 		Dockerfile:  "Dockerfile",
 		Memory:      spec.Limits.Memory,
 		ShmSize:     spec.Limits.ShmSize,
+		NetworkMode: spec.Network,
 	}
 	if spec.Limits.NanoCPUs > 0 {
 		opts.CPUPeriod = cpuPeriod
-		opts.CPUQuota = spec.Limits.NanoCPUs * cpuPeriod / 1e9
+		opts.CPUQuota = cpuQuota(spec.Limits.NanoCPUs)
 	}
-	resp, err := d.cli.ImageBuild(ctx, spec.Context, opts)
+	if err := d.ensureNetwork(ctx, spec.Network, spec.NetworkLabels); err != nil {
+		return "", fmt.Errorf("build %s: %w", ref, err)
+	}
+	var cg *buildCgroups
+	var forks int64
+	if spec.Group != "" {
+		var err error
+		if cg, err = d.cgroups(ctx); err == nil {
+			opts.CgroupParent, err = cg.prepare(ctx, spec.Group, spec.Limits)
+		}
+		if err != nil {
+			return "", fmt.Errorf("build %s: %w", ref, err)
+		}
+		forks = cg.forkFailures(spec.Group)
+	}
+	if err := d.vetBases(ctx, spec, out); err != nil {
+		return "", err // names the base already
+	}
+	log := &buildLog{out: out}
+	id, err := d.runBuild(ctx, spec.Context, opts, log)
+	log.Flush()
+	// cgroup v2 counts the forks the group's limit refused; v1 counts them
+	// only in the step's own cgroup, gone by now, so there the step's
+	// output has to tell.
+	if err != nil && cg != nil && spec.Limits.PidsLimit > 0 && (cg.forkFailures(spec.Group) > forks || !cg.v2 && log.forkFailed) {
+		err = fmt.Errorf("%w (a step reached the limit of %d processes for your builds: pids_limit)", err, spec.Limits.PidsLimit)
+	}
+	return id, err
+}
+
+// cgroups learns the engine's cgroup driver and version on first use.
+func (d *Docker) cgroups(ctx context.Context) (*buildCgroups, error) {
+	d.cgMu.Lock()
+	defer d.cgMu.Unlock()
+	if d.cg == nil {
+		info, err := d.cli.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("docker info: %w", err)
+		}
+		d.cg = newBuildCgroups(info.CgroupDriver, info.CgroupVersion)
+	}
+	return d.cg, nil
+}
+
+// vetBases pulls the bases that are missing, then shows each one's labels
+// and ONBUILD triggers to spec.CheckBase.
+func (d *Docker) vetBases(ctx context.Context, spec runtime.BuildSpec, out io.Writer) error {
+	for _, b := range spec.Bases {
+		info, err := d.cli.ImageInspect(ctx, b)
+		if client.IsErrNotFound(err) {
+			if err = d.pull(ctx, b, out); err != nil {
+				return err
+			}
+			info, err = d.cli.ImageInspect(ctx, b)
+		}
+		if err != nil {
+			return fmt.Errorf("inspect %s: %w", b, err)
+		}
+		if spec.CheckBase == nil {
+			continue
+		}
+		var labels map[string]string
+		var triggers []string
+		if info.Config != nil {
+			labels, triggers = info.Config.Labels, info.Config.OnBuild
+		}
+		if err := spec.CheckBase(b, labels, triggers); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pull fetches ref, telling out that it does: the first pull of a CUDA
+// image takes minutes.
+func (d *Docker) pull(ctx context.Context, ref string, out io.Writer) error {
+	fmt.Fprintf(out, "pulling %s ...\n", ref)
+	rc, err := d.cli.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	defer rc.Close()
+	dec := json.NewDecoder(rc)
+	for {
+		var msg jsonmessage.JSONMessage
+		if err := dec.Decode(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("pull %s: %w", ref, err)
+		}
+		if msg.Error != nil {
+			return fmt.Errorf("pull %s: %s", ref, strings.TrimSpace(msg.Error.Message))
+		}
+		// One line per layer done and the summary, not the progress bars.
+		switch {
+		case msg.Status == "Pull complete" || msg.Status == "Already exists":
+			fmt.Fprintf(out, "%s: %s\n", msg.ID, msg.Status)
+		case strings.HasPrefix(msg.Status, "Status:") || strings.HasPrefix(msg.Status, "Digest:"):
+			fmt.Fprintln(out, msg.Status)
+		}
+	}
+}
+
+// runBuild sends the context and turns the engine's stream into lines.
+func (d *Docker) runBuild(ctx context.Context, tarball io.Reader, opts build.ImageBuildOptions, log *buildLog) (string, error) {
+	ref := opts.Tags[0]
+	resp, err := d.cli.ImageBuild(ctx, tarball, opts)
 	if err != nil {
 		return "", fmt.Errorf("build %s: %w", ref, err)
 	}
 	defer resp.Body.Close()
-	log := &buildLog{out: out}
-	defer log.Flush()
 	dec := json.NewDecoder(resp.Body)
 	var id string
 	for {
@@ -131,6 +241,8 @@ func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Write
 type buildLog struct {
 	out io.Writer
 	buf []byte
+	// forkFailed is set once a line says a process could not be started.
+	forkFailed bool
 }
 
 func (b *buildLog) Write(p []byte) (int, error) {
@@ -164,6 +276,10 @@ func (b *buildLog) emit(line []byte) {
 	t := string(bytes.TrimSpace(line))
 	if t == "" || strings.HasPrefix(t, "---> ") || strings.HasPrefix(t, "Removing intermediate container") || strings.HasPrefix(t, "Successfully built") || strings.HasPrefix(t, "Successfully tagged") {
 		return
+	}
+	if low := strings.ToLower(t); strings.Contains(low, "cannot fork") || strings.Contains(low, "can't fork") ||
+		strings.Contains(low, "fork") && strings.Contains(low, "resource temporarily unavailable") {
+		b.forkFailed = true
 	}
 	b.out.Write(append(line, '\n'))
 }

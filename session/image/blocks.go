@@ -3,11 +3,8 @@ package image
 import (
 	"errors"
 	"fmt"
-	"path"
 	"slices"
-	"strconv"
 	"strings"
-	"unicode"
 )
 
 // A Dockerfile is the user's file: the gateway rewrites only the lines
@@ -15,12 +12,6 @@ import (
 
 // blockSpan is where one block's marker lines are, as physical line indexes.
 type blockSpan struct{ begin, end int }
-
-// joinedLine is one instruction with its continuation lines joined.
-type joinedLine struct {
-	text        string
-	first, last int // physical line indexes
-}
 
 func blockMarkers(k Kind) (begin, end string, err error) {
 	switch k {
@@ -360,10 +351,10 @@ func insertBlock(lines []string, blocks map[Kind]blockSpan, k Kind, body []strin
 
 // lastFrom returns the physical line where the last FROM instruction ends.
 func lastFrom(lines []string) (int, bool) {
-	insts, _ := joinLines(lines, 0, len(lines), '\\')
+	insts := parseLines(lines, '\\').Insts
 	for i := len(insts) - 1; i >= 0; i-- {
-		if f := strings.Fields(insts[i].text); len(f) > 0 && strings.EqualFold(f[0], "FROM") {
-			return insts[i].last, true
+		if insts[i].Keyword == "FROM" {
+			return insts[i].Last, true
 		}
 	}
 	return 0, false
@@ -428,22 +419,6 @@ func markerKind(trimmed string) (k Kind, isBegin, ok bool) {
 	return 0, false, false
 }
 
-// splitLines cuts df into lines that keep their line endings, so joining
-// them gives back df byte for byte.
-func splitLines(df []byte) []string {
-	var out []string
-	s := string(df)
-	for s != "" {
-		i := strings.IndexByte(s, '\n')
-		if i < 0 {
-			return append(out, s)
-		}
-		out = append(out, s[:i+1])
-		s = s[i+1:]
-	}
-	return out
-}
-
 func joinParts(parts ...[]string) []byte {
 	var b strings.Builder
 	for _, p := range parts {
@@ -463,58 +438,6 @@ func lineEnding(df []byte) string {
 	return "\n"
 }
 
-// joinLines joins continued lines of lines[from:to] exactly as Docker's
-// parser does, since a different reading could hide an instruction: a
-// line whose end (before spaces and tabs) is esc continues, the next line
-// is appended without its indentation trimmed and with no space added, and
-// comment and blank lines are skipped even inside a continuation. open
-// reports a continuation still pending at to; that instruction is returned
-// too.
-func joinLines(lines []string, from, to int, esc byte) (out []joinedLine, open bool) {
-	var cur strings.Builder
-	start := -1
-	for i := from; i < to; i++ {
-		raw := physical(lines, i)
-		left := strings.TrimLeftFunc(raw, unicode.IsSpace)
-		if left == "" || left[0] == '#' {
-			continue
-		}
-		if start < 0 {
-			start, raw = i, left
-		}
-		text, cont := cutContinuation(raw, esc)
-		cur.WriteString(text)
-		if !cont {
-			out = append(out, joinedLine{cur.String(), start, i})
-			cur.Reset()
-			start = -1
-		}
-	}
-	if start >= 0 {
-		out = append(out, joinedLine{cur.String(), start, to - 1})
-	}
-	return out, start >= 0
-}
-
-// physical returns line i as Docker's line scanner hands it over: without
-// its line ending and, on the first line, without a byte order mark.
-func physical(lines []string, i int) string {
-	s := strings.TrimSuffix(strings.TrimSuffix(lines[i], "\n"), "\r")
-	if i == 0 {
-		s = strings.TrimPrefix(s, "\ufeff")
-	}
-	return s
-}
-
-// cutContinuation removes a final esc followed only by spaces and tabs.
-func cutContinuation(s string, esc byte) (string, bool) {
-	t := strings.TrimRight(s, " \t")
-	if t != "" && t[len(t)-1] == esc {
-		return t[:len(t)-1], true
-	}
-	return s, false
-}
-
 // checkNotContinued refuses a block that Docker would read as part of an
 // instruction begun before it: the block would not mean what it says.
 func checkNotContinued(lines []string, blocks map[Kind]blockSpan) error {
@@ -530,23 +453,6 @@ func checkNotContinued(lines []string, blocks map[Kind]blockSpan) error {
 	return nil
 }
 
-// escapeOf returns the escape character a "# escape=" parser directive
-// sets. It looks through all leading comments, not only directives, so it
-// errs towards seeing a directive Docker would ignore.
-func escapeOf(lines []string) byte {
-	for i := range lines {
-		t := strings.TrimSpace(physical(lines, i))
-		if t != "" && t[0] != '#' {
-			break
-		}
-		key, val, ok := strings.Cut(strings.TrimPrefix(t, "#"), "=")
-		if ok && strings.EqualFold(strings.TrimSpace(key), "escape") && strings.TrimSpace(val) == "`" {
-			return '`'
-		}
-	}
-	return '\\'
-}
-
 // checkEscape refuses files whose continuation character is not '\':
 // the blocks are written with '\' and would not parse as intended.
 func checkEscape(lines []string) error {
@@ -554,203 +460,4 @@ func checkEscape(lines []string) error {
 		return errors.New("Dockerfile sets escape=`: image-update only edits Dockerfiles that use \\ to continue lines")
 	}
 	return nil
-}
-
-// Bases returns the images the Dockerfile's FROM instructions name,
-// without "scratch" and earlier stages. Nothing is expanded: a "$" stays
-// for the caller to refuse. It errs towards returning too much: every word
-// of a FROM but its --flags and "AS name" is returned (Docker takes the
-// word after a "--platform" without "=" as the flag's value), and where
-// the file may set "# escape=`" it is read both ways.
-func Bases(df []byte) []string {
-	lines := splitLines(df)
-	escs := []byte{'\\'}
-	if escapeOf(lines) == '`' {
-		escs = append(escs, '`')
-	}
-	var out []string
-	for _, esc := range escs {
-		for _, b := range basesWith(lines, esc) {
-			if !slices.Contains(out, b) {
-				out = append(out, b)
-			}
-		}
-	}
-	return out
-}
-
-func basesWith(lines []string, esc byte) []string {
-	insts, _ := joinLines(lines, 0, len(lines), esc)
-	stages := map[string]bool{}
-	var out []string
-	for _, in := range insts {
-		f := strings.Fields(in.text)
-		if len(f) >= 2 && !strings.EqualFold(f[0], "FROM") {
-			// COPY --from=IMAGE and RUN --mount=...,from=IMAGE pull an
-			// image too, unless they name an earlier stage.
-			for _, ref := range fromFlags(f[1:]) {
-				low := strings.ToLower(ref)
-				if _, err := strconv.Atoi(ref); err != nil && !stages[low] && !slices.Contains(out, ref) {
-					out = append(out, ref)
-				}
-			}
-			continue
-		}
-		if len(f) < 2 {
-			continue
-		}
-		var imgs []string
-		stage := ""
-		for i := 1; i < len(f); i++ {
-			switch {
-			case strings.HasPrefix(f[i], "--"):
-			case strings.EqualFold(f[i], "AS") && i+1 < len(f):
-				i++
-				stage = strings.ToLower(f[i])
-			default:
-				imgs = append(imgs, f[i])
-			}
-		}
-		for _, img := range imgs {
-			if low := strings.ToLower(img); low != "scratch" && !stages[low] {
-				out = append(out, img)
-			}
-		}
-		if stage != "" {
-			stages[stage] = true // only later FROMs may name it
-		}
-	}
-	return out
-}
-
-// fromFlags returns the images an instruction's leading flags name:
-// --from=X, and from=X inside --mount=....
-func fromFlags(args []string) []string {
-	var out []string
-	for _, a := range args {
-		if !strings.HasPrefix(a, "--") {
-			break
-		}
-		if v, ok := strings.CutPrefix(a, "--from="); ok {
-			out = append(out, strings.Trim(v, `"'`))
-			continue
-		}
-		if v, ok := strings.CutPrefix(a, "--mount="); ok {
-			for _, kv := range strings.Split(v, ",") {
-				if img, ok := strings.CutPrefix(kv, "from="); ok {
-					out = append(out, strings.Trim(img, `"'`))
-				}
-			}
-		}
-	}
-	return out
-}
-
-// BaseAllowed reports whether ref matches one of the glob patterns
-// (path.Match syntax). No patterns allow everything. With patterns set, a
-// ref with '$' (expanded only at build time) or one that is not a plain
-// image reference (quotes, escapes Docker would strip) is never allowed.
-func BaseAllowed(ref string, patterns []string) bool {
-	if len(patterns) == 0 {
-		return true
-	}
-	if strings.Contains(ref, "$") || ValidateRef(ref) != nil {
-		return false
-	}
-	for _, p := range patterns {
-		if ok, err := path.Match(p, ref); ok && err == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// ValidateRef checks that ref is a plausible Docker image reference:
-// [HOST[:PORT]/]PATH[:TAG][@sha256:HEX].
-func ValidateRef(ref string) error {
-	bad := fmt.Errorf("invalid image %s: use a lowercase NAME[:TAG], e.g. python:3.12 or nvidia/cuda:12.4.1-runtime-ubuntu22.04", shortQuote(ref))
-	name, digest, hasDigest := strings.Cut(ref, "@")
-	if hasDigest && !validDigest(digest) {
-		return bad
-	}
-	name, tag, hasTag := cutTag(name)
-	if hasTag && !validTag(tag) || name == "" || len(name) > 255 {
-		return bad
-	}
-	comps := strings.Split(name, "/")
-	if len(comps) > 1 && looksLikeHost(comps[0]) {
-		if !validHost(comps[0]) {
-			return bad
-		}
-		comps = comps[1:]
-	}
-	for _, c := range comps {
-		if !validPathComponent(c) {
-			return bad
-		}
-	}
-	return nil
-}
-
-// cutTag splits "name:tag", where the ':' must follow the last '/' (an
-// earlier one is a registry port).
-func cutTag(name string) (string, string, bool) {
-	i := strings.LastIndexByte(name, ':')
-	if i < 0 || i < strings.LastIndexByte(name, '/') {
-		return name, "", false
-	}
-	return name[:i], name[i+1:], true
-}
-
-func validDigest(d string) bool {
-	hex, ok := strings.CutPrefix(d, "sha256:")
-	return ok && len(hex) == 64 && allBytes(hex, func(c byte) bool { return isDigit(c) || 'a' <= c && c <= 'f' })
-}
-
-func validTag(t string) bool {
-	word := func(c byte) bool { return isAlnum(c) || c == '_' }
-	return len(t) <= 128 && t != "" && word(t[0]) &&
-		allBytes(t, func(c byte) bool { return word(c) || c == '.' || c == '-' })
-}
-
-// looksLikeHost applies Docker's rule for the first component.
-func looksLikeHost(c string) bool {
-	return strings.ContainsAny(c, ".:") || c == "localhost" || strings.ToLower(c) != c
-}
-
-func validHost(h string) bool {
-	host, port, hasPort := strings.Cut(h, ":")
-	if hasPort && !allBytes(port, isDigit) {
-		return false
-	}
-	for _, label := range strings.Split(host, ".") {
-		if label == "" || !isAlnum(label[0]) || !isAlnum(label[len(label)-1]) ||
-			!allBytes(label, func(c byte) bool { return isAlnum(c) || c == '-' }) {
-			return false
-		}
-	}
-	return true
-}
-
-// validPathComponent is [a-z0-9]+ joined by '.', '_', '__' or runs of '-',
-// as Docker's reference grammar has it.
-func validPathComponent(c string) bool {
-	if c == "" || !isLowerAlnum(c[0]) || !isLowerAlnum(c[len(c)-1]) {
-		return false
-	}
-	for i := 0; i < len(c); {
-		if isLowerAlnum(c[i]) {
-			i++
-			continue
-		}
-		j := i
-		for j < len(c) && !isLowerAlnum(c[j]) {
-			j++
-		}
-		if sep := c[i:j]; sep != "." && sep != "_" && sep != "__" && strings.Trim(sep, "-") != "" {
-			return false
-		}
-		i = j
-	}
-	return true
 }

@@ -2,7 +2,6 @@ package image
 
 import (
 	"reflect"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -342,35 +341,6 @@ func TestMarkerErrors(t *testing.T) {
 	}
 }
 
-func TestBases(t *testing.T) {
-	tests := []struct {
-		df   string
-		want []string
-	}{
-		{"FROM python:3.12\n", []string{"python:3.12"}},
-		{"\ufeffFROM python:3.12\n", []string{"python:3.12"}},
-		{"# FROM evil\nFROM scratch\n", nil},
-		{"FROM golang AS build\nFROM build\nFROM Build AS x\nFROM python\n", []string{"golang", "python"}},
-		{"from --platform=linux/amd64 nvidia/cuda:12 as b\nFROM --platform=$BUILDPLATFORM b\n", []string{"nvidia/cuda:12"}},
-		{"ARG BASE=evil\nFROM $BASE\nFROM ${X:-y}\n", []string{"$BASE", "${X:-y}"}},
-		{"FROM \\\n  # c\n  python:3.12 \\\n  AS s\nFROM s\n", []string{"python:3.12"}},
-		{"FROM a\nFROM a\n", []string{"a"}},
-		{"RUN echo \\ \t\r\nFROM hidden\r\n", nil},                      // Docker reads it as part of the RUN
-		{"RUN echo \\\u00a0\nFROM evil\n", []string{"evil"}},            // only spaces and tabs may follow a \
-		{"FROM python\\\n.evil.com/x\n", []string{"python.evil.com/x"}}, // joined with no space, as Docker does
-		{"FROM --platform linux/amd64 evil AS s\nFROM s\n", []string{"linux/amd64", "evil"}},
-		{"# escape=`\nFROM ok `\n AS s\nRUN echo `\nFROM evil\n", []string{"ok", "`", "evil"}}, // both readings
-		{"#escape = ` \n\nFROM a \\\nb\n", []string{"a", "b", "\\"}},
-		{"FROM build\nFROM x AS build\n", []string{"build", "x"}}, // no forward references
-		{"", nil},
-	}
-	for _, tt := range tests {
-		if got := Bases([]byte(tt.df)); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("Bases(%q) = %q, want %q", tt.df, got, tt.want)
-		}
-	}
-}
-
 func TestBaseAllowed(t *testing.T) {
 	pats := []string{"python:*", "nvidia/cuda:*", "ghcr.io/ds01/*"}
 	tests := []struct {
@@ -427,16 +397,5 @@ func TestValidateRef(t *testing.T) {
 		if !strings.Contains(err.Error(), "python:3.12") {
 			t.Errorf("ValidateRef(%q) error %q gives no example", ref, err)
 		}
-	}
-}
-
-// COPY --from and RUN --mount from= pull images as FROM does; only stage
-// names and indexes are exempt.
-func TestBasesSeeCopyFromImages(t *testing.T) {
-	df := "FROM ds01-base AS build\nRUN make\nFROM ds01-base\nCOPY --from=build /out /out\nCOPY --from=0 /a /a\nCOPY --from=evil/img:1 /x /x\nRUN --mount=type=bind,from=other/img,target=/m true\n"
-	got := Bases([]byte(df))
-	want := []string{"ds01-base", "evil/img:1", "other/img"}
-	if !slices.Equal(got, want) {
-		t.Errorf("Bases = %q, want %q", got, want)
 	}
 }

@@ -2,26 +2,27 @@ package image
 
 import (
 	"archive/tar"
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
+	"syscall"
 )
 
 // DockerfileName is where a project's Dockerfile lives in its workspace.
 const DockerfileName = "Dockerfile"
 
-// ContextFor writes a build context for the workspace root to w: the
-// Dockerfile df and only the files its COPY/ADD instructions name. df is
+// ContextFor writes a build context to w: the Dockerfile df and only the
+// files its COPY/ADD instructions name, read from the workspace root. df is
 // given rather than read: a change is built before it replaces the
 // workspace's Dockerfile. Workspaces hold datasets, so sending the whole
-// directory to the engine is never acceptable. Files are read through the
-// os.Root, so no symlink or ".." can pull in anything outside the workspace.
+// directory to the engine is never acceptable. Files are read through
+// root, so no symlink or ".." can pull in anything outside the workspace,
+// and only regular files are read: the workspace is the user's, and a FIFO
+// there must not hold a gateway thread.
 func ContextFor(root *os.Root, df []byte, w io.Writer) error {
 	tw := tar.NewWriter(w)
 	if err := addBytes(tw, DockerfileName, df); err != nil {
@@ -43,7 +44,7 @@ func ContextFor(root *os.Root, df []byte, w io.Writer) error {
 					return nil
 				}
 				seen[p] = true
-				return addFile(tw, rfs, p)
+				return addFile(tw, root, p)
 			})
 			if err != nil {
 				return fmt.Errorf("Dockerfile source %q: %w", src, err)
@@ -61,8 +62,12 @@ func addBytes(tw *tar.Writer, name string, data []byte) error {
 	return err
 }
 
-func addFile(tw *tar.Writer, fsys fs.FS, name string) error {
-	f, err := fsys.Open(name)
+// addFile adds name if it is a regular file. It opens without blocking (a
+// FIFO would wait for a writer forever) and checks the type on the open
+// file, so a file swapped for a FIFO or a device after the directory walk
+// is skipped too.
+func addFile(tw *tar.Writer, root *os.Root, name string) error {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return err
 	}
@@ -72,91 +77,48 @@ func addFile(tw *tar.Writer, fsys fs.FS, name string) error {
 		return err
 	}
 	if !st.Mode().IsRegular() {
-		return nil // sockets, devices: nothing a build can use
+		return nil // FIFOs, sockets, devices: nothing a build can use
 	}
 	hdr := &tar.Header{Name: name, Mode: int64(st.Mode().Perm()), Size: st.Size(), ModTime: st.ModTime(), Typeflag: tar.TypeReg}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("tar %s: %w", name, err)
 	}
-	if _, err := io.Copy(tw, f); err != nil {
+	// The size is in the header: a file growing meanwhile is cut there, one
+	// shrinking fails the build rather than the tar stream.
+	if _, err := io.CopyN(tw, f, st.Size()); err != nil {
 		return fmt.Errorf("tar %s: %w", name, err)
 	}
 	return nil
 }
 
 // Sources lists the local source paths of the Dockerfile's COPY and ADD
-// instructions, cleaned and relative. URLs, other stages (--from) and paths
-// that climb out of the context are left out: the engine would refuse them
-// anyway, and they must never make us read outside the workspace.
+// instructions, cleaned and relative, quotes and escapes removed as the
+// builder removes them. URLs, other stages (--from), sources with
+// variables and paths that climb out of the context are left out: the
+// engine refuses them or Check does, and they must never make us read
+// outside the workspace.
 func Sources(dockerfile []byte) []string {
 	var out []string
-	for _, line := range logicalLines(dockerfile) {
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			continue
-		}
-		inst := strings.ToUpper(fields[0])
-		if inst != "COPY" && inst != "ADD" {
-			continue
-		}
-		args, fromStage := instructionArgs(strings.TrimSpace(line[len(fields[0]):]))
-		if fromStage || len(args) < 2 {
-			continue
-		}
-		for _, src := range args[:len(args)-1] {
-			if strings.Contains(src, "://") || strings.HasPrefix(src, "git@") {
+	for _, r := range Readings(dockerfile) {
+		for _, in := range r.Insts {
+			if in.Keyword != "COPY" && in.Keyword != "ADD" || len(in.Args) < 2 {
 				continue
 			}
-			p := path.Clean(strings.TrimPrefix(src, "/"))
-			if p == ".." || strings.HasPrefix(p, "../") {
+			if _, ok := in.Flag("from"); ok {
 				continue
 			}
-			out = append(out, p)
+			for _, src := range in.Args[:len(in.Args)-1] {
+				s, err := shellWord(src, r.Escape, nil)
+				if err != nil || isRemote(s) {
+					continue
+				}
+				p := path.Clean(strings.TrimLeft(s, "/"))
+				if p == ".." || strings.HasPrefix(p, "../") || slices.Contains(out, p) {
+					continue
+				}
+				out = append(out, p)
+			}
 		}
-	}
-	return out
-}
-
-// instructionArgs splits COPY/ADD arguments in shell or JSON form, dropping
-// --flags and noting --from.
-func instructionArgs(rest string) (args []string, fromStage bool) {
-	for strings.HasPrefix(rest, "--") {
-		flag, tail, _ := strings.Cut(rest, " ")
-		if strings.HasPrefix(flag, "--from") {
-			fromStage = true
-		}
-		rest = strings.TrimSpace(tail)
-	}
-	if strings.HasPrefix(rest, "[") {
-		if err := json.Unmarshal([]byte(rest), &args); err == nil {
-			return args, fromStage
-		}
-	}
-	return strings.Fields(rest), fromStage
-}
-
-// logicalLines joins backslash continuations and drops comments.
-func logicalLines(df []byte) []string {
-	var out []string
-	var cur strings.Builder
-	sc := bufio.NewScanner(bytes.NewReader(df))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "#") && cur.Len() == 0 {
-			continue
-		}
-		if strings.HasSuffix(line, "\\") {
-			cur.WriteString(strings.TrimSuffix(line, "\\"))
-			cur.WriteByte(' ')
-			continue
-		}
-		cur.WriteString(line)
-		out = append(out, cur.String())
-		cur.Reset()
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
 	}
 	return out
 }

@@ -10,7 +10,9 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestSources(t *testing.T) {
@@ -92,6 +94,44 @@ func TestContextOnlyNamedFilesInsideWorkspace(t *testing.T) {
 	sort.Strings(names)
 	want := []string{"Dockerfile", "conf/a.yaml", "requirements.txt"}
 	if !reflect.DeepEqual(names, want) {
+		t.Errorf("context = %q, want %q", names, want)
+	}
+}
+
+// A FIFO (or socket) in the workspace that the Dockerfile names must not
+// hold the context writer: nobody will ever write to it.
+func TestContextSkipsFIFOs(t *testing.T) {
+	ws := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(ws, "req.fifo"), 0o644); err != nil {
+		t.Skip(err)
+	}
+	os.WriteFile(filepath.Join(ws, "ok.txt"), []byte("ok"), 0o644)
+	os.Mkdir(filepath.Join(ws, "dir"), 0o755)
+	syscall.Mkfifo(filepath.Join(ws, "dir", "inner.fifo"), 0o644)
+	os.Symlink("req.fifo", filepath.Join(ws, "link"))
+	root, err := os.OpenRoot(ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	df := []byte("FROM x\nCOPY req.fifo /a\nCOPY dir /d\nCOPY link ok.txt /b/\n")
+	done := make(chan error, 1)
+	var buf bytes.Buffer
+	go func() { done <- ContextFor(root, df, &buf) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ContextFor blocked on a FIFO")
+	}
+	var names []string
+	tr := tar.NewReader(&buf)
+	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+		names = append(names, h.Name)
+	}
+	if want := []string{"Dockerfile", "ok.txt"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("context = %q, want %q", names, want)
 	}
 }

@@ -65,8 +65,20 @@ type BuildSpec struct {
 	Context io.Reader
 	Labels  map[string]string
 	NoCache bool
-	// Limits bound the build's containers like the user's own.
+	// Limits bound the build's containers like the user's own; PidsLimit,
+	// Memory and NanoCPUs also bound all the builds of Group together.
 	Limits Limits
+	// Network is the network the build's RUN steps join, created like
+	// ContainerSpec.Network (with NetworkLabels) if it does not exist.
+	Network       string
+	NetworkLabels map[string]string
+	// Group names the cgroup all of one user's builds share; "" for none.
+	Group string
+	// Bases are the images the Dockerfile's FROM lines name. Build pulls
+	// the missing ones, then shows each one's labels and ONBUILD triggers
+	// to CheckBase before any step runs.
+	Bases     []string
+	CheckBase func(ref string, labels map[string]string, onBuild []string) error
 }
 
 // Image is an image as the runtime describes it.
