@@ -10,7 +10,14 @@ TEST_FLAGS ?= -race -count=1 -timeout 20m
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build run base-image vet test e2e bench gpu-check clean clean-data
+# Linters, installed into bin/tools on first use, one binary per version.
+STATICCHECK_VERSION ?= v0.8.2
+GOLANGCI_VERSION    ?= v2.15.0
+TOOLS               := bin/tools
+STATICCHECK         := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+GOLANGCI            := $(TOOLS)/golangci-lint-$(GOLANGCI_VERSION)
+
+.PHONY: help build run base-image vet lint test e2e bench gpu-check clean clean-data
 
 help: ## List targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +33,20 @@ run: build base-image ## Run a dev gateway on 127.0.0.1:2222 (data in ./.ds01)
 
 vet: ## go vet ./...
 	$(GO) vet ./...
+
+lint: $(STATICCHECK) $(GOLANGCI) ## staticcheck, then golangci-lint (errcheck, gosec, ...; .golangci.yml)
+	$(STATICCHECK) ./...
+	$(GOLANGCI) run ./...
+
+$(STATICCHECK):
+	mkdir -p $(TOOLS)
+	GOBIN=$(CURDIR)/$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/staticcheck $@
+
+$(GOLANGCI):
+	mkdir -p $(TOOLS)
+	GOBIN=$(CURDIR)/$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
+	mv $(TOOLS)/golangci-lint $@
 
 test: vet ## go vet, then all tests with -race (e2e needs root + Docker)
 	$(GO) test $(TEST_FLAGS) ./...

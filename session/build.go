@@ -267,13 +267,17 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project string,
 		}
 		be := &BuildError{Step: prog.step, Err: err}
 		if buildID != 0 {
-			m.store.FinishBuild(fctx, buildID, store.BuildFailed, "", prog.step, err.Error(), d)
+			if ferr := m.store.FinishBuild(fctx, buildID, store.BuildFailed, "", prog.step, err.Error(), d); ferr != nil {
+				m.log.Error("record build", "project", project, "err", ferr)
+			}
 		}
 		m.event(fctx, store.Event{Type: "image.build", User: u.Name, Project: project, Duration: d, Details: "failed: " + be.Error()})
 		return BuildResult{Duration: d}, be
 	}
 	if buildID != 0 {
-		m.store.FinishBuild(fctx, buildID, store.BuildOK, id, "", "", d)
+		if ferr := m.store.FinishBuild(fctx, buildID, store.BuildOK, id, "", "", d); ferr != nil {
+			m.log.Error("record build", "project", project, "err", ferr)
+		}
 	}
 	m.event(fctx, store.Event{Type: "image.build", User: u.Name, Project: project, Duration: d, Details: "ok " + id})
 	return BuildResult{ImageID: id, Built: true, Duration: d}, nil

@@ -144,7 +144,8 @@ func (b *broadcast) follow(ctx context.Context, w io.Writer) error {
 		changed, done := b.changed, b.done
 		b.mu.Unlock()
 		if len(chunk) > 0 {
-			w.Write(chunk)
+			// A follower whose connection is gone finds out from ctx.
+			_, _ = w.Write(chunk)
 		}
 		if done {
 			return nil
@@ -166,7 +167,7 @@ type teeWriter struct {
 }
 
 func (t teeWriter) Write(p []byte) (int, error) {
-	t.followers.Write(p)
-	t.owner.Write(p)
+	_, _ = t.followers.Write(p) // a broadcast never fails
+	_, _ = t.owner.Write(p)     // see above
 	return len(p), nil
 }

@@ -76,7 +76,7 @@ func (c *buildCgroups) prepare(ctx context.Context, group string, l runtime.Limi
 // refused rather than run unbounded.
 func (c *buildCgroups) prepareV1(group string, l runtime.Limits) (string, error) {
 	pids := filepath.Join(c.root, "pids", buildCgroupDir, group)
-	if err := os.MkdirAll(pids, 0o755); err != nil {
+	if err := os.MkdirAll(pids, 0o755); err != nil { //nolint:gosec // cgroupfs directories are 0755, as the runtime makes them
 		return "", fmt.Errorf("build cgroup: %w", err)
 	}
 	if err := writeCgroup(pids, "pids.max", limitOr(l.PidsLimit, "max")); err != nil {
@@ -84,7 +84,7 @@ func (c *buildCgroups) prepareV1(group string, l runtime.Limits) (string, error)
 	}
 	if l.Memory > 0 {
 		mem := filepath.Join(c.root, "memory", buildCgroupDir, group)
-		if err := os.MkdirAll(mem, 0o755); err != nil {
+		if err := os.MkdirAll(mem, 0o755); err != nil { //nolint:gosec // as above
 			return "", fmt.Errorf("build cgroup: %w", err)
 		}
 		if err := writeCgroup(mem, "memory.limit_in_bytes", strconv.FormatInt(l.Memory, 10)); err != nil {
@@ -93,7 +93,7 @@ func (c *buildCgroups) prepareV1(group string, l runtime.Limits) (string, error)
 	}
 	if l.NanoCPUs > 0 {
 		cpu := filepath.Join(c.root, "cpu", buildCgroupDir, group)
-		if err := os.MkdirAll(cpu, 0o755); err != nil {
+		if err := os.MkdirAll(cpu, 0o755); err != nil { //nolint:gosec // as above
 			return "", fmt.Errorf("build cgroup: %w", err)
 		}
 		if err := writeCgroup(cpu, "cpu.cfs_period_us", strconv.Itoa(cpuPeriod)); err != nil {
@@ -124,7 +124,7 @@ func (c *buildCgroups) prepareV2(group string, l runtime.Limits) (string, error)
 	}
 	dirs := []string{c.root, filepath.Join(c.root, buildCgroupDir)}
 	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o755); err != nil { //nolint:gosec // as above
 			return "", fmt.Errorf("build cgroup: %w", err)
 		}
 		if err := writeCgroup(d, "cgroup.subtree_control", strings.Join(enable, " ")); err != nil {
@@ -132,7 +132,7 @@ func (c *buildCgroups) prepareV2(group string, l runtime.Limits) (string, error)
 		}
 	}
 	dir := filepath.Join(c.root, buildCgroupDir, group)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // as above
 		return "", fmt.Errorf("build cgroup: %w", err)
 	}
 	if err := writeCgroup(dir, "pids.max", limitOr(l.PidsLimit, "max")); err != nil {
@@ -203,7 +203,7 @@ func (c *buildCgroups) forkFailures(group string) int64 {
 }
 
 func writeCgroup(dir, file, val string) error {
-	if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, file), []byte(val), 0o644); err != nil { //nolint:gosec // a cgroup control file: it exists, the mode is not used
 		return fmt.Errorf("build cgroup: write %s: %w", file, err)
 	}
 	return nil

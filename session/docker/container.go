@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/client"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
 )
@@ -63,11 +63,11 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 		},
 	}
 	if pids > 0 {
-		host.Resources.PidsLimit = &pids
+		host.PidsLimit = &pids
 	}
 	if len(spec.GPUs) > 0 {
 		// Exactly these devices, by UUID, through the NVIDIA runtime hook.
-		host.Resources.DeviceRequests = []container.DeviceRequest{{
+		host.DeviceRequests = []container.DeviceRequest{{
 			Driver: "nvidia", DeviceIDs: spec.GPUs, Capabilities: [][]string{{"gpu"}},
 		}}
 	}
@@ -80,7 +80,7 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 		// Remove on a fresh context: the caller's may be what failed.
 		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if rmErr := d.cli.ContainerRemove(rmCtx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil && !client.IsErrNotFound(rmErr) {
+		if rmErr := d.cli.ContainerRemove(rmCtx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil && !cerrdefs.IsNotFound(rmErr) {
 			d.log.Warn("remove failed container", "container", id, "err", rmErr)
 		}
 		return "", err
@@ -106,7 +106,7 @@ func withLabel(labels map[string]string, k, v string) map[string]string {
 // Running reports whether the container exists and runs.
 func (d *Docker) Running(ctx context.Context, id string) (bool, error) {
 	info, err := d.cli.ContainerInspect(ctx, id)
-	if client.IsErrNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
@@ -122,12 +122,12 @@ func (d *Docker) Running(ctx context.Context, id string) (bool, error) {
 func (d *Docker) Retire(ctx context.Context, id string) error {
 	grace := stopGrace
 	err := d.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &grace})
-	if err != nil && !client.IsErrNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		d.log.Warn("stop container", "container", id, "err", err)
 	}
 	d.ioDirs.Delete(id)
 	err = d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !client.IsErrNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container: %w", err)
 	}
 	return nil

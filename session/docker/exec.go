@@ -9,10 +9,10 @@ import (
 	"syscall"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/versions"
-	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
@@ -63,7 +63,7 @@ func (d *Docker) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (ru
 }
 
 func isNotRunning(err error) bool {
-	return client.IsErrNotFound(err) || containsAny(err.Error(), "is not running", "is paused", "is restarting")
+	return cerrdefs.IsNotFound(err) || containsAny(err.Error(), "is not running", "is paused", "is restarting")
 }
 
 // execRef is an exec known to the engine: its exit status, its host PID.

@@ -8,8 +8,8 @@ import (
 	"io"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
 )
 
 // maxReadFile bounds files read out of a container (passwd, group).
@@ -19,7 +19,7 @@ const maxReadFile = 4 << 20
 // A missing file reads as empty: minimal images may lack /etc/group.
 func (d *Docker) readFile(ctx context.Context, id, p string) ([]byte, error) {
 	rc, _, err := d.cli.CopyFromContainer(ctx, id, p)
-	if client.IsErrNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {

@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
@@ -22,7 +22,7 @@ import (
 // ImageID returns the image's ID, or "" when it does not exist.
 func (d *Docker) ImageID(ctx context.Context, ref string) (string, error) {
 	info, err := d.cli.ImageInspect(ctx, ref)
-	if client.IsErrNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return "", nil
 	}
 	if err != nil {
@@ -34,7 +34,7 @@ func (d *Docker) ImageID(ctx context.Context, ref string) (string, error) {
 // Image describes ref; a missing image has an empty ID.
 func (d *Docker) Image(ctx context.Context, ref string) (runtime.Image, error) {
 	info, err := d.cli.ImageInspect(ctx, ref)
-	if client.IsErrNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return runtime.Image{}, nil
 	}
 	if err != nil {
@@ -52,7 +52,7 @@ func (d *Docker) Image(ctx context.Context, ref string) (runtime.Image, error) {
 // container still runs, so a running project keeps working.
 func (d *Docker) RemoveImage(ctx context.Context, ref string) error {
 	_, err := d.cli.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
-	if err != nil && !client.IsErrNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove image %s: %w", ref, err)
 	}
 	return nil
@@ -135,7 +135,7 @@ func (d *Docker) cgroups(ctx context.Context) (*buildCgroups, error) {
 func (d *Docker) vetBases(ctx context.Context, spec runtime.BuildSpec, out io.Writer) error {
 	for _, b := range spec.Bases {
 		info, err := d.cli.ImageInspect(ctx, b)
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			if err = d.pull(ctx, b, out); err != nil {
 				return err
 			}
@@ -218,7 +218,7 @@ func (d *Docker) runBuild(ctx context.Context, tarball io.Reader, opts build.Ima
 			}
 		}
 		if msg.Stream != "" {
-			log.Write([]byte(msg.Stream))
+			_, _ = log.Write([]byte(msg.Stream)) // a buildLog only fails if its reader is gone
 		} else if msg.Status != "" {
 			fmt.Fprintln(log, msg.Status)
 		}
@@ -281,7 +281,8 @@ func (b *buildLog) emit(line []byte) {
 		strings.Contains(low, "fork") && strings.Contains(low, "resource temporarily unavailable") {
 		b.forkFailed = true
 	}
-	b.out.Write(append(line, '\n'))
+	// The session's progress writer: a reader who left is no build error.
+	_, _ = b.out.Write(append(line, '\n'))
 }
 
 func containsAny(s string, subs ...string) bool {

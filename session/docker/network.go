@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
 )
 
 // subnetBits is the size of each user's network: 62 addresses, far more
@@ -36,7 +36,7 @@ func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[stri
 	_, err := d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
 	var createErr error
 	var refused []netip.Prefix // subnets the engine holds without listing them
-	for attempt := 0; client.IsErrNotFound(err) && attempt < 8; attempt++ {
+	for attempt := 0; cerrdefs.IsNotFound(err) && attempt < 8; attempt++ {
 		var subnet netip.Prefix
 		if subnet, err = d.freeSubnet(ctx, refused); err != nil {
 			break

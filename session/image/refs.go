@@ -160,7 +160,7 @@ func parseRef(ref string) (reference.Named, error) {
 		return nil, badRef(ref)
 	}
 	if first, _, ok := strings.Cut(ref, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
-		if d := reference.Domain(named); d != first && !(first == "index.docker.io" && d == "docker.io") {
+		if d := reference.Domain(named); d != first && (first != "index.docker.io" || d != "docker.io") {
 			return nil, badRef(ref)
 		}
 	}
