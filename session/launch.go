@@ -194,11 +194,8 @@ func (m *Manager) containerLabels(u store.User, project string, created time.Tim
 func (m *Manager) reserveContainer(e *entry, u store.User, l gpu.Limits) (func(), error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if l.MaxContainers != nil {
-		n := m.containersOf(u.UID, e)
-		if n >= *l.MaxContainers {
-			return nil, fmt.Errorf("%w: you run %d of %d containers (max_containers_per_user): retire one first (container-list, container-retire)", ErrLimit, n, *l.MaxContainers)
-		}
+	if err := m.capRefusal(u.UID, l, e, ""); err != nil {
+		return nil, err
 	}
 	e.reserved = true
 	return func() {
@@ -206,6 +203,19 @@ func (m *Manager) reserveContainer(e *entry, u store.User, l gpu.Limits) (func()
 		e.reserved = false
 		m.mu.Unlock()
 	}, nil
+}
+
+// capRefusal refuses one more container of the user's beyond
+// max_containers_per_user, counting all but except's; what says what the
+// new one would be for. m.mu is held.
+func (m *Manager) capRefusal(uid int, l gpu.Limits, except *entry, what string) error {
+	if l.MaxContainers == nil {
+		return nil
+	}
+	if n := m.containersOf(uid, except); n >= *l.MaxContainers {
+		return fmt.Errorf("%w: you run %d of %d containers (max_containers_per_user)%s: retire one first (container-list, container-retire)", ErrLimit, n, *l.MaxContainers, what)
+	}
+	return nil
 }
 
 // containersOf counts the user's containers, running or being launched,

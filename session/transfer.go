@@ -87,11 +87,8 @@ func (m *Manager) reserveTransfer(u store.User) (release func(), err error) {
 	l, _ := m.limitsFor(u)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if l.MaxContainers != nil {
-		n := m.containersOf(u.UID, nil)
-		if n >= *l.MaxContainers {
-			return nil, fmt.Errorf("%w: you run %d of %d containers (max_containers_per_user), and rsync needs one more for the transfer; sftp and scp need none, or retire one first (container-list, container-retire)", ErrLimit, n, *l.MaxContainers)
-		}
+	if err := m.capRefusal(u.UID, l, nil, ", and rsync needs one more for the transfer (sftp and scp need none)"); err != nil {
+		return nil, err
 	}
 	if m.transfers == nil {
 		m.transfers = map[int]int{}

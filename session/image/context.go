@@ -2,6 +2,7 @@ package image
 
 import (
 	"archive/tar"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -9,7 +10,8 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"syscall"
+
+	"github.com/ds01/ds01-gateway/session/workspace"
 )
 
 // DockerfileName is where a project's Dockerfile lives in its workspace.
@@ -62,23 +64,18 @@ func addBytes(tw *tar.Writer, name string, data []byte) error {
 	return err
 }
 
-// addFile adds name if it is a regular file. It opens without blocking (a
-// FIFO would wait for a writer forever) and checks the type on the open
-// file, so a file swapped for a FIFO or a device after the directory walk
-// is skipped too.
+// addFile adds name if it is a regular file (see workspace.OpenRegular:
+// FIFOs, sockets and devices are nothing a build can use, and must not
+// hold a gateway thread).
 func addFile(tw *tar.Writer, root *os.Root, name string) error {
-	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, st, err := workspace.OpenRegular(root, name)
+	if errors.Is(err, workspace.ErrNotRegular) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if !st.Mode().IsRegular() {
-		return nil // FIFOs, sockets, devices: nothing a build can use
-	}
 	hdr := &tar.Header{Name: name, Mode: int64(st.Mode().Perm()), Size: st.Size(), ModTime: st.ModTime(), Typeflag: tar.TypeReg}
 	if err := tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("tar %s: %w", name, err)

@@ -155,18 +155,11 @@ func (d *Dir) Do(fn func(root *os.Root) error) error {
 func (d *Dir) ReadFile(name string, max int64) ([]byte, error) {
 	var data []byte
 	err := d.Do(func(root *os.Root) error {
-		f, err := root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+		f, st, err := OpenRegular(root, name)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		st, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		if !st.Mode().IsRegular() {
-			return &fs.PathError{Op: "read", Path: name, Err: ErrNotRegular}
-		}
 		if st.Size() > max {
 			return &fs.PathError{Op: "read", Path: name, Err: TooLarge(max)}
 		}
@@ -177,6 +170,27 @@ func (d *Dir) ReadFile(name string, max int64) ([]byte, error) {
 		return err
 	})
 	return data, err
+}
+
+// OpenRegular opens name below root for reading if it is a regular file,
+// and fails with ErrNotRegular otherwise. It opens without blocking (a
+// FIFO would wait for a writer forever) and checks the type on the open
+// file, so a file swapped for a FIFO or a device after a directory walk
+// fails too. Everything a user may put in a workspace is read this way.
+func OpenRegular(root *os.Root, name string) (*os.File, fs.FileInfo, error) {
+	f, err := root.OpenFile(name, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = &fs.PathError{Op: "read", Path: name, Err: ErrNotRegular}
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
 }
 
 // TooLarge is the error for a file over a size limit.
