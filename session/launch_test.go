@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ds01/ds01-gateway/session/gpu"
@@ -380,4 +381,48 @@ func TestUIDZeroIsRefused(t *testing.T) {
 	if _, launches, _ := rt.counts(); launches != 0 {
 		t.Error("launched a container for uid 0")
 	}
+}
+
+// The grace timers, in fake time (testing/synctest): a container whose
+// last connection left during its launch (the launch could not be stopped
+// in time and finished anyway) is still retired after the grace, not
+// forgotten with its entry.
+func TestLaunchFinishingAfterEveryoneLeftIsRetired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rt := newMem()
+		rt.delay = 5 * time.Second // Launch ignores the context, as an engine call in flight would
+		m, u := newTestManager(t, rt, 2*time.Second)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := m.Attach(ctx, u, "p", Default, io.Discard)
+			done <- err
+		}()
+		time.Sleep(time.Second)
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Fatalf("attach: %v", err)
+		}
+		time.Sleep(5 * time.Second) // the launch has finished: a container nobody holds
+		synctest.Wait()
+		if running, launches, _ := rt.counts(); running != 1 || launches != 1 {
+			t.Fatalf("after the launch: %d running, %d launched", running, launches)
+		}
+		time.Sleep(10 * time.Second) // more than the grace, twice
+		synctest.Wait()
+		if running, _, _ := rt.counts(); running != 0 {
+			t.Fatalf("the container outlived the grace with nobody on it: %d running", running)
+		}
+		// And a new login after that launches afresh.
+		l, err := m.Attach(context.Background(), u, "p", Default, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if running, launches, _ := rt.counts(); running != 0 || launches != 2 {
+			t.Fatalf("second round: %d running, %d launched", running, launches)
+		}
+	})
 }
