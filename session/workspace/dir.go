@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -260,4 +261,46 @@ func (d *Dir) Remove(name string) error {
 		}
 		return nil
 	})
+}
+
+// AppendFile appends data to the regular file name as the user, creating it
+// with mode if it is missing. A symlink at name is not followed and a FIFO
+// or device is refused (opened without blocking, checked on the open
+// file), so a user cannot point the gateway's writes anywhere else.
+func (d *Dir) AppendFile(name string, data []byte, mode os.FileMode) error {
+	return d.Do(func(root *os.Root) error {
+		f, err := root.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY, mode)
+		if err != nil {
+			return err
+		}
+		st, err := f.Stat()
+		if err == nil && !st.Mode().IsRegular() {
+			err = &fs.PathError{Op: "append", Path: name, Err: ErrNotRegular}
+		}
+		if err == nil {
+			_, err = f.Write(data)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
+// ModTime is the modification time of name as the user sees it, without
+// following a symlink at name; a missing file is the zero time.
+func (d *Dir) ModTime(name string) (time.Time, error) {
+	var t time.Time
+	err := d.Do(func(root *os.Root) error {
+		st, err := root.Lstat(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		t = st.ModTime()
+		return nil
+	})
+	return t, err
 }
