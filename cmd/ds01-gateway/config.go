@@ -67,6 +67,9 @@ type Config struct {
 	MaxForwardChannels   int `yaml:"max_forward_channels"`
 	MaxStartups          int `yaml:"max_startups"`
 	MaxStartupsPerSource int `yaml:"max_startups_per_source"`
+
+	// Lifecycle: detached and idle containers, maximum runtime (lifecycle.go).
+	Lifecycle Lifecycle `yaml:"lifecycle"`
 }
 
 // FakeGPU is one GPU of a fake inventory, for hosts without GPUs.
@@ -148,6 +151,7 @@ func defaultConfig() Config {
 		MaxForwardChannels:   gateway.DefaultMaxForwardChannels,
 		MaxStartups:          gateway.DefaultMaxStartups,
 		MaxStartupsPerSource: gateway.DefaultMaxStartupsPerSource,
+		Lifecycle:            defaultLifecycle(),
 	}
 }
 
@@ -293,6 +297,9 @@ func (c *Config) Validate() error {
 		return errors.New("max_auth_tries: must be at least 1")
 	}
 	if err := c.validateConnLimits(); err != nil {
+		return err
+	}
+	if err := c.Lifecycle.validate(); err != nil {
 		return err
 	}
 	for i, a := range c.ForwardAllow {
