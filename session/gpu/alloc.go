@@ -55,8 +55,13 @@ var ErrQueueTimeout = errors.New("no GPU came free in time: gpu-status shows who
 
 // QueueStatus is what a waiting request is told: its 1-based Position in
 // the queue, how many requests wait in all, and how many of the Total
-// slots are held by how many containers.
-type QueueStatus struct{ Position, Waiting, Held, Total, Holders int }
+// slots are held by how many containers. Bound, when not zero, is when the
+// first idle GPU container stops unless used (see SetQueueBound), rounded
+// up to the minute, in UTC.
+type QueueStatus struct {
+	Position, Waiting, Held, Total, Holders int
+	Bound                                   time.Time
+}
 
 // SlotState is one slot for gpu-status; Holder is nil when it is free.
 type SlotState struct {
@@ -113,11 +118,25 @@ type Allocator struct {
 	owner  []*grant // per slot; nil when free
 	grants map[key]*grant
 	queue  []*waiter
+
+	// Holds after stop (alloc_hold.go): per slot, nil when not held. A
+	// held slot is free (owner nil) but kept for its owner.
+	hold    []*hold
+	names   map[int]string // uid -> user name, for HoldState
+	now     func() time.Time
+	onDrop  func(HoldState)
+	dropped []HoldState // to tell onDrop once the lock is released
+
+	bound      func() (time.Time, bool) // see SetQueueBound
+	boundEvery time.Duration            // how often a waiter re-reads bound
 }
 
 // NewAllocator returns an allocator of the given slots, all free.
 func NewAllocator(slots []Slot) *Allocator {
-	a := &Allocator{index: map[string]int{}, grants: map[key]*grant{}}
+	a := &Allocator{
+		index: map[string]int{}, grants: map[key]*grant{}, names: map[int]string{},
+		now: time.Now, boundEvery: 30 * time.Second,
+	}
 	for _, s := range slots {
 		if _, dup := a.index[s.UUID]; dup {
 			slog.Warn("gpu: slot listed twice in the inventory; using the first", "uuid", s.UUID)
@@ -127,6 +146,7 @@ func NewAllocator(slots []Slot) *Allocator {
 		a.slots = append(a.slots, s)
 	}
 	a.owner = make([]*grant, len(a.slots))
+	a.hold = make([]*hold, len(a.slots))
 	a.pref = make([]int, len(a.slots))
 	for i := range a.pref {
 		a.pref[i] = i
@@ -169,35 +189,36 @@ func (a *Allocator) Acquire(ctx context.Context, r Request, maxWait time.Duratio
 	k := key{r.UID, r.Project}
 	a.mu.Lock()
 	if err := a.refuseLocked(r); err != nil {
-		a.mu.Unlock()
+		a.unlock()
 		return nil, err
 	}
 	if _, ok := a.grants[k]; ok {
-		a.mu.Unlock()
+		a.unlock()
 		return nil, fmt.Errorf("gpu: %s/%s already holds GPU slots; release them first", r.User, r.Project)
 	}
 	for _, w := range a.queue {
 		if w.key == k {
-			a.mu.Unlock()
+			a.unlock()
 			return nil, fmt.Errorf("gpu: %s/%s is already waiting for GPU slots", r.User, r.Project)
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		a.mu.Unlock()
+		a.unlock()
 		return nil, err
 	}
 	if len(a.queue) == 0 {
 		if chosen := a.chooseLocked(r); chosen != nil {
 			a.grantLocked(k, r.holder(), chosen)
-			a.mu.Unlock()
+			a.unlock()
 			return a.slotIdx(chosen), nil
 		}
 	}
 	w := &waiter{req: r, key: k, since: time.Now(), notify: make(chan struct{}, 1), done: make(chan struct{})}
 	a.queue = append(a.queue, w)
+	a.dropForWaitersLocked()
 	a.notifyLocked()
 	st, _ := a.statusLocked(w)
-	a.mu.Unlock()
+	a.unlock()
 	return a.wait(ctx, w, st, maxWait, progress)
 }
 
@@ -209,12 +230,17 @@ func (a *Allocator) wait(ctx context.Context, w *waiter, st QueueStatus, maxWait
 	}
 	var last QueueStatus
 	tell := func(st QueueStatus) {
+		st.Bound = a.queueBound()
 		if st != last {
 			last = st
 			progress(st)
 		}
 	}
 	tell(st)
+	// The bound moves without the queue changing (a holder becomes idle,
+	// or busy again): re-read it now and then.
+	tick := time.NewTicker(a.boundEvery)
+	defer tick.Stop()
 	var timeout <-chan time.Time
 	if maxWait > 0 {
 		t := time.NewTimer(maxWait)
@@ -233,12 +259,13 @@ func (a *Allocator) wait(ctx context.Context, w *waiter, st QueueStatus, maxWait
 		case <-timeout:
 			return a.leave(w, fmt.Errorf("waited %s: %w", maxWait, ErrQueueTimeout))
 		case <-w.notify:
-			a.mu.Lock()
-			st, queued := a.statusLocked(w)
-			a.mu.Unlock()
-			if queued {
-				tell(st)
-			}
+		case <-tick.C:
+		}
+		a.mu.Lock()
+		st, queued := a.statusLocked(w)
+		a.mu.Unlock()
+		if queued {
+			tell(st)
 		}
 	}
 }
@@ -247,7 +274,7 @@ func (a *Allocator) wait(ctx context.Context, w *waiter, st QueueStatus, maxWait
 // the cancellation is given back, so a caller that gave up holds nothing.
 func (a *Allocator) leave(w *waiter, err error) ([]Slot, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.unlock()
 	if w.finished {
 		if w.err != nil {
 			return nil, w.err
@@ -268,7 +295,7 @@ func (a *Allocator) leave(w *waiter, err error) ([]Slot, error) {
 // head(s) as they fit; it returns what was freed (nil if none).
 func (a *Allocator) Release(uid int, project string) []Slot {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.unlock()
 	g, ok := a.grants[key{uid, project}]
 	if !ok {
 		return nil
@@ -288,7 +315,7 @@ func (a *Allocator) Release(uid int, project string) []Slot {
 func (a *Allocator) Restore(h Holder, uuids []string) error {
 	k := key{h.UID, h.Project}
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.unlock()
 	var unknown, taken []string
 	var add []int
 	seen := map[int]bool{}
@@ -371,19 +398,46 @@ func (r Request) holder() Holder {
 	return Holder{User: r.User, UID: r.UID, Project: r.Project, Since: time.Now()}
 }
 
-// chooseLocked picks the cheapest free slots for r, or nil when r must
-// wait: not enough are free, or the free ones would overshoot the quota
-// where cheaper ones (held by others now) would not.
+// chooseLocked picks free slots for r, or nil when r must wait: not
+// enough are free, or the free ones would overshoot the quota where
+// cheaper ones (held by others now) would not. The owner of held slots
+// gets them back first, so a reconnect finds its GPU; others take the
+// cheapest free slots nobody holds, and held ones only when they would
+// otherwise wait, so a hold never makes anyone queue.
 func (a *Allocator) chooseLocked(r Request) []int {
+	a.expireLocked()
+	k := key{r.UID, r.Project}
+	own := func(i int) bool { return a.hold[i] != nil && a.hold[i].key == k }
+	unheld := func(i int) bool { return a.hold[i] == nil }
+	if chosen := a.pickLocked(r, own, unheld); chosen != nil {
+		return chosen
+	}
+	if a.holdsLocked(k) { // the held ones overshoot the quota: the cheapest instead
+		if chosen := a.pickLocked(r, func(i int) bool { return own(i) || unheld(i) }); chosen != nil {
+			return chosen
+		}
+	}
+	if !a.anyHeldLocked() {
+		return nil
+	}
+	return a.pickLocked(r, func(int) bool { return true })
+}
+
+// pickLocked takes free slots in the order of passes (each cheapest
+// first) until r has its count; nil when there are not enough or they
+// overshoot r's quota.
+func (a *Allocator) pickLocked(r Request, passes ...func(i int) bool) []int {
 	var chosen []int
 	sev := 0
-	for _, i := range a.pref {
-		if len(chosen) == r.Slots {
-			break
-		}
-		if a.owner[i] == nil {
-			chosen = append(chosen, i)
-			sev += a.slots[i].sevenths()
+	for _, ok := range passes {
+		for _, i := range a.pref {
+			if len(chosen) == r.Slots {
+				break
+			}
+			if a.owner[i] == nil && ok(i) && !slices.Contains(chosen, i) {
+				chosen = append(chosen, i)
+				sev += a.slots[i].sevenths()
+			}
 		}
 	}
 	if len(chosen) < r.Slots {
@@ -413,6 +467,7 @@ func (a *Allocator) dispatchLocked() {
 			a.grantLocked(w.key, w.req.holder(), chosen)
 			w.slots = chosen
 		} else {
+			a.dropForWaitersLocked()
 			return
 		}
 		a.queue = a.queue[1:]
@@ -428,12 +483,14 @@ func (a *Allocator) grantLocked(k key, h Holder, idx []int) *grant {
 		g = &grant{key: k, holder: h}
 		a.grants[k] = g
 	}
+	a.names[k.uid] = h.User
 	for _, i := range idx {
 		if a.owner[i] != nil {
 			// The callers pick free slots under the lock: this is a bug.
 			panic(fmt.Sprintf("gpu: slot %s granted twice", a.slots[i].UUID))
 		}
 		a.owner[i] = g
+		a.unholdLocked(i, k)
 	}
 	g.slots = append(g.slots, idx...)
 	slices.Sort(g.slots)
