@@ -178,7 +178,8 @@ func (a *Allocator) Total() int { return len(a.slots) }
 // at once and after every change; it runs on this goroutine without the
 // allocator's lock, so a slow connection delays only its own updates.
 // Cancelling ctx leaves the queue with ctx.Err(); after maxWait (0: no
-// limit) it leaves with ErrQueueTimeout.
+// limit) it leaves with ErrQueueTimeout. Slots held for (r.UID, r.Project)
+// since its last container stopped (Hold) are given back first.
 func (a *Allocator) Acquire(ctx context.Context, r Request, maxWait time.Duration, progress func(QueueStatus)) ([]Slot, error) {
 	if r.Slots <= 0 {
 		return nil, nil
