@@ -99,8 +99,12 @@ func (m *Manager) acquireGPUs(ctx context.Context, u store.User, project string,
 			return
 		}
 		last = st
-		fmt.Fprintf(notice, "ds01: waiting for %d GPU(s): position %d of %d in the queue; %d of %d slots held by %d container(s) (gpu-status shows who; Ctrl-C leaves the queue)\n",
-			n, st.Position, st.Waiting, st.Held, st.Total, st.Holders)
+		bound := ""
+		if !st.Bound.IsZero() {
+			bound = fmt.Sprintf("; an idle GPU container stops at %s UTC unless used", st.Bound.UTC().Format("15:04"))
+		}
+		fmt.Fprintf(notice, "ds01: waiting for %d GPU(s): position %d of %d in the queue; %d of %d slots held by %d container(s)%s (gpu-status shows who; Ctrl-C leaves the queue)\n",
+			n, st.Position, st.Waiting, st.Held, st.Total, st.Holders, bound)
 	}
 	start := time.Now()
 	slots, err := m.cfg.Alloc.Acquire(ctx, gpu.Request{

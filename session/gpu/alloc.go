@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,8 +55,13 @@ var ErrQueueTimeout = errors.New("no GPU came free in time: gpu-status shows who
 
 // QueueStatus is what a waiting request is told: its 1-based Position in
 // the queue, how many requests wait in all, and how many of the Total
-// slots are held by how many containers.
-type QueueStatus struct{ Position, Waiting, Held, Total, Holders int }
+// slots are held by how many containers. Bound, when not zero, is when the
+// first idle GPU container stops unless used (see SetQueueBound), rounded
+// up to the minute, in UTC.
+type QueueStatus struct {
+	Position, Waiting, Held, Total, Holders int
+	Bound                                   time.Time
+}
 
 // SlotState is one slot for gpu-status; Holder is nil when it is free.
 type SlotState struct {
@@ -115,11 +118,25 @@ type Allocator struct {
 	owner  []*grant // per slot; nil when free
 	grants map[key]*grant
 	queue  []*waiter
+
+	// Holds after stop (alloc_hold.go): per slot, nil when not held. A
+	// held slot is free (owner nil) but kept for its owner.
+	hold    []*hold
+	names   map[int]string // uid -> user name, for HoldState
+	now     func() time.Time
+	onDrop  func(HoldState)
+	dropped []HoldState // to tell onDrop once the lock is released
+
+	bound      func() (time.Time, bool) // see SetQueueBound
+	boundEvery time.Duration            // how often a waiter re-reads bound
 }
 
 // NewAllocator returns an allocator of the given slots, all free.
 func NewAllocator(slots []Slot) *Allocator {
-	a := &Allocator{index: map[string]int{}, grants: map[key]*grant{}}
+	a := &Allocator{
+		index: map[string]int{}, grants: map[key]*grant{}, names: map[int]string{},
+		now: time.Now, boundEvery: 30 * time.Second,
+	}
 	for _, s := range slots {
 		if _, dup := a.index[s.UUID]; dup {
 			slog.Warn("gpu: slot listed twice in the inventory; using the first", "uuid", s.UUID)
@@ -129,6 +146,7 @@ func NewAllocator(slots []Slot) *Allocator {
 		a.slots = append(a.slots, s)
 	}
 	a.owner = make([]*grant, len(a.slots))
+	a.hold = make([]*hold, len(a.slots))
 	a.pref = make([]int, len(a.slots))
 	for i := range a.pref {
 		a.pref[i] = i
@@ -160,7 +178,8 @@ func (a *Allocator) Total() int { return len(a.slots) }
 // at once and after every change; it runs on this goroutine without the
 // allocator's lock, so a slow connection delays only its own updates.
 // Cancelling ctx leaves the queue with ctx.Err(); after maxWait (0: no
-// limit) it leaves with ErrQueueTimeout.
+// limit) it leaves with ErrQueueTimeout. Slots held for (r.UID, r.Project)
+// since its last container stopped (Hold) are given back first.
 func (a *Allocator) Acquire(ctx context.Context, r Request, maxWait time.Duration, progress func(QueueStatus)) ([]Slot, error) {
 	if r.Slots <= 0 {
 		return nil, nil
@@ -171,35 +190,36 @@ func (a *Allocator) Acquire(ctx context.Context, r Request, maxWait time.Duratio
 	k := key{r.UID, r.Project}
 	a.mu.Lock()
 	if err := a.refuseLocked(r); err != nil {
-		a.mu.Unlock()
+		a.unlock()
 		return nil, err
 	}
 	if _, ok := a.grants[k]; ok {
-		a.mu.Unlock()
+		a.unlock()
 		return nil, fmt.Errorf("gpu: %s/%s already holds GPU slots; release them first", r.User, r.Project)
 	}
 	for _, w := range a.queue {
 		if w.key == k {
-			a.mu.Unlock()
+			a.unlock()
 			return nil, fmt.Errorf("gpu: %s/%s is already waiting for GPU slots", r.User, r.Project)
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		a.mu.Unlock()
+		a.unlock()
 		return nil, err
 	}
 	if len(a.queue) == 0 {
 		if chosen := a.chooseLocked(r); chosen != nil {
 			a.grantLocked(k, r.holder(), chosen)
-			a.mu.Unlock()
+			a.unlock()
 			return a.slotIdx(chosen), nil
 		}
 	}
 	w := &waiter{req: r, key: k, since: time.Now(), notify: make(chan struct{}, 1), done: make(chan struct{})}
 	a.queue = append(a.queue, w)
+	a.dropForWaitersLocked()
 	a.notifyLocked()
 	st, _ := a.statusLocked(w)
-	a.mu.Unlock()
+	a.unlock()
 	return a.wait(ctx, w, st, maxWait, progress)
 }
 
@@ -211,12 +231,17 @@ func (a *Allocator) wait(ctx context.Context, w *waiter, st QueueStatus, maxWait
 	}
 	var last QueueStatus
 	tell := func(st QueueStatus) {
+		st.Bound = a.queueBound()
 		if st != last {
 			last = st
 			progress(st)
 		}
 	}
 	tell(st)
+	// The bound moves without the queue changing (a holder becomes idle,
+	// or busy again): re-read it now and then.
+	tick := time.NewTicker(a.boundEvery)
+	defer tick.Stop()
 	var timeout <-chan time.Time
 	if maxWait > 0 {
 		t := time.NewTimer(maxWait)
@@ -235,12 +260,13 @@ func (a *Allocator) wait(ctx context.Context, w *waiter, st QueueStatus, maxWait
 		case <-timeout:
 			return a.leave(w, fmt.Errorf("waited %s: %w", maxWait, ErrQueueTimeout))
 		case <-w.notify:
-			a.mu.Lock()
-			st, queued := a.statusLocked(w)
-			a.mu.Unlock()
-			if queued {
-				tell(st)
-			}
+		case <-tick.C:
+		}
+		a.mu.Lock()
+		st, queued := a.statusLocked(w)
+		a.mu.Unlock()
+		if queued {
+			tell(st)
 		}
 	}
 }
@@ -249,7 +275,7 @@ func (a *Allocator) wait(ctx context.Context, w *waiter, st QueueStatus, maxWait
 // the cancellation is given back, so a caller that gave up holds nothing.
 func (a *Allocator) leave(w *waiter, err error) ([]Slot, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.unlock()
 	if w.finished {
 		if w.err != nil {
 			return nil, w.err
@@ -270,7 +296,7 @@ func (a *Allocator) leave(w *waiter, err error) ([]Slot, error) {
 // head(s) as they fit; it returns what was freed (nil if none).
 func (a *Allocator) Release(uid int, project string) []Slot {
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.unlock()
 	g, ok := a.grants[key{uid, project}]
 	if !ok {
 		return nil
@@ -290,7 +316,7 @@ func (a *Allocator) Release(uid int, project string) []Slot {
 func (a *Allocator) Restore(h Holder, uuids []string) error {
 	k := key{h.UID, h.Project}
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	defer a.unlock()
 	var unknown, taken []string
 	var add []int
 	seen := map[int]bool{}
@@ -373,118 +399,46 @@ func (r Request) holder() Holder {
 	return Holder{User: r.User, UID: r.UID, Project: r.Project, Since: time.Now()}
 }
 
-// refuseStatic refuses what no state of the allocator could grant.
-func (a *Allocator) refuseStatic(r Request) error {
-	if c := r.Quota.MaxSlotsPerContainer; c != nil && r.Slots > *c {
-		if *c <= 0 {
-			return &RefusedError{reasonCap, "GPUs are off for you (max_gpu_slots_per_container is 0): ask for +cpu"}
-		}
-		return &RefusedError{reasonCap, fmt.Sprintf("you asked for %d GPUs; at most %d per container (max_gpu_slots_per_container): ask for +gpus=%d", r.Slots, *c, *c)}
+// chooseLocked picks free slots for r, or nil when r must wait: not
+// enough are free, or the free ones would overshoot the quota where
+// cheaper ones (held by others now) would not. The owner of held slots
+// gets them back first, so a reconnect finds its GPU; others take the
+// cheapest free slots nobody holds, and held ones only when they would
+// otherwise wait, so a hold never makes anyone queue.
+func (a *Allocator) chooseLocked(r Request) []int {
+	a.expireLocked()
+	k := key{r.UID, r.Project}
+	own := func(i int) bool { return a.hold[i] != nil && a.hold[i].key == k }
+	unheld := func(i int) bool { return a.hold[i] == nil }
+	if chosen := a.pickLocked(r, own, unheld); chosen != nil {
+		return chosen
 	}
-	if n := len(a.slots); r.Slots > n {
-		if n == 0 {
-			return &RefusedError{reasonInventory, fmt.Sprintf("this host has no GPUs; you asked for %d: ask for +cpu", r.Slots)}
+	if a.holdsLocked(k) { // the held ones overshoot the quota: the cheapest instead
+		if chosen := a.pickLocked(r, func(i int) bool { return own(i) || unheld(i) }); chosen != nil {
+			return chosen
 		}
-		return &RefusedError{reasonInventory, fmt.Sprintf("this host has %d GPU slots; you asked for %d: ask for +gpus=%d", n, r.Slots, n)}
 	}
-	return nil
-}
-
-// refuseLocked refuses what cannot be granted while the user holds what
-// they hold: the request only ever gets slots its user does not hold, so
-// they bound both the count and the cheapest gpueq it can get. Without
-// this, a request stuck behind the user's own containers would wait at
-// the head of the queue and block everyone else.
-func (a *Allocator) refuseLocked(r Request) error {
-	heldSev, heldN := a.userLocked(r.UID)
-	avail, minSev := a.cheapestLocked(r.UID, r.Slots)
-	if avail < r.Slots {
-		msg := fmt.Sprintf("you hold %d of this host's %d GPU slots in other containers; you asked for %d more: ", heldN, len(a.slots), r.Slots)
-		if avail > 0 {
-			msg += fmt.Sprintf("ask for +gpus=%d or retire a container (container-list)", avail)
-		} else {
-			msg += "retire a container (container-list) or ask for +cpu"
-		}
-		return &RefusedError{reasonInventory, msg}
-	}
-	q := r.Quota.MaxGPUEq
-	if q == nil || fits(heldSev+minSev, *q) {
+	if !a.anyHeldLocked() {
 		return nil
 	}
-	if *q <= eqEpsilon {
-		return &RefusedError{reasonQuota, "your GPU limit is 0 GPU-equivalents (max_gpu_equivalents): ask for +cpu"}
-	}
-	msg := fmt.Sprintf("you hold %s of %s GPU-equivalents", fmtSev(heldSev), fmtEq(*q))
-	if fits(heldSev+1, *q) { // some room is left: say why it is not enough
-		msg += fmt.Sprintf(" and %d GPU slot(s) need at least %s more", r.Slots, fmtSev(minSev))
-	}
-	var todo []string
-	for n := r.Slots - 1; n >= 1; n-- {
-		if _, s := a.cheapestLocked(r.UID, n); fits(heldSev+s, *q) {
-			todo = append(todo, fmt.Sprintf("ask for +gpus=%d", n))
-			break
-		}
-	}
-	if heldN > 0 {
-		todo = append(todo, "retire a container (container-list)")
-	}
-	todo = append(todo, "ask for +cpu")
-	return &RefusedError{reasonQuota, msg + ": " + orList(todo)}
+	return a.pickLocked(r, func(int) bool { return true })
 }
 
-// orList joins choices as "a, b or c".
-func orList(s []string) string {
-	if len(s) == 1 {
-		return s[0]
-	}
-	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
-}
-
-// fits reports whether sev sevenths stay within a quota of max gpueq.
-func fits(sev int, max float64) bool {
-	return float64(sev)/migSlices <= max+eqEpsilon
-}
-
-// fmtSev writes sevenths as gpueq.
-func fmtSev(sev int) string { return fmtEq(float64(sev) / migSlices) }
-
-// fmtEq writes gpueq for people: "2.0", "0.5", "0.43".
-func fmtEq(eq float64) string {
-	eq = RoundEq(eq)
-	if eq == math.Trunc(eq) {
-		return strconv.FormatFloat(eq, 'f', 1, 64)
-	}
-	return strconv.FormatFloat(eq, 'f', -1, 64)
-}
-
-// cheapestLocked counts the slots uid does not hold, and the sevenths of
-// the cheapest n of them.
-func (a *Allocator) cheapestLocked(uid, n int) (avail, sev int) {
-	for _, i := range a.pref {
-		if g := a.owner[i]; g != nil && g.key.uid == uid {
-			continue
-		}
-		if avail < n {
-			sev += a.slots[i].sevenths()
-		}
-		avail++
-	}
-	return avail, sev
-}
-
-// chooseLocked picks the cheapest free slots for r, or nil when r must
-// wait: not enough are free, or the free ones would overshoot the quota
-// where cheaper ones (held by others now) would not.
-func (a *Allocator) chooseLocked(r Request) []int {
+// pickLocked takes free slots in the order of passes (each cheapest
+// first) until r has its count; nil when there are not enough or they
+// overshoot r's quota.
+func (a *Allocator) pickLocked(r Request, passes ...func(i int) bool) []int {
 	var chosen []int
 	sev := 0
-	for _, i := range a.pref {
-		if len(chosen) == r.Slots {
-			break
-		}
-		if a.owner[i] == nil {
-			chosen = append(chosen, i)
-			sev += a.slots[i].sevenths()
+	for _, ok := range passes {
+		for _, i := range a.pref {
+			if len(chosen) == r.Slots {
+				break
+			}
+			if a.owner[i] == nil && ok(i) && !slices.Contains(chosen, i) {
+				chosen = append(chosen, i)
+				sev += a.slots[i].sevenths()
+			}
 		}
 	}
 	if len(chosen) < r.Slots {
@@ -514,6 +468,7 @@ func (a *Allocator) dispatchLocked() {
 			a.grantLocked(w.key, w.req.holder(), chosen)
 			w.slots = chosen
 		} else {
+			a.dropForWaitersLocked()
 			return
 		}
 		a.queue = a.queue[1:]
@@ -529,12 +484,14 @@ func (a *Allocator) grantLocked(k key, h Holder, idx []int) *grant {
 		g = &grant{key: k, holder: h}
 		a.grants[k] = g
 	}
+	a.names[k.uid] = h.User
 	for _, i := range idx {
 		if a.owner[i] != nil {
 			// The callers pick free slots under the lock: this is a bug.
 			panic(fmt.Sprintf("gpu: slot %s granted twice", a.slots[i].UUID))
 		}
 		a.owner[i] = g
+		a.unholdLocked(i, k)
 	}
 	g.slots = append(g.slots, idx...)
 	slices.Sort(g.slots)

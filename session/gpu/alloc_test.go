@@ -533,6 +533,13 @@ func TestStress(t *testing.T) {
 					}
 					time.Sleep(time.Duration(rng.IntN(300)) * time.Microsecond)
 					o.drop(got)
+					if rng.IntN(3) == 0 { // a stop that keeps the GPUs for a moment
+						ids := make([]string, len(got))
+						for i, s := range got {
+							ids[i] = s.UUID
+						}
+						a.Hold(r.UID, r.Project, ids, time.Now().Add(time.Duration(rng.IntN(500))*time.Microsecond))
+					}
 					if freed := a.Release(r.UID, r.Project); len(freed) != len(got) {
 						t.Errorf("Release freed %v, granted %v", freed, got)
 					}
@@ -560,6 +567,10 @@ func TestStress(t *testing.T) {
 	}
 	wg.Wait()
 	assertIdle(t, a)
+	time.Sleep(time.Millisecond) // every hold has run out
+	if hs := a.Holds(); len(hs) != 0 {
+		t.Errorf("holds left: %+v", hs)
+	}
 	for uid := range 25 {
 		if eq, n := a.UserEq(uid); eq != 0 || n != 0 {
 			t.Errorf("uid %d still holds %v (%d)", uid, eq, n)
