@@ -10,12 +10,16 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/docker/go-units"
 	"go.yaml.in/yaml/v3"
 )
 
-// Limits are one user's effective limits. nil means unlimited.
+// Limits are one user's effective limits. For the resource limits (the
+// pointers) nil means unlimited. The lifecycle values (the Opts) have a
+// fallback outside the file, the gateway's lifecycle block, so they say
+// whether the file set them at all.
 type Limits struct {
 	MaxGPUEq             *float64 // max_gpu_equivalents
 	MaxSlotsPerContainer *int     // max_gpu_slots_per_container
@@ -24,6 +28,21 @@ type Limits struct {
 	Memory               *int64   // memory, bytes
 	ShmSize              *int64   // shm_size, bytes
 	PidsLimit            *int64   // pids_limit
+
+	IdleTimeout      Opt[time.Duration] // idle_timeout_h; Never: never stopped for idleness
+	MaxRuntime       Opt[time.Duration] // max_runtime_h; Never: unlimited
+	GPUHoldAfterStop Opt[time.Duration] // gpu_hold_after_stop_h; Never: no hold
+	GPUIdleThreshold Opt[float64]       // gpu_idle_threshold, percent; never Never
+	CPUIdleThreshold Opt[float64]       // cpu_idle_threshold, percent of one core; never Never
+}
+
+// Opt is a limits-file value with a fallback elsewhere. Set is false when no
+// tier of the file names the key (use the fallback); Never is true for an
+// explicit null (or "unlimited"); otherwise V holds the value. A tier that
+// names the key overrides the tiers below it, null included.
+type Opt[T any] struct {
+	Set, Never bool
+	V          T
 }
 
 // Policy is a parsed limits file.
@@ -52,8 +71,11 @@ type limitTier struct {
 type limitField struct {
 	key   string
 	parse func(path string, v any, l *Limits) error
-	copy  func(dst, src *Limits)
-	show  func(l Limits) string
+	// null handles an explicit null (or "unlimited"); nil leaves the zero
+	// value, which for the pointer fields means unlimited.
+	null func(path string, l *Limits) error
+	copy func(dst, src *Limits)
+	show func(l Limits) string
 }
 
 // limitMinMemory is Docker's floor for --memory; catching it here turns a
@@ -132,7 +154,86 @@ var limitFields = []limitField{
 		copy: func(d, s *Limits) { d.PidsLimit = limitClone(s.PidsLimit) },
 		show: func(l Limits) string { return limitShowInt(l.PidsLimit) },
 	},
+	limitHoursField("idle_timeout_h", "never", func(l *Limits) *Opt[time.Duration] { return &l.IdleTimeout }),
+	limitHoursField("max_runtime_h", "unlimited", func(l *Limits) *Opt[time.Duration] { return &l.MaxRuntime }),
+	limitHoursField("gpu_hold_after_stop_h", "none", func(l *Limits) *Opt[time.Duration] { return &l.GPUHoldAfterStop }),
+	limitPercentField("gpu_idle_threshold", 100, func(l *Limits) *Opt[float64] { return &l.GPUIdleThreshold }),
+	limitPercentField("cpu_idle_threshold", 0, func(l *Limits) *Opt[float64] { return &l.CPUIdleThreshold }),
 }
+
+// limitResourceFields counts the resource limits at the head of
+// limitFields; the lifecycle keys follow them.
+const limitResourceFields = 7
+
+// limitMaxHours keeps an hours value inside time.Duration (about 292 years).
+const limitMaxHours = 1e6
+
+// limitHoursField is a DS01 "_h" key: hours as a float, null for never.
+func limitHoursField(key, never string, field func(*Limits) *Opt[time.Duration]) limitField {
+	return limitField{
+		key: key,
+		parse: func(p string, v any, l *Limits) error {
+			h, ok := limitToFloat(v)
+			if !ok || h < 0 || h > limitMaxHours {
+				return fmt.Errorf("%s: want hours from 0 to %g (0.5 = 30 minutes) or null for %s, got %s", p, float64(limitMaxHours), never, limitDescribeValue(v))
+			}
+			// Milliseconds: short test timeouts written in hours (20 s =
+			// 0.00555...) come out whole.
+			*field(l) = Opt[time.Duration]{Set: true, V: time.Duration(math.Round(h*3600e3)) * time.Millisecond}
+			return nil
+		},
+		null: func(_ string, l *Limits) error {
+			*field(l) = Opt[time.Duration]{Set: true, Never: true}
+			return nil
+		},
+		copy: func(d, s *Limits) { *field(d) = *field(s) },
+		show: func(l Limits) string {
+			o := *field(&l)
+			switch {
+			case !o.Set:
+				return limitNotSet
+			case o.Never:
+				return never
+			}
+			return strconv.FormatFloat(o.V.Hours(), 'f', -1, 64)
+		},
+	}
+}
+
+// limitPercentField is a utilisation threshold in percent; most <= 0 means
+// no upper bound (CPU percent is of one core, so 150 is 1.5 cores). A null
+// has no sensible meaning for a threshold, so it is an error.
+func limitPercentField(key string, most float64, field func(*Limits) *Opt[float64]) limitField {
+	want := "a percent >= 0"
+	if most > 0 {
+		want = fmt.Sprintf("a percent from 0 to %g", most)
+	}
+	return limitField{
+		key: key,
+		parse: func(p string, v any, l *Limits) error {
+			f, ok := limitToFloat(v)
+			if !ok || f < 0 || most > 0 && f > most {
+				return fmt.Errorf("%s: want %s, got %s", p, want, limitDescribeValue(v))
+			}
+			*field(l) = Opt[float64]{Set: true, V: f}
+			return nil
+		},
+		null: func(p string, _ *Limits) error {
+			return fmt.Errorf("%s: want %s, got null (leave the key out to use the gateway's setting)", p, want)
+		},
+		copy: func(d, s *Limits) { *field(d) = *field(s) },
+		show: func(l Limits) string {
+			o := *field(&l)
+			if !o.Set {
+				return limitNotSet
+			}
+			return strconv.FormatFloat(o.V, 'f', -1, 64)
+		},
+	}
+}
+
+// limitNotSet is what Describe shows for a lifecycle key no tier sets.
+const limitNotSet = "not set (gateway setting)"
 
 // LoadPolicy reads a DS01-format resource-limits.yaml (and the sibling
 // groups/*.members files and user-overrides.yaml if present).
@@ -257,7 +358,9 @@ func DefaultPolicy() *Policy {
 				ShmSize:              limitPtr(int64(16 << 30)),
 				PidsLimit:            limitPtr(int64(4096)),
 			},
-			set: 1<<len(limitFields) - 1,
+			// The resource limits only: the lifecycle keys stay unset, so
+			// the gateway's lifecycle block applies.
+			set: 1<<limitResourceFields - 1,
 		},
 		groups:   map[string]limitTier{},
 		memberOf: map[string]string{},
@@ -310,7 +413,8 @@ func (p *Policy) Groups() []string {
 }
 
 // Describe returns "key: value" lines of the limits in a fixed order, with
-// "unlimited" for nil. Keys are the YAML keys so an admin can match them
+// "unlimited" for nil, and for the lifecycle keys "not set (gateway
+// setting)" when the file leaves them out. Keys are the YAML keys so an admin can match them
 // against the file.
 func (l Limits) Describe() []string {
 	out := make([]string, 0, len(limitFields))
@@ -348,6 +452,11 @@ func limitParseTier(path string, v any) (limitTier, error) {
 		}
 		t.set |= 1 << i
 		if limitIsUnlimited(val) {
+			if f.null != nil {
+				if err := f.null(path+"."+f.key, &t.vals); err != nil {
+					return t, err
+				}
+			}
 			continue
 		}
 		if err := f.parse(path+"."+f.key, val, &t.vals); err != nil {
