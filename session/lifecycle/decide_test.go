@@ -161,7 +161,7 @@ func TestInputAndNewSessionsResetIdleWarnings(t *testing.T) {
 	for _, which := range []string{"input", "session"} {
 		t.Run(which, func(t *testing.T) {
 			s := newSim(t, gpuInput(rules30m()))
-			s.run(time.Minute, 15*time.Minute) // warned at 10 m
+			s.run(time.Minute, 15*time.Minute)   // warned at 10 m
 			typed := s.now.Add(20 * time.Second) // between two sweeps
 			if which == "input" {
 				s.input = typed
