@@ -10,12 +10,16 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/docker/go-units"
 	"go.yaml.in/yaml/v3"
 )
 
-// Limits are one user's effective limits. nil means unlimited.
+// Limits are one user's effective limits. For the resource limits (the
+// pointers) nil means unlimited. The lifecycle values (the Opts) have a
+// fallback outside the file, the gateway's lifecycle block, so they say
+// whether the file set them at all.
 type Limits struct {
 	MaxGPUEq             *float64 // max_gpu_equivalents
 	MaxSlotsPerContainer *int     // max_gpu_slots_per_container
@@ -24,6 +28,12 @@ type Limits struct {
 	Memory               *int64   // memory, bytes
 	ShmSize              *int64   // shm_size, bytes
 	PidsLimit            *int64   // pids_limit
+
+	IdleTimeout      Opt[time.Duration] // idle_timeout_h; Never: never stopped for idleness
+	MaxRuntime       Opt[time.Duration] // max_runtime_h; Never: unlimited
+	GPUHoldAfterStop Opt[time.Duration] // gpu_hold_after_stop_h; Never: no hold
+	GPUIdleThreshold Opt[float64]       // gpu_idle_threshold, percent; never Never
+	CPUIdleThreshold Opt[float64]       // cpu_idle_threshold, percent of one core; never Never
 }
 
 // Policy is a parsed limits file.
@@ -52,8 +62,11 @@ type limitTier struct {
 type limitField struct {
 	key   string
 	parse func(path string, v any, l *Limits) error
-	copy  func(dst, src *Limits)
-	show  func(l Limits) string
+	// null handles an explicit null (or "unlimited"); nil leaves the zero
+	// value, which for the pointer fields means unlimited.
+	null func(path string, l *Limits) error
+	copy func(dst, src *Limits)
+	show func(l Limits) string
 }
 
 // limitMinMemory is Docker's floor for --memory; catching it here turns a
@@ -132,6 +145,11 @@ var limitFields = []limitField{
 		copy: func(d, s *Limits) { d.PidsLimit = limitClone(s.PidsLimit) },
 		show: func(l Limits) string { return limitShowInt(l.PidsLimit) },
 	},
+	limitHoursField("idle_timeout_h", "never", func(l *Limits) *Opt[time.Duration] { return &l.IdleTimeout }),
+	limitHoursField("max_runtime_h", "unlimited", func(l *Limits) *Opt[time.Duration] { return &l.MaxRuntime }),
+	limitHoursField("gpu_hold_after_stop_h", "none", func(l *Limits) *Opt[time.Duration] { return &l.GPUHoldAfterStop }),
+	limitPercentField("gpu_idle_threshold", 100, func(l *Limits) *Opt[float64] { return &l.GPUIdleThreshold }),
+	limitPercentField("cpu_idle_threshold", 0, func(l *Limits) *Opt[float64] { return &l.CPUIdleThreshold }),
 }
 
 // LoadPolicy reads a DS01-format resource-limits.yaml (and the sibling
@@ -257,7 +275,9 @@ func DefaultPolicy() *Policy {
 				ShmSize:              limitPtr(int64(16 << 30)),
 				PidsLimit:            limitPtr(int64(4096)),
 			},
-			set: 1<<len(limitFields) - 1,
+			// The resource limits only: the lifecycle keys stay unset, so
+			// the gateway's lifecycle block applies.
+			set: 1<<limitResourceFields - 1,
 		},
 		groups:   map[string]limitTier{},
 		memberOf: map[string]string{},
@@ -310,7 +330,8 @@ func (p *Policy) Groups() []string {
 }
 
 // Describe returns "key: value" lines of the limits in a fixed order, with
-// "unlimited" for nil. Keys are the YAML keys so an admin can match them
+// "unlimited" for nil, and for the lifecycle keys "not set (gateway
+// setting)" when the file leaves them out. Keys are the YAML keys so an admin can match them
 // against the file.
 func (l Limits) Describe() []string {
 	out := make([]string, 0, len(limitFields))
@@ -348,6 +369,11 @@ func limitParseTier(path string, v any) (limitTier, error) {
 		}
 		t.set |= 1 << i
 		if limitIsUnlimited(val) {
+			if f.null != nil {
+				if err := f.null(path+"."+f.key, &t.vals); err != nil {
+					return t, err
+				}
+			}
 			continue
 		}
 		if err := f.parse(path+"."+f.key, val, &t.vals); err != nil {

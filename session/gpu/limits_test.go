@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const limitGiB = int64(1) << 30
@@ -205,10 +206,17 @@ func TestPolicyRealisticDS01File(t *testing.T) {
 	if got, want := p.Groups(), []string{"admin", "faculty", "researcher", "student"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Groups() = %v, want %v", got, want)
 	}
-	student := limitsOf(2, 2, 3, 32, 32*limitGiB, 16*limitGiB, 4096)
-	researcher := limitsOf(4, 3, 5, 48, 64*limitGiB, 32*limitGiB, 4096)
-	faculty := limitsOf(4, 4, 5, 64, 128*limitGiB, 64*limitGiB, 4096)
-	admin := limitsOf(-1, -1, 10, 64, 128*limitGiB, 64*limitGiB, 4096)
+	// The lifecycle keys: the "_h" ones are read; DS01's older
+	// "idle_timeout: 1h" spellings beside them are ignored.
+	life := func(l Limits, idle, runtime, hold limitOptDur) Limits {
+		l.IdleTimeout, l.MaxRuntime, l.GPUHoldAfterStop = idle, runtime, hold
+		return l
+	}
+	student := life(limitsOf(2, 2, 3, 32, 32*limitGiB, 16*limitGiB, 4096), limitHours(0.5), limitHours(24), limitHours(0.25))
+	researcher := life(limitsOf(4, 3, 5, 48, 64*limitGiB, 32*limitGiB, 4096), limitHours(1), limitHours(48), limitHours(0.25))
+	faculty := life(limitsOf(4, 4, 5, 64, 128*limitGiB, 64*limitGiB, 4096), limitHours(2), limitHours(72), limitHours(0.25))
+	admin := life(limitsOf(-1, -1, 10, 64, 128*limitGiB, 64*limitGiB, 4096), limitHours(1), limitHours(24), limitHours(1))
+	admin.GPUIdleThreshold = Opt[float64]{Set: true, V: 10}
 
 	limitCheckFor(t, p, "bob", "", student, "student")         // groups/student.members
 	limitCheckFor(t, p, "ivy", "", student, "student")         // inline '#' comment in .members
@@ -218,16 +226,19 @@ func TestPolicyRealisticDS01File(t *testing.T) {
 	limitCheckFor(t, p, "frank", "", faculty, "faculty")       // inline members:
 	limitCheckFor(t, p, "datasciencelab", "", admin, "admin")  // groups/admin.members
 	limitCheckFor(t, p, "zoe", "", student, "student")         // archived.members: no such group
-	limitCheckFor(t, p, "204214@hertie-school.lan", "", researcher, "researcher")
+	// user-overrides.yaml: null idle and runtime limits.
+	limitCheckFor(t, p, "204214@hertie-school.lan", "", life(researcher, limitNever, limitNever, limitHours(0.25)), "researcher")
 
 	carol := student
 	carol.MaxGPUEq = limitPtr(3.0)
+	carol.IdleTimeout = limitNever
 	limitCheckFor(t, p, "carol", "", carol, "student") // inline user_overrides
 
 	// user-overrides.yaml next to the file.
 	erin := faculty
 	erin.MaxSlotsPerContainer = limitPtr(4)
 	erin.Memory = limitPtr(96 * limitGiB)
+	erin.MaxRuntime = limitHours(48) // the user's value beats the group's 72
 	limitCheckFor(t, p, "erin", "faculty", erin, "faculty")
 }
 
@@ -361,12 +372,17 @@ func TestLimitsDescribe(t *testing.T) {
 		"memory: 32g",
 		"shm_size: 512m",
 		"pids_limit: 4096",
+		"idle_timeout_h: not set (gateway setting)",
+		"max_runtime_h: not set (gateway setting)",
+		"gpu_hold_after_stop_h: not set (gateway setting)",
+		"gpu_idle_threshold: not set (gateway setting)",
+		"cpu_idle_threshold: not set (gateway setting)",
 	}
 	if !reflect.DeepEqual(got, wantLines) {
 		t.Errorf("Describe() =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantLines, "\n"))
 	}
 	var none Limits
-	for _, line := range none.Describe() {
+	for _, line := range none.Describe()[:limitResourceFields] {
 		if !strings.HasSuffix(line, ": unlimited") {
 			t.Errorf("zero Limits: %q, want unlimited", line)
 		}
@@ -374,5 +390,109 @@ func TestLimitsDescribe(t *testing.T) {
 	odd := Limits{MaxGPUEq: limitPtr(0.25), Memory: limitPtr(int64(1000))}
 	if got := odd.Describe(); got[0] != "max_gpu_equivalents: 0.25" || got[4] != "memory: 1000" {
 		t.Errorf("Describe() = %v", got)
+	}
+}
+
+type limitOptDur = Opt[time.Duration]
+
+var limitNever = limitOptDur{Set: true, Never: true}
+
+func limitHours(h float64) limitOptDur {
+	return limitOptDur{Set: true, V: time.Duration(h * float64(time.Hour))}
+}
+
+func TestPolicyLifecycleKeys(t *testing.T) {
+	p := limitMustParse(t, `
+defaults:
+  idle_timeout_h: 0.5
+  max_runtime_h: 24
+  gpu_hold_after_stop_h: 0.25
+  gpu_idle_threshold: 5
+groups:
+  researcher:
+    idle_timeout_h: 1
+    max_runtime_h: 48
+    idle_timeout: 1h       # DS01's older spelling: not read, not an error
+    cpu_idle_threshold: 2.5
+  free:
+    idle_timeout_h: null   # never stopped for idleness
+    max_runtime_h: unlimited
+    gpu_hold_after_stop_h: null
+  tests:
+    idle_timeout_h: 0.005555555556   # 20 s, as an e2e test writes it
+    max_runtime_h: "0.02"            # 72 s, quoted as DS01's float() allows
+user_overrides:
+  carol: {idle_timeout_h: 2, gpu_idle_threshold: 0}
+  dave: {max_runtime_h: 0}
+`, "")
+	cases := []struct {
+		user, group                string
+		idle, runtime, hold        limitOptDur
+		gpuThreshold, cpuThreshold Opt[float64]
+	}{
+		// defaults only
+		{"u", "", limitHours(0.5), limitHours(24), limitHours(0.25), Opt[float64]{Set: true, V: 5}, Opt[float64]{}},
+		// group over defaults, key by key; the unset CPU threshold stays unset
+		{"u", "researcher", limitHours(1), limitHours(48), limitHours(0.25), Opt[float64]{Set: true, V: 5}, Opt[float64]{Set: true, V: 2.5}},
+		// null beats the defaults' numbers
+		{"u", "free", limitNever, limitNever, limitNever, Opt[float64]{Set: true, V: 5}, Opt[float64]{}},
+		{"u", "tests", limitOptDur{Set: true, V: 20 * time.Second}, limitOptDur{Set: true, V: 72 * time.Second}, limitHours(0.25), Opt[float64]{Set: true, V: 5}, Opt[float64]{}},
+		// the user over the group, and a number over a group's null
+		{"carol", "free", limitHours(2), limitNever, limitNever, Opt[float64]{Set: true, V: 0}, Opt[float64]{}},
+		// 0 is a value (the gateway reads it as never), not "unset"
+		{"dave", "", limitHours(0.5), limitOptDur{Set: true}, limitHours(0.25), Opt[float64]{Set: true, V: 5}, Opt[float64]{}},
+	}
+	for _, tc := range cases {
+		l, _ := p.For(tc.user, tc.group)
+		got := []any{l.IdleTimeout, l.MaxRuntime, l.GPUHoldAfterStop, l.GPUIdleThreshold, l.CPUIdleThreshold}
+		want := []any{tc.idle, tc.runtime, tc.hold, tc.gpuThreshold, tc.cpuThreshold}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("For(%q, %q) lifecycle = %+v, want %+v", tc.user, tc.group, got, want)
+		}
+	}
+
+	l, _ := p.For("u", "free")
+	got := strings.Join(l.Describe()[limitResourceFields:], "\n")
+	want := strings.Join([]string{
+		"idle_timeout_h: never",
+		"max_runtime_h: unlimited",
+		"gpu_hold_after_stop_h: none",
+		"gpu_idle_threshold: 5",
+		"cpu_idle_threshold: not set (gateway setting)",
+	}, "\n")
+	if got != want {
+		t.Errorf("Describe() =\n%s\nwant\n%s", got, want)
+	}
+	l, _ = p.For("u", "researcher")
+	if got := l.Describe()[limitResourceFields:]; got[0] != "idle_timeout_h: 1" || got[4] != "cpu_idle_threshold: 2.5" {
+		t.Errorf("Describe() = %v", got)
+	}
+
+	// Without a limits file nothing is set: the gateway's block applies.
+	d, _ := DefaultPolicy().For("u", "")
+	if d.IdleTimeout.Set || d.MaxRuntime.Set || d.GPUHoldAfterStop.Set || d.GPUIdleThreshold.Set || d.CPUIdleThreshold.Set {
+		t.Errorf("DefaultPolicy sets lifecycle keys: %v", d.Describe())
+	}
+}
+
+func TestPolicyLifecycleBadValues(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"defaults: {idle_timeout_h: -1}\n", `defaults.idle_timeout_h: want hours from 0 to 1e+06 (0.5 = 30 minutes) or null for never, got -1`},
+		{"defaults: {max_runtime_h: 24h}\n", `defaults.max_runtime_h: want hours from 0 to 1e+06 (0.5 = 30 minutes) or null for unlimited, got "24h"`},
+		{"groups: {g: {gpu_hold_after_stop_h: 1e9}}\n", `groups.g.gpu_hold_after_stop_h: want hours from 0 to 1e+06 (0.5 = 30 minutes) or null for none, got 1e+09`},
+		{"defaults: {gpu_idle_threshold: 101}\n", `defaults.gpu_idle_threshold: want a percent from 0 to 100, got 101`},
+		{"defaults: {gpu_idle_threshold: null}\n", `defaults.gpu_idle_threshold: want a percent from 0 to 100, got null (leave the key out to use the gateway's setting)`},
+		{"user_overrides: {carol: {cpu_idle_threshold: -2}}\n", `user_overrides.carol.cpu_idle_threshold: want a percent >= 0, got -2`},
+		{"defaults: {cpu_idle_threshold: lots}\n", `defaults.cpu_idle_threshold: want a percent >= 0, got "lots"`},
+	} {
+		_, err := ParsePolicy([]byte(tc.src), "")
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%q: err = %v\nwant %s", tc.src, err, tc.want)
+		}
+	}
+	// CPU percent is of one core, so more than 100 is fine.
+	p := limitMustParse(t, "defaults: {cpu_idle_threshold: 150}\n", "")
+	if l, _ := p.For("u", ""); l.CPUIdleThreshold.V != 150 {
+		t.Errorf("cpu_idle_threshold = %v, want 150", l.CPUIdleThreshold)
 	}
 }
