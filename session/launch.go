@@ -56,7 +56,7 @@ func (m *Manager) startLaunch(e *entry, u store.User, want Want) *launchOp {
 // follow copies the launch's notices to notice until it ends, and returns
 // its error; or leaves when ctx is done, which cancels the launch if
 // nobody else waits for it.
-func (m *Manager) follow(ctx context.Context, op *launchOp, notice io.Writer) error {
+func (op *launchOp) follow(ctx context.Context, notice io.Writer) error {
 	if err := op.notes.follow(ctx, notice); err != nil {
 		return err
 	}

@@ -64,9 +64,6 @@ type Config struct {
 	TransferTimeout time.Duration
 }
 
-// retireRetry is the wait before retrying a retire the engine refused.
-const retireRetry = 30 * time.Second
-
 // Manager holds the life of project containers: one slot per (user,
 // project), the leases on it, its launch, its grace timer and its retire.
 // The other concerns of the session layer are parts of their own, which
@@ -275,7 +272,7 @@ func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, wan
 		}
 		e.mu.Unlock()
 		if op != nil {
-			if err := m.follow(ctx, op, notice); err != nil {
+			if err := op.follow(ctx, notice); err != nil {
 				return err
 			}
 			if op.want != want {

@@ -14,6 +14,9 @@ import (
 // was removed outside the gateway (ensureRunning, Watch). Each way goes
 // through retireLocked.
 
+// retireRetry is the wait before retrying a retire the engine refused.
+const retireRetry = 30 * time.Second
+
 // expire retires e's container if nobody attached since the timer was set.
 func (m *Manager) expire(k key, e *entry, gen uint64) {
 	e.mu.Lock()
