@@ -16,7 +16,6 @@ import (
 	"strings"
 
 	"github.com/ds01/ds01-gateway/session"
-	"github.com/ds01/ds01-gateway/session/gpu"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -26,27 +25,6 @@ const (
 	ExitFail  = 1
 	ExitUsage = 2
 )
-
-// Service is what the commands need from the session layer; the
-// session.Manager implements it.
-type Service interface {
-	Projects(ctx context.Context, u store.User) ([]session.ProjectInfo, error)
-	Project(ctx context.Context, u store.User, name string) (session.ProjectInfo, error)
-	Dockerfile(ctx context.Context, u store.User, project string) ([]byte, error)
-	// ReadProjectFile reads a small file of the project's workspace as
-	// the user.
-	ReadProjectFile(ctx context.Context, u store.User, project, name string) ([]byte, error)
-	Builds(ctx context.Context, u store.User, project string, limit int) ([]store.Build, error)
-	CreateImage(ctx context.Context, u store.User, project string, spec session.ImageSpec, out io.Writer) (session.BuildResult, error)
-	UpdateImage(ctx context.Context, u store.User, project string, c session.Change, out io.Writer) (session.BuildResult, error)
-	RetireImage(ctx context.Context, u store.User, project string) error
-	Containers(ctx context.Context, u store.User, all bool) ([]session.ContainerInfo, error)
-	RetireContainer(ctx context.Context, u store.User, project, why string) error
-	SetProjectGPUs(ctx context.Context, u store.User, project string, n int) error
-	GPUStatus() ([]gpu.SlotState, []gpu.Waiter)
-	GPUUtilization(uuid string) (int, bool)
-	UserLimits(ctx context.Context, u store.User) session.Limits
-}
 
 // Env is one command's world: who runs it and where its streams go.
 type Env struct {

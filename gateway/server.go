@@ -82,7 +82,7 @@ type Server struct {
 }
 
 // New builds a server; call Serve to accept connections. Sessions serve
-// projects (gateway.Manager adapts the session manager), cmds the
+// projects (gateway.NewSessions adapts the session layer), cmds the
 // built-in commands.
 func New(opts Options, users Users, sessions Sessions, cmds commands.Service, log *slog.Logger) (*Server, error) {
 	if len(opts.HostSigners) == 0 {

@@ -12,19 +12,26 @@ import (
 )
 
 // Sessions is what the gateway needs from the session layer: a lease on a
-// project's container, and the workspace for file transfers. The gateway
-// declares it so that its protocol handling can be tested in-process
-// against a fake; *session.Manager implements it through Manager.
+// project's container, and file transfers. The gateway declares it so
+// that its protocol handling can be tested in-process against a fake;
+// NewSessions builds it from the session layer's parts.
 type Sessions interface {
 	// Attach launches or joins the project's container; notices for the
 	// user (build progress, GPU queue) go to notice.
 	Attach(ctx context.Context, u store.User, project string, want session.Want, notice io.Writer) (Lease, error)
+	Transfers
+}
+
+// Transfers is what file transfers need; *session.Transfers implements it.
+type Transfers interface {
 	// FileMounts opens what a file transfer may reach (creating the
 	// project's workspace on first use); the caller closes each Dir.
 	FileMounts(ctx context.Context, u store.User, project string) ([]session.FileMount, error)
 	RecordTransfer(ctx context.Context, u store.User, project, protocol string, st session.TransferStats, d time.Duration)
 	RunTransfer(ctx context.Context, u store.User, project string, cmd session.TransferCommand, stdin io.Reader, stdout, stderr io.Writer) (runtime.ExitStatus, error)
 }
+
+var _ Transfers = (*session.Transfers)(nil)
 
 // Lease is one holder's claim on a running container; *session.Lease
 // implements it.
@@ -46,14 +53,20 @@ type Lease interface {
 
 var _ Lease = (*session.Lease)(nil)
 
-// Manager adapts the session manager to Sessions. Only Attach needs it: Go
-// has no covariant results, and the manager returns its concrete lease.
-func Manager(m *session.Manager) Sessions { return managerSessions{m} }
+// NewSessions is Sessions from the session layer's parts: m's leases and
+// t's transfers. Attach needs the adapter: Go has no covariant results,
+// and the manager returns its concrete lease.
+func NewSessions(m *session.Manager, t *session.Transfers) Sessions {
+	return managerSessions{m: m, Transfers: t}
+}
 
-type managerSessions struct{ *session.Manager }
+type managerSessions struct {
+	m *session.Manager
+	*session.Transfers
+}
 
 func (m managerSessions) Attach(ctx context.Context, u store.User, project string, want session.Want, notice io.Writer) (Lease, error) {
-	l, err := m.Manager.Attach(ctx, u, project, want, notice)
+	l, err := m.m.Attach(ctx, u, project, want, notice)
 	if err != nil {
 		return nil, err // never a typed nil inside the interface
 	}

@@ -113,7 +113,7 @@ const (
 // new Dockerfile replaces the old one only when the build succeeds (the
 // old one is kept as Dockerfile.bak); a failed attempt is saved as
 // Dockerfile.failed and the previous image and Dockerfile stay in force.
-func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string, c Change, out io.Writer) (BuildResult, error) {
+func (im *Images) UpdateImage(ctx context.Context, u store.User, project string, c Change, out io.Writer) (BuildResult, error) {
 	if err := ValidateProject(project, ""); err != nil {
 		return BuildResult{}, err
 	}
@@ -123,22 +123,22 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	var ws *workspace.Dir
 	var err error
 	if !c.Create {
-		if _, err := m.store.GetProject(ctx, u.Name, project); errors.Is(err, store.ErrNotFound) {
+		if _, err := im.store.GetProject(ctx, u.Name, project); errors.Is(err, store.ErrNotFound) {
 			return BuildResult{}, fmt.Errorf("%w %q", ErrNoProject, project)
 		} else if err != nil {
 			return BuildResult{}, err
 		}
-		if ws, err = m.openWorkspace(ctx, u, project, false); err != nil {
+		if ws, err = im.workspaces.open(ctx, u, project, false); err != nil {
 			return BuildResult{}, err
 		}
-	} else if ws, _, err = m.ensureWorkspace(ctx, u, project); err != nil {
+	} else if ws, _, err = im.workspaces.ensure(ctx, u, project); err != nil {
 		return BuildResult{}, err
 	}
 	defer ws.Close()
 	k := key{u.UID, project}
 	// From here on the build's own context: it outlives this caller while
 	// others wait for the build (see acquireBuild).
-	ctx, release, bc, err := m.acquireBuild(ctx, k, project, out)
+	ctx, release, bc, err := im.acquireBuild(ctx, k, project, out)
 	if err != nil {
 		return BuildResult{}, err
 	}
@@ -146,7 +146,7 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	out = teeWriter{followers: bc, owner: out}
 
 	ref := image.Ref(u.UID, project)
-	img, err := m.builder.Image(ctx, ref)
+	img, err := im.builder.Image(ctx, ref)
 	if err != nil {
 		return BuildResult{}, err
 	}
@@ -170,18 +170,18 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 	if !changed && !c.Rebuild && !c.IfMissing && img.ID != "" {
 		return BuildResult{ImageID: img.ID}, ErrNoChange
 	}
-	bases, err := m.checkDockerfile(ctx, u, df)
+	bases, err := im.checkDockerfile(ctx, u, df)
 	if err != nil {
 		return BuildResult{}, err
 	}
-	res, err := m.buildLocked(ctx, u, project, ws, df, bases, c, out)
+	res, err := im.buildLocked(ctx, u, project, ws, df, bases, c, out)
 	if err != nil {
 		var be *BuildError
 		if errors.As(err, &be) && changed {
 			if werr := ws.WriteFile(failedName, df, 0o644); werr == nil {
 				be.Saved = failedName
 			} else {
-				m.log.Warn("save failed Dockerfile", "project", project, "err", werr)
+				im.log.Warn("save failed Dockerfile", "project", project, "err", werr)
 			}
 		}
 		return res, err
@@ -196,17 +196,17 @@ func (m *Manager) UpdateImage(ctx context.Context, u store.User, project string,
 		res.Changed = true
 	}
 	if err := ws.Remove(failedName); err != nil {
-		m.log.Warn("remove failed Dockerfile", "project", project, "err", err)
+		im.log.Warn("remove failed Dockerfile", "project", project, "err", err)
 	}
-	res.Running = m.runsOtherImage(u, project, res.ImageID)
+	res.Running = im.runsOtherImage(u, project, res.ImageID)
 	return res, nil
 }
 
 // buildLocked builds df for the project; the project's build slot is held.
-func (m *Manager) buildLocked(ctx context.Context, u store.User, project string, ws *workspace.Dir, df []byte, bases []string, c Change, out io.Writer) (BuildResult, error) {
-	if m.cfg.BuildTimeout > 0 {
+func (im *Images) buildLocked(ctx context.Context, u store.User, project string, ws *workspace.Dir, df []byte, bases []string, c Change, out io.Writer) (BuildResult, error) {
+	if im.cfg.BuildTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, m.cfg.BuildTimeout)
+		ctx, cancel = context.WithTimeout(ctx, im.cfg.BuildTimeout)
 		defer cancel()
 	}
 	start := time.Now()
@@ -215,16 +215,16 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project string,
 	if reason == "" {
 		reason = "build"
 	}
-	buildID, err := m.store.StartBuild(ctx, store.Build{User: u.Name, Project: project, StartedAt: start, Reason: reason, Dockerfile: string(df)})
+	buildID, err := im.store.StartBuild(ctx, store.Build{User: u.Name, Project: project, StartedAt: start, Reason: reason, Dockerfile: string(df)})
 	if err != nil {
-		m.log.Error("record build", "project", project, "err", err)
+		im.log.Error("record build", "project", project, "err", err)
 	}
 	sum := sha256.Sum256(df)
 	// The labels go in as one LABEL line of the built copy: as build
 	// options the classic builder would add a step for each.
 	labelled := withLabels(df, [][2]string{
 		{LabelUser, u.Name}, {LabelUID, strconv.Itoa(u.UID)}, {LabelGID, strconv.Itoa(u.GID)},
-		{LabelProject, project}, {LabelInstance, m.cfg.Instance}, {LabelDockerfile, hex.EncodeToString(sum[:])},
+		{LabelProject, project}, {LabelInstance, im.cfg.Instance}, {LabelDockerfile, hex.EncodeToString(sum[:])},
 	})
 	pr, pw := io.Pipe()
 	// The context is read as the user: a COPY reads only what the user
@@ -236,19 +236,19 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project string,
 		ctxErr <- err
 	}()
 	prog := &progress{w: out, start: start}
-	lim, _ := m.limitsFor(u)
-	id, err := m.builder.Build(ctx, runtime.BuildSpec{
+	lim, _ := im.limits.of(u)
+	id, err := im.builder.Build(ctx, runtime.BuildSpec{
 		Ref:     ref,
 		Context: pr,
 		NoCache: c.NoCache,
-		Limits:  m.containerLimits(lim),
+		Limits:  im.limits.container(lim),
 		Network: userNetwork(u),
 		NetworkLabels: map[string]string{
-			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: m.cfg.Instance,
+			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: im.cfg.Instance,
 		},
 		Group:     "u" + strconv.Itoa(u.UID),
 		Bases:     bases,
-		CheckBase: m.checkBase(ctx, u),
+		CheckBase: im.checkBase(ctx, u),
 	}, prog)
 	pr.CloseWithError(err)
 	// A context that could not be read is the reason, not the engine's
@@ -261,25 +261,25 @@ func (m *Manager) buildLocked(ctx context.Context, u store.User, project string,
 	if err != nil {
 		switch cause := context.Cause(ctx); {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
-			err = fmt.Errorf("took longer than %s (build_timeout)", m.cfg.BuildTimeout)
+			err = fmt.Errorf("took longer than %s (build_timeout)", im.cfg.BuildTimeout)
 		case cause != nil:
 			err = fmt.Errorf("cancelled: %w", cause)
 		}
 		be := &BuildError{Step: prog.step, Err: err}
 		if buildID != 0 {
-			if ferr := m.store.FinishBuild(fctx, buildID, store.BuildFailed, "", prog.step, err.Error(), d); ferr != nil {
-				m.log.Error("record build", "project", project, "err", ferr)
+			if ferr := im.store.FinishBuild(fctx, buildID, store.BuildFailed, "", prog.step, err.Error(), d); ferr != nil {
+				im.log.Error("record build", "project", project, "err", ferr)
 			}
 		}
-		m.event(fctx, store.Event{Type: "image.build", User: u.Name, Project: project, Duration: d, Details: "failed: " + be.Error()})
+		im.event(fctx, store.Event{Type: "image.build", User: u.Name, Project: project, Duration: d, Details: "failed: " + be.Error()})
 		return BuildResult{Duration: d}, be
 	}
 	if buildID != 0 {
-		if ferr := m.store.FinishBuild(fctx, buildID, store.BuildOK, id, "", "", d); ferr != nil {
-			m.log.Error("record build", "project", project, "err", ferr)
+		if ferr := im.store.FinishBuild(fctx, buildID, store.BuildOK, id, "", "", d); ferr != nil {
+			im.log.Error("record build", "project", project, "err", ferr)
 		}
 	}
-	m.event(fctx, store.Event{Type: "image.build", User: u.Name, Project: project, Duration: d, Details: "ok " + id})
+	im.event(fctx, store.Event{Type: "image.build", User: u.Name, Project: project, Duration: d, Details: "ok " + id})
 	return BuildResult{ImageID: id, Built: true, Duration: d}, nil
 }
 
@@ -301,8 +301,8 @@ func withLabels(df []byte, labels [][2]string) []byte {
 
 // runsOtherImage reports whether the project's container runs an image
 // other than id.
-func (m *Manager) runsOtherImage(u store.User, project, id string) bool {
-	c, ok := m.liveContainer(u, project)
+func (im *Images) runsOtherImage(u store.User, project, id string) bool {
+	c, ok := im.containers.container(u, project)
 	return ok && c.ImageID != id
 }
 
@@ -362,18 +362,18 @@ type ImageSpec struct {
 // CreateImage writes the project's Dockerfile from spec and builds it,
 // creating the project if needed. A project that has an image, or a
 // Dockerfile of the user's own, is refused: image-update edits those.
-func (m *Manager) CreateImage(ctx context.Context, u store.User, project string, spec ImageSpec, out io.Writer) (BuildResult, error) {
+func (im *Images) CreateImage(ctx context.Context, u store.User, project string, spec ImageSpec, out io.Writer) (BuildResult, error) {
 	base := spec.Base
 	if base == "" {
-		base = m.cfg.BaseImage
+		base = im.cfg.BaseImage
 	}
 	if err := image.ValidateRef(base); err != nil {
 		return BuildResult{}, err
 	}
-	if err := m.refPolicy(ctx, u).CheckRef(base); err != nil {
+	if err := im.refPolicy(ctx, u).CheckRef(base); err != nil {
 		return BuildResult{}, fmt.Errorf("--base: %w", err)
 	}
-	untouched := image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project)
+	untouched := image.DefaultDockerfile(im.cfg.BaseImage, u.Name, project)
 	edit := func(old []byte) ([]byte, error) {
 		if !bytes.Equal(old, untouched) {
 			return nil, fmt.Errorf("%w: edit it with image-update %s", ErrHasDockerfile, project)
@@ -392,5 +392,5 @@ func (m *Manager) CreateImage(ctx context.Context, u store.User, project string,
 		}
 		return df, nil
 	}
-	return m.UpdateImage(ctx, u, project, Change{Reason: spec.Reason, Edit: edit, Create: true, Rebuild: true}, out)
+	return im.UpdateImage(ctx, u, project, Change{Reason: spec.Reason, Edit: edit, Create: true, Rebuild: true}, out)
 }

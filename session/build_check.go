@@ -17,10 +17,10 @@ import (
 const lookupTimeout = 3 * time.Second
 
 // refPolicy is what the user's builds may name.
-func (m *Manager) refPolicy(ctx context.Context, u store.User) image.RefPolicy {
+func (im *Images) refPolicy(ctx context.Context, u store.User) image.RefPolicy {
 	return image.RefPolicy{
 		UID:          u.UID,
-		AllowedBases: m.cfg.AllowedBases,
+		AllowedBases: im.cfg.AllowedBases,
 		Lookup: func(host string) ([]netip.Addr, error) {
 			lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 			defer cancel()
@@ -32,11 +32,11 @@ func (m *Manager) refPolicy(ctx context.Context, u store.User) image.RefPolicy {
 // checkDockerfile refuses what a build of the user may not do (see
 // image.Check) and returns the images its FROM lines pull. Hand edits go
 // through here as well as the gateway's own.
-func (m *Manager) checkDockerfile(ctx context.Context, u store.User, df []byte) ([]string, error) {
+func (im *Images) checkDockerfile(ctx context.Context, u store.User, df []byte) ([]string, error) {
 	if !image.HasFrom(df) {
 		return nil, errors.New("the Dockerfile has no FROM line")
 	}
-	return image.Check(df, m.refPolicy(ctx, u))
+	return image.Check(df, im.refPolicy(ctx, u))
 }
 
 // checkBase vets a base image once the engine has it, before any step of
@@ -44,8 +44,8 @@ func (m *Manager) checkDockerfile(ctx context.Context, u store.User, df []byte) 
 // written them, and its labels end up on the user's image (and so on its
 // containers). Only the user's own project images may carry ds01.*
 // labels: the gateway put them there.
-func (m *Manager) checkBase(ctx context.Context, u store.User) func(string, map[string]string, []string) error {
-	pol := m.refPolicy(ctx, u)
+func (im *Images) checkBase(ctx context.Context, u store.User) func(string, map[string]string, []string) error {
+	pol := im.refPolicy(ctx, u)
 	return func(ref string, labels map[string]string, triggers []string) error {
 		if !image.OwnImage(ref, u.UID) {
 			for k := range labels {

@@ -68,20 +68,20 @@ func gatedManager(t *testing.T) (*Manager, *gateBuilder, store.User) {
 	m, rt, u := newBuildManager(t)
 	g := newGate(rt)
 	m.builder = g
-	if _, err := m.EnsureWorkspace(context.Background(), u, "p"); err != nil {
+	if _, err := m.workspaces.Ensure(context.Background(), u, "p"); err != nil {
 		t.Fatal(err)
 	}
 	return m, g, u
 }
 
 // waiting is how many callers wait for the project's running build.
-func (m *Manager) waitingFor(u store.User, project string) int {
-	m.mu.Lock()
+func (im *Images) waitingFor(u store.User, project string) int {
+	im.mu.Lock()
 	var bc *broadcast
-	if s := m.builds[key{u.UID, project}]; s != nil {
+	if s := im.builds[key{u.UID, project}]; s != nil {
 		bc = s.cur
 	}
-	m.mu.Unlock()
+	im.mu.Unlock()
 	if bc == nil {
 		return -1
 	}
@@ -97,19 +97,19 @@ func TestBuildOutlivesItsStarter(t *testing.T) {
 	ownerCtx, leave := context.WithCancel(context.Background())
 	ownerDone := make(chan error, 1)
 	go func() {
-		_, err := m.UpdateImage(ownerCtx, u, "p", Change{Rebuild: true}, io.Discard)
+		_, err := m.images.UpdateImage(ownerCtx, u, "p", Change{Rebuild: true}, io.Discard)
 		ownerDone <- err
 	}()
 	<-g.started
 	var followerOut bytes.Buffer
 	followerDone := make(chan error, 1)
 	go func() {
-		_, err := m.UpdateImage(context.Background(), u, "p", Change{IfMissing: true}, &followerOut)
+		_, err := m.images.UpdateImage(context.Background(), u, "p", Change{IfMissing: true}, &followerOut)
 		followerDone <- err
 	}()
-	waitFor(t, "the follower", func() bool { return m.waitingFor(u, "p") == 2 })
+	waitFor(t, "the follower", func() bool { return m.images.waitingFor(u, "p") == 2 })
 	leave()
-	waitFor(t, "the starter to leave", func() bool { return m.waitingFor(u, "p") == 1 })
+	waitFor(t, "the starter to leave", func() bool { return m.images.waitingFor(u, "p") == 1 })
 	close(g.release)
 	if err := <-followerDone; err != nil {
 		t.Fatalf("follower: %v\n%s", err, followerOut.String())
@@ -132,17 +132,17 @@ func TestBuildCancelledWhenEveryoneLeaves(t *testing.T) {
 			ctx, leave := context.WithCancel(context.Background())
 			done := make(chan error, followers+1)
 			go func() {
-				_, err := m.UpdateImage(ctx, u, "p", Change{Rebuild: true}, io.Discard)
+				_, err := m.images.UpdateImage(ctx, u, "p", Change{Rebuild: true}, io.Discard)
 				done <- err
 			}()
 			<-g.started
 			for range followers {
 				go func() {
-					_, err := m.UpdateImage(ctx, u, "p", Change{IfMissing: true}, io.Discard)
+					_, err := m.images.UpdateImage(ctx, u, "p", Change{IfMissing: true}, io.Discard)
 					done <- err
 				}()
 			}
-			waitFor(t, "the followers", func() bool { return m.waitingFor(u, "p") == followers+1 })
+			waitFor(t, "the followers", func() bool { return m.images.waitingFor(u, "p") == followers+1 })
 			leave()
 			var be *BuildError
 			for range followers + 1 {
@@ -156,7 +156,7 @@ func TestBuildCancelledWhenEveryoneLeaves(t *testing.T) {
 			if be == nil || !strings.Contains(be.Error(), "cancelled: everyone waiting for it has gone") {
 				t.Errorf("the starter was told %v", be)
 			}
-			bs, _ := m.Builds(context.Background(), u, "p", 0)
+			bs, _ := m.images.Builds(context.Background(), u, "p", 0)
 			if len(bs) != 1 || bs[0].Result != store.BuildFailed {
 				t.Errorf("history: %+v", bs)
 			}
@@ -169,7 +169,7 @@ func TestBuildCancelledWhenEveryoneLeaves(t *testing.T) {
 func TestUpdateImageRefusesBeforeBuilding(t *testing.T) {
 	ctx := context.Background()
 	m, rt, u := newBuildManager(t)
-	if _, err := m.CreateImage(ctx, u, "p", ImageSpec{}, io.Discard); err != nil {
+	if _, err := m.images.CreateImage(ctx, u, "p", ImageSpec{}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	before := len(rt.builds)
@@ -181,18 +181,18 @@ func TestUpdateImageRefusesBeforeBuilding(t *testing.T) {
 		"RUN true\n": "no FROM line",
 	} {
 		edit := func([]byte) ([]byte, error) { return []byte(df), nil }
-		_, err := m.UpdateImage(ctx, u, "p", Change{Edit: edit}, io.Discard)
+		_, err := m.images.UpdateImage(ctx, u, "p", Change{Edit: edit}, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%.40q: %v, want %q", df, err, want)
 		}
 	}
-	if _, err := m.CreateImage(ctx, u, "q", ImageSpec{Base: "ds01-99999/secret"}, io.Discard); !errors.Is(err, ErrBaseRefused) {
+	if _, err := m.images.CreateImage(ctx, u, "q", ImageSpec{Base: "ds01-99999/secret"}, io.Discard); !errors.Is(err, ErrBaseRefused) {
 		t.Errorf("--base of another user's image: %v", err)
 	}
 	if len(rt.builds) != before {
 		t.Error("a refused Dockerfile was built")
 	}
-	if bs, _ := m.Builds(ctx, u, "p", 0); len(bs) != 1 {
+	if bs, _ := m.images.Builds(ctx, u, "p", 0); len(bs) != 1 {
 		t.Errorf("refused Dockerfiles reached the store: %d builds", len(bs))
 	}
 }
@@ -201,14 +201,14 @@ func TestUpdateImageRefusesBeforeBuilding(t *testing.T) {
 func TestOversizedWorkspaceDockerfile(t *testing.T) {
 	ctx := context.Background()
 	m, _, u := newBuildManager(t)
-	ws, err := m.EnsureWorkspace(ctx, u, "p")
+	ws, err := m.workspaces.Ensure(ctx, u, "p")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ws.Close()
 	big := "FROM base\n#" + strings.Repeat("x", 65<<10) + "\n"
 	os.WriteFile(filepath.Join(ws.Path(), "Dockerfile"), []byte(big), 0o644)
-	_, err = m.UpdateImage(ctx, u, "p", Change{Rebuild: true}, io.Discard)
+	_, err = m.images.UpdateImage(ctx, u, "p", Change{Rebuild: true}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "64 KiB") {
 		t.Errorf("oversized Dockerfile: %v", err)
 	}
@@ -249,7 +249,7 @@ func TestBaseImagesAreVetted(t *testing.T) {
 		},
 	}
 	m.builder = bb
-	if _, err := m.EnsureWorkspace(ctx, u, "p"); err != nil {
+	if _, err := m.workspaces.Ensure(ctx, u, "p"); err != nil {
 		t.Fatal(err)
 	}
 	for base, want := range map[string]string{
@@ -260,7 +260,7 @@ func TestBaseImagesAreVetted(t *testing.T) {
 		own:        "",
 	} {
 		edit := func([]byte) ([]byte, error) { return []byte("FROM " + base + "\n"), nil }
-		_, err := m.UpdateImage(ctx, u, "p", Change{Edit: edit, Rebuild: true}, io.Discard)
+		_, err := m.images.UpdateImage(ctx, u, "p", Change{Edit: edit, Rebuild: true}, io.Discard)
 		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("FROM %s: %v, want %q", base, err, want)
 		}
@@ -305,7 +305,7 @@ func TestBuildSpecIsolatesTheUser(t *testing.T) {
 	m, g, u := gatedManager(t)
 	m.cfg.Limits = runtime.Limits{PidsLimit: 64, Memory: 1 << 30}
 	close(g.release)
-	if _, err := m.UpdateImage(context.Background(), u, "p", Change{Rebuild: true}, io.Discard); err != nil {
+	if _, err := m.images.UpdateImage(context.Background(), u, "p", Change{Rebuild: true}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	s := g.specs[0]

@@ -15,7 +15,7 @@ import (
 var errNobodyWaits = errors.New("everyone waiting for it has gone")
 
 // buildSlot serialises a project's builds; cur is the running build, for
-// requests that arrive meanwhile. Guarded by Manager.mu.
+// requests that arrive meanwhile. Guarded by Images.mu.
 type buildSlot struct {
 	cur *broadcast
 }
@@ -26,34 +26,34 @@ type buildSlot struct {
 // caller, or a request following it), so a follower sees a build through
 // after the user who started it left, and a build nobody waits for any
 // more is cancelled.
-func (m *Manager) acquireBuild(ctx context.Context, k key, project string, out io.Writer) (context.Context, func(), *broadcast, error) {
+func (im *Images) acquireBuild(ctx context.Context, k key, project string, out io.Writer) (context.Context, func(), *broadcast, error) {
 	announced := false
 	for {
-		m.mu.Lock()
-		s := m.builds[k]
+		im.mu.Lock()
+		s := im.builds[k]
 		if s == nil {
 			s = &buildSlot{}
-			m.builds[k] = s
+			im.builds[k] = s
 		}
 		if s.cur == nil {
 			bctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 			bc := newBroadcast(cancel)
 			bc.join() // the owner
 			s.cur = bc
-			m.mu.Unlock()
+			im.mu.Unlock()
 			stop := context.AfterFunc(ctx, bc.leave)
 			return bctx, func() {
 				stop()
-				m.mu.Lock()
+				im.mu.Lock()
 				s.cur = nil
-				delete(m.builds, k)
-				m.mu.Unlock()
+				delete(im.builds, k)
+				im.mu.Unlock()
 				bc.finish()
 				cancel(nil)
 			}, bc, nil
 		}
 		cur := s.cur
-		m.mu.Unlock()
+		im.mu.Unlock()
 		if !announced {
 			fmt.Fprintf(out, "ds01: another build of %s is running (started %s ago); following it\n", project, time.Since(cur.started).Round(time.Second))
 			announced = true
@@ -65,10 +65,10 @@ func (m *Manager) acquireBuild(ctx context.Context, k key, project string, out i
 }
 
 // Building reports whether a build of the project is running.
-func (m *Manager) Building(u store.User, project string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	s := m.builds[key{u.UID, project}]
+func (im *Images) Building(u store.User, project string) bool {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	s := im.builds[key{u.UID, project}]
 	return s != nil && s.cur != nil
 }
 

@@ -46,11 +46,11 @@ func TestCreateThenUpdate(t *testing.T) {
 	ctx := context.Background()
 	m, rt, u := newBuildManager(t)
 	var out bytes.Buffer
-	res, err := m.CreateImage(ctx, u, "p", ImageSpec{System: []image.Package{{Name: "jq", Spec: "jq"}}}, &out)
+	res, err := m.images.CreateImage(ctx, u, "p", ImageSpec{System: []image.Package{{Name: "jq", Spec: "jq"}}}, &out)
 	if err != nil || !res.Built || !res.Changed {
 		t.Fatalf("CreateImage = %+v, %v\n%s", res, err, out.String())
 	}
-	if _, err := m.CreateImage(ctx, u, "p", ImageSpec{}, &out); !errors.Is(err, ErrImageExists) {
+	if _, err := m.images.CreateImage(ctx, u, "p", ImageSpec{}, &out); !errors.Is(err, ErrImageExists) {
 		t.Errorf("second CreateImage: %v, want ErrImageExists", err)
 	}
 	if !strings.Contains(out.String(), "ds01: [1/2") {
@@ -62,10 +62,10 @@ func TestCreateThenUpdate(t *testing.T) {
 		t.Errorf("built Dockerfile is not the workspace's:\n%s", df)
 	}
 	// Nothing to change: no build.
-	if _, err := m.UpdateImage(ctx, u, "p", Change{Edit: addSystem("jq")}, &out); !errors.Is(err, ErrNoChange) {
+	if _, err := m.images.UpdateImage(ctx, u, "p", Change{Edit: addSystem("jq")}, &out); !errors.Is(err, ErrNoChange) {
 		t.Errorf("no-op update: %v, want ErrNoChange", err)
 	}
-	if _, err := m.UpdateImage(ctx, u, "nope", Change{Rebuild: true}, &out); !errors.Is(err, ErrNoProject) {
+	if _, err := m.images.UpdateImage(ctx, u, "nope", Change{Rebuild: true}, &out); !errors.Is(err, ErrNoProject) {
 		t.Errorf("update of a missing project: %v", err)
 	}
 }
@@ -74,13 +74,13 @@ func TestFailedBuildKeepsDockerfile(t *testing.T) {
 	ctx := context.Background()
 	m, _, u := newBuildManager(t)
 	var out bytes.Buffer
-	if _, err := m.CreateImage(ctx, u, "p", ImageSpec{}, &out); err != nil {
+	if _, err := m.images.CreateImage(ctx, u, "p", ImageSpec{}, &out); err != nil {
 		t.Fatal(err)
 	}
 	ws := workspaceOf(t, m, u, "p")
 	before, _ := os.ReadFile(filepath.Join(ws, "Dockerfile"))
 	fail := func(df []byte) ([]byte, error) { return append(df, "RUN FAIL\n"...), nil }
-	_, err := m.UpdateImage(ctx, u, "p", Change{Edit: fail, Reason: "test"}, &out)
+	_, err := m.images.UpdateImage(ctx, u, "p", Change{Edit: fail, Reason: "test"}, &out)
 	var be *BuildError
 	if !errors.As(err, &be) || be.Saved != "Dockerfile.failed" || !strings.HasPrefix(be.Step, "2/2 RUN FAIL") {
 		t.Fatalf("failed build: %#v", err)
@@ -95,16 +95,16 @@ func TestFailedBuildKeepsDockerfile(t *testing.T) {
 	if saved, _ := os.ReadFile(filepath.Join(ws, "Dockerfile.failed")); !bytes.Contains(saved, []byte("RUN FAIL")) {
 		t.Error("the attempt was not saved")
 	}
-	bs, _ := m.Builds(ctx, u, "p", 0)
+	bs, _ := m.images.Builds(ctx, u, "p", 0)
 	if len(bs) != 2 || bs[0].Result != store.BuildFailed || bs[0].FailedStep == "" || bs[1].Result != store.BuildOK {
 		t.Errorf("build history: %+v", bs)
 	}
-	info, _ := m.Project(ctx, u, "p")
+	info, _ := m.catalog.Project(ctx, u, "p")
 	if info.ImageState != ImageFailed || info.ImageID == "" {
 		t.Errorf("project after a failed build: %+v", info)
 	}
 	// A good build clears the failed attempt.
-	if _, err := m.UpdateImage(ctx, u, "p", Change{Edit: addSystem("jq")}, &out); err != nil {
+	if _, err := m.images.UpdateImage(ctx, u, "p", Change{Edit: addSystem("jq")}, &out); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(ws, "Dockerfile.failed")); err == nil {
@@ -120,7 +120,7 @@ func TestFailedBuildKeepsDockerfile(t *testing.T) {
 func TestConcurrentUpdatesSerialise(t *testing.T) {
 	ctx := context.Background()
 	m, rt, u := newBuildManager(t)
-	if _, err := m.CreateImage(ctx, u, "p", ImageSpec{}, &bytes.Buffer{}); err != nil {
+	if _, err := m.images.CreateImage(ctx, u, "p", ImageSpec{}, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
 	rt.delay = 5e6
@@ -131,7 +131,7 @@ func TestConcurrentUpdatesSerialise(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := m.UpdateImage(ctx, u, "p", Change{Edit: addSystem(p)}, &outs[i]); err != nil {
+			if _, err := m.images.UpdateImage(ctx, u, "p", Change{Edit: addSystem(p)}, &outs[i]); err != nil {
 				t.Errorf("update %s: %v", p, err)
 			}
 		}()
@@ -161,15 +161,15 @@ func TestBaseRestriction(t *testing.T) {
 	ctx := context.Background()
 	m, _, u := newBuildManager(t)
 	m.cfg.AllowedBases = []string{"base", "pytorch/pytorch:*"}
-	if _, err := m.CreateImage(ctx, u, "p", ImageSpec{Base: "evil/miner:latest"}, &bytes.Buffer{}); !errors.Is(err, ErrBaseRefused) {
+	if _, err := m.images.CreateImage(ctx, u, "p", ImageSpec{Base: "evil/miner:latest"}, &bytes.Buffer{}); !errors.Is(err, ErrBaseRefused) {
 		t.Errorf("refused base: %v", err)
 	}
-	if _, err := m.CreateImage(ctx, u, "p", ImageSpec{Base: "pytorch/pytorch:2.3.0"}, &bytes.Buffer{}); err != nil {
+	if _, err := m.images.CreateImage(ctx, u, "p", ImageSpec{Base: "pytorch/pytorch:2.3.0"}, &bytes.Buffer{}); err != nil {
 		t.Errorf("allowed base: %v", err)
 	}
 	// A hand edit cannot get around it either.
 	edit := func([]byte) ([]byte, error) { return []byte("FROM evil/miner\n"), nil }
-	if _, err := m.UpdateImage(ctx, u, "p", Change{Edit: edit}, &bytes.Buffer{}); !errors.Is(err, ErrBaseRefused) {
+	if _, err := m.images.UpdateImage(ctx, u, "p", Change{Edit: edit}, &bytes.Buffer{}); !errors.Is(err, ErrBaseRefused) {
 		t.Errorf("hand-edited base: %v", err)
 	}
 }
@@ -222,12 +222,12 @@ func TestLoginBuildAndUpdateTogether(t *testing.T) {
 		}
 		done <- err
 	}()
-	waitFor(t, "the login's build", func() bool { return m.Building(u, "p") })
-	if _, err := m.Projects(ctx, u); err != nil {
+	waitFor(t, "the login's build", func() bool { return m.images.Building(u, "p") })
+	if _, err := m.catalog.Projects(ctx, u); err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		_, err := m.UpdateImage(ctx, u, "p", Change{Edit: addSystem("jq")}, &bytes.Buffer{})
+		_, err := m.images.UpdateImage(ctx, u, "p", Change{Edit: addSystem("jq")}, &bytes.Buffer{})
 		done <- err
 	}()
 	for range 2 {
@@ -240,7 +240,7 @@ func TestLoginBuildAndUpdateTogether(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Release()
-	if c, ok := m.liveContainer(u, "p"); !ok || c.ImageID == "" {
+	if c, ok := m.container(u, "p"); !ok || c.ImageID == "" {
 		t.Errorf("container after both: %+v %v", c, ok)
 	}
 }

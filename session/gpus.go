@@ -32,65 +32,39 @@ type Want struct {
 // Default is a login that asks for nothing in particular.
 var Default = Want{GPUs: -1}
 
-// ErrLimit is wrapped by refusals that name a limit of the user's.
-var ErrLimit = errors.New("limit reached")
-
-// limitsFor resolves the user's limits from the policy.
-func (m *Manager) limitsFor(u store.User) (gpu.Limits, string) {
-	if m.cfg.Policy == nil {
-		return gpu.Limits{}, ""
-	}
-	return m.cfg.Policy.For(u.Name, u.Group)
+// GPUs is the session layer's side of the GPU queue: how many slots a
+// launch asks for, the wait for them, the container's devices and the
+// store's record of them, their release; and what gpu-status and
+// check-limits show.
+type GPUs struct {
+	*deps
+	limits     userLimits
+	containers *Manager
+	catalog    *Catalog
 }
 
-// containerLimits are the runtime limits of the user's containers: the
-// configuration's, overridden by the limits file where it sets a value.
-func (m *Manager) containerLimits(l gpu.Limits) runtime.Limits {
-	out := m.cfg.Limits
-	if !m.cfg.LimitsFromPolicy {
-		return out
-	}
-	if l.Memory != nil {
-		out.Memory = *l.Memory
-	}
-	if l.ShmSize != nil {
-		out.ShmSize = *l.ShmSize
-	}
-	if l.PidsLimit != nil {
-		out.PidsLimit = *l.PidsLimit
-	}
-	if l.MaxCPUs != nil {
-		n := int64(*l.MaxCPUs * 1e9)
-		if m.cfg.MaxNanoCPUs > 0 && n > m.cfg.MaxNanoCPUs {
-			n = m.cfg.MaxNanoCPUs // Docker refuses more than the host has
-		}
-		out.NanoCPUs = n
-	}
-	return out
-}
-
-// gpuCount is how many GPU slots a launch asks for.
-func (m *Manager) gpuCount(ctx context.Context, u store.User, project string, want Want) int {
+// count is how many GPU slots a launch asks for.
+func (g *GPUs) count(ctx context.Context, u store.User, project string, want Want) int {
 	if want.GPUs >= 0 {
 		return want.GPUs
 	}
-	if p, err := m.store.GetProject(ctx, u.Name, project); err == nil && p.GPUs >= 0 {
+	if p, err := g.store.GetProject(ctx, u.Name, project); err == nil && p.GPUs >= 0 {
 		return p.GPUs
 	}
-	if m.cfg.Alloc != nil && m.cfg.Alloc.Total() > 0 {
+	if g.cfg.Alloc != nil && g.cfg.Alloc.Total() > 0 {
 		return 1
 	}
 	return 0
 }
 
-// acquireGPUs waits for n slots, telling the user where they stand in the
+// acquire waits for n slots, telling the user where they stand in the
 // queue. It runs in the project's launch, which every connection to the
 // project follows.
-func (m *Manager) acquireGPUs(ctx context.Context, u store.User, project string, n int, l gpu.Limits, notice io.Writer) ([]gpu.Slot, error) {
+func (g *GPUs) acquire(ctx context.Context, u store.User, project string, n int, l gpu.Limits, notice io.Writer) ([]gpu.Slot, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	if m.cfg.Alloc == nil || m.cfg.Alloc.Total() == 0 {
+	if g.cfg.Alloc == nil || g.cfg.Alloc.Total() == 0 {
 		return nil, fmt.Errorf("%w: this host has no GPUs; connect as %s+cpu", ErrLimit, project)
 	}
 	var last gpu.QueueStatus
@@ -107,14 +81,14 @@ func (m *Manager) acquireGPUs(ctx context.Context, u store.User, project string,
 			n, st.Position, st.Waiting, st.Held, st.Total, st.Holders, bound)
 	}
 	start := time.Now()
-	slots, err := m.cfg.Alloc.Acquire(ctx, gpu.Request{
+	slots, err := g.cfg.Alloc.Acquire(ctx, gpu.Request{
 		User: u.Name, UID: u.UID, Project: project, Slots: n,
 		Quota: gpu.Quota{MaxGPUEq: l.MaxGPUEq, MaxSlotsPerContainer: l.MaxSlotsPerContainer},
-	}, m.cfg.QueueTimeout, progress)
+	}, g.cfg.QueueTimeout, progress)
 	var refused *gpu.RefusedError
 	switch {
 	case errors.As(err, &refused):
-		m.event(ctx, store.Event{Type: "gpu.reject", User: u.Name, Project: project, Details: refused.Reason + ": " + refused.Msg})
+		g.event(ctx, store.Event{Type: "gpu.reject", User: u.Name, Project: project, Details: refused.Reason + ": " + refused.Msg})
 		return nil, fmt.Errorf("%w: %s", ErrLimit, refused.Msg)
 	case err != nil:
 		return nil, err
@@ -125,13 +99,13 @@ func (m *Manager) acquireGPUs(ctx context.Context, u store.User, project string,
 	return slots, nil
 }
 
-// gpuNotice is the one line a session starts with when it holds GPUs.
-func (m *Manager) gpuNotice(u store.User, slots []gpu.Slot, l gpu.Limits) string {
+// notice is the one line a session starts with when it holds GPUs.
+func (g *GPUs) notice(u store.User, slots []gpu.Slot, l gpu.Limits) string {
 	names := make([]string, len(slots))
 	for i, s := range slots {
 		names[i] = fmt.Sprintf("%s (%s)", s.Index, s.Name)
 	}
-	held, _ := m.cfg.Alloc.UserEq(u.UID)
+	held, _ := g.cfg.Alloc.UserEq(u.UID)
 	limit := "unlimited"
 	if l.MaxGPUEq != nil {
 		limit = gpu.FormatEq(*l.MaxGPUEq)
@@ -144,11 +118,11 @@ func (m *Manager) gpuNotice(u store.User, slots []gpu.Slot, l gpu.Limits) string
 	return msg
 }
 
-// gpuSpec puts the slots into the container: exactly these devices, the
+// spec puts the slots into the container: exactly these devices, the
 // environment CUDA programs read, and labels to rebuild the allocation
 // from. A container without GPUs gets NVIDIA_VISIBLE_DEVICES=void, so a
 // CUDA base image's "all" cannot hand it every GPU of the host.
-func (m *Manager) gpuSpec(spec *runtime.ContainerSpec, slots []gpu.Slot) {
+func (g *GPUs) spec(spec *runtime.ContainerSpec, slots []gpu.Slot) {
 	if len(slots) == 0 {
 		spec.Env = append(spec.Env, "NVIDIA_VISIBLE_DEVICES=void", "CUDA_VISIBLE_DEVICES=")
 		return
@@ -164,14 +138,14 @@ func (m *Manager) gpuSpec(spec *runtime.ContainerSpec, slots []gpu.Slot) {
 	spec.Labels[LabelGPUUUIDs] = list
 	spec.Labels[LabelGPUEq] = strconv.FormatFloat(eq, 'f', 3, 64)
 	spec.Labels[LabelGPUCount] = strconv.Itoa(len(slots))
-	if m.cfg.Inventory != nil && m.cfg.Inventory.Real() {
+	if g.cfg.Inventory != nil && g.cfg.Inventory.Real() {
 		spec.GPUs = uuids
 	}
 }
 
-// recordGPUs writes a container's slots to the store, under container (its
+// record writes a container's slots to the store, under container (its
 // name before it exists, its ID after).
-func (m *Manager) recordGPUs(ctx context.Context, u store.User, project, container string, slots []gpu.Slot, since time.Time) {
+func (g *GPUs) record(ctx context.Context, u store.User, project, container string, slots []gpu.Slot, since time.Time) {
 	if len(slots) == 0 {
 		return
 	}
@@ -179,25 +153,18 @@ func (m *Manager) recordGPUs(ctx context.Context, u store.User, project, contain
 	for i, s := range slots {
 		as[i] = store.Allocation{UUID: s.UUID, Container: container, User: u.Name, UID: u.UID, Project: project, GPUEq: s.GPUEq(), Since: since}
 	}
-	if err := m.store.PutAllocations(ctx, as); err != nil {
-		m.log.Error("record gpu allocation", "container", short(container), "err", err)
+	if err := g.store.PutAllocations(ctx, as); err != nil {
+		g.log.Error("record gpu allocation", "container", short(container), "err", err)
 	}
 }
 
-// releaseGPUs frees the slots of e's container id (named name); the
-// queue's head gets them. e.mu is held.
-func (m *Manager) releaseGPUs(ctx context.Context, e *entry, id string) {
-	e.gpus = nil
-	m.freeSlots(ctx, e.user, e.project, id, e.name)
-}
-
-// freeSlots gives the project's slots back and forgets their store rows,
+// free gives the project's slots back and forgets their store rows,
 // under any of the container's names for them.
-func (m *Manager) freeSlots(ctx context.Context, u store.User, project string, containers ...string) {
-	if m.cfg.Alloc == nil {
+func (g *GPUs) free(ctx context.Context, u store.User, project string, containers ...string) {
+	if g.cfg.Alloc == nil {
 		return
 	}
-	freed := m.cfg.Alloc.Release(u.UID, project)
+	freed := g.cfg.Alloc.Release(u.UID, project)
 	if len(freed) == 0 {
 		return
 	}
@@ -205,15 +172,15 @@ func (m *Manager) freeSlots(ctx context.Context, u store.User, project string, c
 		if c == "" {
 			continue
 		}
-		if err := m.store.DeleteAllocations(ctx, c); err != nil {
-			m.log.Error("record gpu release", "container", short(c), "err", err)
+		if err := g.store.DeleteAllocations(ctx, c); err != nil {
+			g.log.Error("record gpu release", "container", short(c), "err", err)
 		}
 	}
 	id := ""
 	if len(containers) > 0 {
 		id = containers[0]
 	}
-	m.event(ctx, store.Event{Type: "gpu.release", User: u.Name, Project: project, Container: id, Details: slotList(freed)})
+	g.event(ctx, store.Event{Type: "gpu.release", User: u.Name, Project: project, Container: id, Details: slotList(freed)})
 }
 
 func slotList(slots []gpu.Slot) string {
@@ -222,57 +189,6 @@ func slotList(slots []gpu.Slot) string {
 		ids[i] = s.UUID
 	}
 	return strings.Join(ids, ",")
-}
-
-// Watch notices containers that died on their own or that an admin
-// removed (docker rm -f), every interval until ctx ends, and retires them
-// so their GPUs go back to the queue at once rather than at the next login.
-func (m *Manager) Watch(ctx context.Context, interval time.Duration) {
-	if interval <= 0 {
-		return
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		m.sweepDead(ctx)
-	}
-}
-
-func (m *Manager) sweepDead(ctx context.Context) {
-	live, err := m.rt.List(ctx, map[string]string{LabelInstance: m.cfg.Instance})
-	if err != nil {
-		m.log.Warn("watch: list containers", "err", err)
-		return
-	}
-	running := map[string]bool{}
-	for _, c := range live {
-		if c.Running {
-			running[c.ID] = true
-		}
-	}
-	m.mu.Lock()
-	var dead []*entry
-	for _, e := range m.entries {
-		if sn := e.snap.Load(); sn != nil && !running[sn.id] {
-			dead = append(dead, e)
-		}
-	}
-	m.mu.Unlock()
-	for _, e := range dead {
-		if !e.mu.TryLock() {
-			continue // a retire is under way; next round
-		}
-		if sn := e.snap.Load(); sn != nil && !running[sn.id] {
-			m.log.Warn("container gone", "user", sn.user.Name, "project", e.project, "container", short(sn.id))
-			m.retireLocked(ctx, e, "stopped outside the gateway")
-		}
-		e.mu.Unlock()
-	}
 }
 
 // Limits describes the user's limits and what they use now, for
@@ -286,40 +202,87 @@ type Limits struct {
 }
 
 // UserLimits returns the user's limits and current usage.
-func (m *Manager) UserLimits(_ context.Context, u store.User) Limits {
-	l, group := m.limitsFor(u)
+func (g *GPUs) UserLimits(_ context.Context, u store.User) Limits {
+	l, group := g.limits.of(u)
 	out := Limits{Group: group, Limits: l}
-	if m.cfg.Alloc != nil {
-		out.GPUEq, out.Slots = m.cfg.Alloc.UserEq(u.UID)
+	if g.cfg.Alloc != nil {
+		out.GPUEq, out.Slots = g.cfg.Alloc.UserEq(u.UID)
 	}
 	// The count the cap is checked against: containers running or being
 	// launched, and rsync's transfer containers.
-	m.mu.Lock()
-	out.Containers = m.containersOf(u.UID, nil)
-	m.mu.Unlock()
+	out.Containers = g.containers.containerCount(u.UID)
 	return out
 }
 
 // GPUStatus is every slot with its holder, and the queue.
-func (m *Manager) GPUStatus() ([]gpu.SlotState, []gpu.Waiter) {
-	if m.cfg.Alloc == nil {
+func (g *GPUs) GPUStatus() ([]gpu.SlotState, []gpu.Waiter) {
+	if g.cfg.Alloc == nil {
 		return nil, nil
 	}
-	return m.cfg.Alloc.Snapshot()
+	return g.cfg.Alloc.Snapshot()
 }
 
 // GPUUtilization is a slot's utilisation where the inventory knows it.
-func (m *Manager) GPUUtilization(uuid string) (int, bool) {
-	if m.cfg.Inventory == nil {
+func (g *GPUs) GPUUtilization(uuid string) (int, bool) {
+	if g.cfg.Inventory == nil {
 		return 0, false
 	}
-	return m.cfg.Inventory.Utilization(uuid)
+	return g.cfg.Inventory.Utilization(uuid)
 }
 
 // SetProjectGPUs sets how many GPUs the project's logins get by default.
-func (m *Manager) SetProjectGPUs(ctx context.Context, u store.User, project string, n int) error {
-	if _, err := m.Project(ctx, u, project); err != nil {
+func (g *GPUs) SetProjectGPUs(ctx context.Context, u store.User, project string, n int) error {
+	if _, err := g.catalog.Project(ctx, u, project); err != nil {
 		return err
 	}
-	return m.store.SetProjectGPUs(ctx, u.Name, project, n)
+	return g.store.SetProjectGPUs(ctx, u.Name, project, n)
+}
+
+// restore takes back the slots the store records for a surviving
+// container (by its ID, or by its name for a crash during its launch) and
+// its user and project. Its labels only serve to report disagreements.
+func (g *GPUs) restore(u store.User, project string, c runtime.Container, allocs []store.Allocation) []gpu.Slot {
+	var uuids []string
+	for _, a := range allocs {
+		if (a.Container == c.ID || a.Container == c.Name) && a.UID == u.UID && a.Project == project {
+			uuids = append(uuids, a.UUID)
+		}
+	}
+	if labelled := c.Labels[LabelGPUUUIDs]; labelled != strings.Join(uuids, ",") && (labelled != "" || len(uuids) > 0) {
+		g.log.Warn("reconcile: container's gpu label disagrees with the store; the store wins", "container", short(c.ID), "label", labelled, "store", strings.Join(uuids, ","))
+	}
+	if len(uuids) == 0 {
+		return nil
+	}
+	if g.cfg.Alloc == nil {
+		g.log.Error("reconcile: container holds GPUs but this gateway has none", "container", short(c.ID), "gpus", uuids)
+		return nil
+	}
+	if err := g.cfg.Alloc.Restore(gpu.Holder{User: u.Name, UID: u.UID, Project: project, Since: c.Created}, uuids); err != nil {
+		g.log.Error("reconcile: stored gpus disagree with the inventory", "container", short(c.ID), "err", err)
+	}
+	return g.cfg.Alloc.Held(u.UID, project)
+}
+
+// reconcile makes the store's allocations those of the containers that
+// survived and were adopted with them, and logs the rows it drops.
+func (g *GPUs) reconcile(ctx context.Context, rows []store.Allocation, live []*snapshot) {
+	stored := map[string]store.Allocation{}
+	for _, r := range rows {
+		stored[r.UUID] = r
+	}
+	var now []store.Allocation
+	for _, sn := range live {
+		for _, s := range sn.gpus {
+			now = append(now, store.Allocation{UUID: s.UUID, Container: sn.id, User: sn.user.Name, UID: sn.user.UID, Project: sn.project, GPUEq: s.GPUEq(), Since: sn.launchedAt})
+			delete(stored, s.UUID)
+		}
+	}
+	for _, r := range stored {
+		g.log.Warn("reconcile: freeing gpu of a container that is gone", "gpu", r.UUID, "container", short(r.Container), "user", r.User, "project", r.Project)
+		g.event(ctx, store.Event{Type: "gpu.release", User: r.User, Project: r.Project, Container: r.Container, Details: r.UUID + " (reconcile: container gone)"})
+	}
+	if err := g.store.ReplaceAllocations(ctx, now); err != nil {
+		g.log.Error("reconcile: record gpu allocations", "err", err)
+	}
 }

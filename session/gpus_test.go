@@ -58,7 +58,7 @@ func TestConcurrentLaunchesNeverShareAGPU(t *testing.T) {
 	if len(bad) > 0 {
 		t.Errorf("a GPU was shared:\n%s", strings.Join(bad, "\n"))
 	}
-	slotsNow, queue := m.GPUStatus()
+	slotsNow, queue := m.gpus.GPUStatus()
 	for _, s := range slotsNow {
 		if s.Holder != nil {
 			t.Errorf("slot %s still held by %+v", s.Slot.Index, *s.Holder)

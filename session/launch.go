@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -57,7 +56,7 @@ func (m *Manager) startLaunch(e *entry, u store.User, want Want) *launchOp {
 // follow copies the launch's notices to notice until it ends, and returns
 // its error; or leaves when ctx is done, which cancels the launch if
 // nobody else waits for it.
-func (m *Manager) follow(ctx context.Context, op *launchOp, notice io.Writer) error {
+func (op *launchOp) follow(ctx context.Context, notice io.Writer) error {
 	if err := op.notes.follow(ctx, notice); err != nil {
 		return err
 	}
@@ -68,27 +67,27 @@ func (m *Manager) follow(ctx context.Context, op *launchOp, notice io.Writer) er
 // launch builds the image if needed, waits for GPUs and starts e's
 // container.
 func (m *Manager) launch(ctx context.Context, e *entry, u store.User, want Want, notice io.Writer) error {
-	ws, imageID, err := m.ensureProject(ctx, u, e.project, notice)
+	ws, imageID, err := m.images.ensureProject(ctx, u, e.project, notice)
 	if err != nil {
 		return err
 	}
 	defer ws.Close()
-	limits, _ := m.limitsFor(u)
+	limits, _ := m.limits.of(u)
 	unreserve, err := m.reserveContainer(e, u, limits)
 	if err != nil {
 		return err
 	}
 	defer unreserve()
-	slots, err := m.acquireGPUs(ctx, u, e.project, m.gpuCount(ctx, u, e.project, want), limits, notice)
+	slots, err := m.gpus.acquire(ctx, u, e.project, m.gpus.count(ctx, u, e.project, want), limits, notice)
 	if err != nil {
 		return err
 	}
-	if err := m.startContainer(ctx, e, u, ws, imageID, slots, m.containerLimits(limits), notice); err != nil {
-		m.freeSlots(ctx, u, e.project)
+	if err := m.startContainer(ctx, e, u, ws, imageID, slots, m.limits.container(limits), notice); err != nil {
+		m.gpus.free(ctx, u, e.project)
 		return err
 	}
 	if len(slots) > 0 {
-		fmt.Fprint(notice, m.gpuNotice(u, slots, limits))
+		fmt.Fprint(notice, m.gpus.notice(u, slots, limits))
 	}
 	return nil
 }
@@ -99,17 +98,17 @@ func (m *Manager) startContainer(ctx context.Context, e *entry, u store.User, ws
 	start := time.Now()
 	ref := image.Ref(u.UID, e.project)
 	name := containerName(u.Name, e.project)
-	home, err := m.userMounts(u)
+	home, err := m.dirs.userMounts(u)
 	if err != nil {
 		return fmt.Errorf("launch container: %w", err)
 	}
-	run, err := m.prepareRunDir(ctx, name, u, imageID)
+	run, err := m.dirs.prepareRun(ctx, name, u, imageID)
 	if err != nil {
 		return fmt.Errorf("launch container: %w", err)
 	}
-	staged, unstage, err := m.stageWorkspace(name, ws)
+	staged, unstage, err := m.dirs.stageWorkspace(name, ws)
 	if err != nil {
-		m.removeRunDir(name)
+		m.dirs.removeRun(name)
 		return fmt.Errorf("launch container: %w", err)
 	}
 	// Once started, the container holds its own mount of the workspace.
@@ -130,11 +129,11 @@ func (m *Manager) startContainer(ctx context.Context, e *entry, u store.User, ws
 		Limits: limits,
 		IODir:  run.io,
 	}
-	m.gpuSpec(&spec, slots)
+	m.gpus.spec(&spec, slots)
 	// The slots are in the store before the container exists, under its
 	// name: a crash between the two must not leave a container holding
 	// GPUs the store does not know of (reconcile trusts only the store).
-	m.recordGPUs(ctx, u, e.project, name, slots, start)
+	m.gpus.record(ctx, u, e.project, name, slots, start)
 	id, err := m.rt.Launch(ctx, spec)
 	if err != nil {
 		if len(slots) > 0 {
@@ -142,11 +141,11 @@ func (m *Manager) startContainer(ctx context.Context, e *entry, u store.User, ws
 				m.log.Error("record gpu release", "container", name, "err", derr)
 			}
 		}
-		m.removeRunDir(name)
+		m.dirs.removeRun(name)
 		m.event(ctx, store.Event{Type: "container.launch_failed", User: u.Name, Project: e.project, Duration: time.Since(start), Details: err.Error()})
 		return fmt.Errorf("launch container: %w", err)
 	}
-	m.recordGPUs(ctx, u, e.project, id, slots, start)
+	m.gpus.record(ctx, u, e.project, id, slots, start)
 	e.mu.Lock()
 	e.containerID, e.imageID, e.name, e.shell, e.launchedAt = id, imageID, name, run.shell, time.Now()
 	e.workspace, e.gpus = ws.Path(), slots
@@ -164,90 +163,6 @@ func (m *Manager) startContainer(ctx context.Context, e *entry, u store.User, ws
 	m.log.Info("container launched", "user", u.Name, "project", e.project, "container", short(id), "duration", d)
 	fmt.Fprintf(notice, "ds01: container %s ready (%.1f s)\n", e.project, d.Seconds())
 	return nil
-}
-
-// containerLabels are the labels of a container the gateway creates. The
-// engine merges the image's labels under them, and a user's image may
-// carry any ds01.* label it likes: so every label the gateway ever reads
-// back is set here, empty where it does not apply, and the image's value
-// never shows through.
-func (m *Manager) containerLabels(u store.User, project string, created time.Time, role string) map[string]string {
-	return map[string]string{
-		LabelUser:       u.Name,
-		LabelUID:        strconv.Itoa(u.UID),
-		LabelGID:        strconv.Itoa(u.GID),
-		LabelProject:    project,
-		LabelCreated:    created.UTC().Format(time.RFC3339),
-		LabelInstance:   m.cfg.Instance,
-		LabelRole:       role,
-		LabelGPUUUIDs:   "",
-		LabelGPUEq:      "",
-		LabelGPUCount:   "0",
-		LabelDockerfile: "",
-	}
-}
-
-// reserveContainer counts e against the user's max_containers_per_user
-// for the duration of its launch, or refuses it. Counting and reserving
-// happen under one lock, so two logins at once cannot both take the last
-// place.
-func (m *Manager) reserveContainer(e *entry, u store.User, l gpu.Limits) (func(), error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.capRefusal(u.UID, l, e, ""); err != nil {
-		return nil, err
-	}
-	e.reserved = true
-	return func() {
-		m.mu.Lock()
-		e.reserved = false
-		m.mu.Unlock()
-	}, nil
-}
-
-// capRefusal refuses one more container of the user's beyond
-// max_containers_per_user, counting all but except's; what says what the
-// new one would be for. m.mu is held.
-func (m *Manager) capRefusal(uid int, l gpu.Limits, except *entry, what string) error {
-	if l.MaxContainers == nil {
-		return nil
-	}
-	if n := m.containersOf(uid, except); n >= *l.MaxContainers {
-		return fmt.Errorf("%w: you run %d of %d containers (max_containers_per_user)%s: retire one first (container-list, container-retire)", ErrLimit, n, *l.MaxContainers, what)
-	}
-	return nil
-}
-
-// containersOf counts the user's containers, running or being launched,
-// other than except's, with their running transfer containers; m.mu is
-// held.
-func (m *Manager) containersOf(uid int, except *entry) int {
-	n := m.transfers[uid] // rsync's transfer containers count too
-	for k, e := range m.entries {
-		if k.uid == uid && e != except && (e.snap.Load() != nil || e.reserved) {
-			n++
-		}
-	}
-	return n
-}
-
-// stageWorkspace bind-mounts the opened workspace into the container's run
-// directory and returns that path for the runtime to mount: a path only
-// root can change, naming exactly the directory opened. unstage removes
-// the staging mount (the container keeps its own).
-func (m *Manager) stageWorkspace(name string, ws *workspace.Dir) (string, func(), error) {
-	target := filepath.Join(m.cfg.RunDir, name, stagedWorkspace)
-	if err := mkdirPrivate(target); err != nil {
-		return "", nil, fmt.Errorf("stage workspace: %w", err)
-	}
-	if err := ws.BindTo(target); err != nil {
-		return "", nil, errors.Join(err, workspace.Unbind(target))
-	}
-	return target, func() {
-		if err := workspace.Unbind(target); err != nil {
-			m.log.Warn("unstage workspace", "container", name, "err", err)
-		}
-	}, nil
 }
 
 // ctxMutex is a mutex that a caller can stop waiting for.

@@ -148,7 +148,7 @@ func TestWaiterForALaunchCanGiveUp(t *testing.T) {
 	// Listings and a retire do not wait for the build either.
 	done := make(chan struct{})
 	go func() {
-		m.Containers(context.Background(), u, false)
+		m.catalog.Containers(context.Background(), u, false)
 		m.RetireContainer(context.Background(), u, "p", "test")
 		close(done)
 	}()
@@ -295,14 +295,14 @@ func TestReconcileTrustsTheStoreNotLabels(t *testing.T) {
 	if err := m.store.PutAllocations(context.Background(), []store.Allocation{{UUID: slots[1].UUID, Container: "ds01-ann.r-def", User: u.Name, UID: u.UID, Project: "r", GPUEq: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	m2 := New(m.cfg, rt, rt, m.store, m.log)
+	m2 := New(*m.cfg, rt, rt, m.store, m.log)
 	m2.cfg.Alloc = gpu.NewAllocator(slots)
 	t.Cleanup(m2.Close)
 	if err := m2.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	held := map[string]string{}
-	st, _ := m2.GPUStatus()
+	st, _ := m2.gpus.GPUStatus()
 	for _, s := range st {
 		if s.Holder != nil {
 			held[s.Slot.UUID] = s.Holder.Project

@@ -2,8 +2,6 @@ package session
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -66,26 +64,29 @@ type Config struct {
 	TransferTimeout time.Duration
 }
 
-// retireRetry is the wait before retrying a retire the engine refused.
-const retireRetry = 30 * time.Second
-
-// Manager hands out leases on project containers.
+// Manager holds the life of project containers: one slot per (user,
+// project), the leases on it, its launch, its grace timer and its retire.
+// The other concerns of the session layer are parts of their own, which
+// the Manager uses and hands out: Images (builds), Catalog (listings),
+// GPUs (the GPU queue and limits), Transfers (file transfers),
+// Workspaces and dirs (run and user directories); reconcile.go adopts
+// what survived a restart.
 type Manager struct {
-	cfg     Config
-	rt      runtime.Runtime
-	builder runtime.Builder
-	store   *store.Store
-	log     *slog.Logger
-
-	// identities caches, per image ID, the image's passwd and group files.
-	identities sync.Map
+	*deps
+	limits     userLimits
+	dirs       *dirs
+	workspaces *Workspaces
+	catalog    *Catalog
+	images     *Images
+	gpus       *GPUs
+	transfers  *Transfers
 
 	mu      sync.Mutex
 	entries map[key]*entry
-	builds  map[key]*buildSlot
 	closed  bool
-	// transfers counts each uid's running transfer containers (transfer.go).
-	transfers map[int]int
+	// transferring counts each uid's running transfer containers against
+	// max_containers_per_user (see reserveTransfer).
+	transferring map[int]int
 }
 
 type key struct {
@@ -131,14 +132,40 @@ func newEntry(u store.User, project string) *entry {
 	return &entry{mu: newCtxMutex(), user: u, project: project}
 }
 
-// New returns a manager. Call Reconcile once before serving.
+// New returns a manager and its parts. Call Reconcile once before serving.
 func New(cfg Config, rt runtime.Runtime, b runtime.Builder, st *store.Store, log *slog.Logger) *Manager {
-	return &Manager{cfg: cfg, rt: rt, builder: b, store: st, log: log, entries: map[key]*entry{}, builds: map[key]*buildSlot{}}
+	d := &deps{cfg: &cfg, rt: rt, builder: b, store: st, log: log}
+	lim := userLimits{cfg: d.cfg}
+	m := &Manager{deps: d, limits: lim, entries: map[key]*entry{}}
+	m.dirs = &dirs{deps: d}
+	m.workspaces = &Workspaces{deps: d}
+	m.catalog = &Catalog{deps: d, containers: m, workspaces: m.workspaces}
+	m.images = &Images{deps: d, limits: lim, containers: m, workspaces: m.workspaces, catalog: m.catalog, builds: map[key]*buildSlot{}}
+	m.catalog.images = m.images
+	m.gpus = &GPUs{deps: d, limits: lim, containers: m, catalog: m.catalog}
+	m.transfers = &Transfers{deps: d, limits: lim, containers: m, workspaces: m.workspaces, dirs: m.dirs}
+	return m
 }
+
+// Images builds and retires the projects' images.
+func (m *Manager) Images() *Images { return m.images }
+
+// Catalog lists the users' projects and containers.
+func (m *Manager) Catalog() *Catalog { return m.catalog }
+
+// GPUs reports the GPU queue and the users' limits.
+func (m *Manager) GPUs() *GPUs { return m.gpus }
+
+// Transfers runs and records file transfers.
+func (m *Manager) Transfers() *Transfers { return m.transfers }
+
+// Workspaces opens the projects' workspaces.
+func (m *Manager) Workspaces() *Workspaces { return m.workspaces }
 
 // snapshot is an entry's container as last published.
 type snapshot struct {
 	id, imageID, name string
+	project           string
 	user              store.User
 	launchedAt        time.Time
 	gpus              []gpu.Slot
@@ -150,7 +177,7 @@ func (e *entry) publish() {
 		e.snap.Store(nil)
 		return
 	}
-	e.snap.Store(&snapshot{id: e.containerID, imageID: e.imageID, name: e.name, user: e.user, launchedAt: e.launchedAt, gpus: e.gpus})
+	e.snap.Store(&snapshot{id: e.containerID, imageID: e.imageID, name: e.name, project: e.project, user: e.user, launchedAt: e.launchedAt, gpus: e.gpus})
 }
 
 // Lease is one connection's hold on a running project container.
@@ -245,7 +272,7 @@ func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, wan
 		}
 		e.mu.Unlock()
 		if op != nil {
-			if err := m.follow(ctx, op, notice); err != nil {
+			if err := op.follow(ctx, notice); err != nil {
 				return err
 			}
 			if op.want != want {
@@ -305,68 +332,6 @@ func (l *Lease) Release() {
 	})
 }
 
-// expire retires e's container if nobody attached since the timer was set.
-func (m *Manager) expire(k key, e *entry, gen uint64) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	m.mu.Lock()
-	idle := e.refs == 0 && e.gen == gen
-	m.mu.Unlock()
-	if !idle {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	m.retireLocked(ctx, e, "grace expired")
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	switch {
-	case e.refs != 0 || e.gen != gen || m.closed:
-	case e.launch != nil:
-		// Everyone left during a launch, which may still finish: look
-		// again after the grace rather than forget the entry with its
-		// container.
-		e.timer = time.AfterFunc(max(m.cfg.RetireAfter, time.Second), func() { m.expire(k, e, gen) })
-	case e.containerID != "":
-		// The engine refused to remove it: try again rather than leak it.
-		e.timer = time.AfterFunc(retireRetry, func() { m.expire(k, e, gen) })
-	case m.entries[k] == e:
-		delete(m.entries, k)
-	}
-}
-
-// retireLocked stops and removes e's container; e.mu is held. The
-// workspace is a bind mount and is never touched.
-func (m *Manager) retireLocked(ctx context.Context, e *entry, why string) {
-	id := e.containerID
-	if id == "" {
-		return
-	}
-	start := time.Now()
-	// Sessions hear of it before their processes die, so they can say why.
-	if e.ret != nil {
-		e.ret.end(why)
-		e.ret = nil
-	}
-	if err := m.rt.Retire(ctx, id); err != nil {
-		m.log.Error("retire container", "container", short(id), "err", err)
-		return // keep the ID: reconciliation will try again
-	}
-	e.containerID = ""
-	e.publish()
-	m.releaseGPUs(ctx, e, id)
-	m.removeRunDir(e.name)
-	if err := m.store.RetireContainer(ctx, id, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
-		m.log.Error("record retire", "container", short(id), "err", err)
-	}
-	var lifetime time.Duration
-	if !e.launchedAt.IsZero() {
-		lifetime = time.Since(e.launchedAt)
-	}
-	m.event(ctx, store.Event{Type: "container.retire", User: e.user.Name, Project: e.project, Container: id, Duration: lifetime, Details: why})
-	m.log.Info("container retired", "user", e.user.Name, "project", e.project, "container", short(id), "why", why, "took", time.Since(start))
-}
-
 // Close stops the retire timers. Containers stay up: connections are gone
 // with the process, and the next start adopts them and retires them after
 // the grace unless their users come back.
@@ -379,27 +344,4 @@ func (m *Manager) Close() {
 			e.timer.Stop()
 		}
 	}
-}
-
-func (m *Manager) event(ctx context.Context, ev store.Event) {
-	if err := m.store.AddEvent(context.WithoutCancel(ctx), ev); err != nil {
-		m.log.Error("record event", "type", ev.Type, "err", err)
-	}
-}
-
-// userNetwork is the per-user bridge network: a user's containers can reach
-// each other, never another user's.
-func userNetwork(u store.User) string { return fmt.Sprintf("ds01-u%d", u.UID) }
-
-func containerName(user, project string) string {
-	var b [3]byte
-	rand.Read(b[:])
-	return fmt.Sprintf("ds01-%s.%s-%s", user, project, hex.EncodeToString(b[:]))
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

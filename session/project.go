@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -62,6 +61,11 @@ func expandRoot(root, userName string) (expanded, shared string, err error) {
 	return strings.ReplaceAll(root, "{user}", userName), shared, err
 }
 
+// Workspaces opens and creates the projects' workspaces, and records the
+// projects in the store. Every file of a workspace the gateway touches is
+// reached through it (see wsfile.go).
+type Workspaces struct{ *deps }
+
 // location is where a project's workspace is: dir, reached from anchor,
 // the root-owned directory above the user's part of the path.
 type location struct{ dir, anchor string }
@@ -69,8 +73,8 @@ type location struct{ dir, anchor string }
 // locate finds the project's workspace: the one recorded when the project
 // was created (it stays there whatever happens to the configuration or to
 // user lookups later), or, for a new project, the configured root's.
-func (m *Manager) locate(ctx context.Context, u store.User, project string) (loc location, p store.Project, isNew bool, err error) {
-	p, err = m.store.GetProject(ctx, u.Name, project)
+func (w *Workspaces) locate(ctx context.Context, u store.User, project string) (loc location, p store.Project, isNew bool, err error) {
+	p, err = w.store.GetProject(ctx, u.Name, project)
 	isNew = errors.Is(err, store.ErrNotFound)
 	if err != nil && !isNew {
 		return location{}, p, false, fmt.Errorf("look up project: %w", err)
@@ -78,7 +82,7 @@ func (m *Manager) locate(ctx context.Context, u store.User, project string) (loc
 	if !isNew && p.Workspace != "" && p.WorkspaceAnchor != "" {
 		return location{p.Workspace, p.WorkspaceAnchor}, p, false, nil
 	}
-	root, shared, err := expandRoot(m.cfg.WorkspaceRoot, u.Name)
+	root, shared, err := expandRoot(w.cfg.WorkspaceRoot, u.Name)
 	if err != nil {
 		return location{}, p, isNew, fmt.Errorf("%w: %w", ErrNoWorkspace, err)
 	}
@@ -90,27 +94,27 @@ func (m *Manager) locate(ctx context.Context, u store.User, project string) (loc
 			return location{}, p, false, fmt.Errorf("%w: %s is not below the workspace root's %s", ErrNoWorkspace, p.Workspace, shared)
 		}
 		loc.dir = p.Workspace
-		if err := m.store.SetWorkspaceAnchor(ctx, u.Name, project, shared); err != nil {
-			m.log.Warn("record workspace anchor", "project", project, "err", err)
+		if err := w.store.SetWorkspaceAnchor(ctx, u.Name, project, shared); err != nil {
+			w.log.Warn("record workspace anchor", "project", project, "err", err)
 		}
 	}
 	return loc, p, isNew, nil
 }
 
-// openWorkspace opens the project's workspace, creating it if create is
+// open opens the project's workspace, creating it if create is
 // set, without following any symlink below its anchor.
-func (m *Manager) openWorkspace(ctx context.Context, u store.User, project string, create bool) (*workspace.Dir, error) {
+func (w *Workspaces) open(ctx context.Context, u store.User, project string, create bool) (*workspace.Dir, error) {
 	if err := ValidateProject(project, ""); err != nil {
 		return nil, err
 	}
-	loc, _, _, err := m.locate(ctx, u, project)
+	loc, _, _, err := w.locate(ctx, u, project)
 	if err != nil {
 		return nil, err
 	}
-	return m.open(loc, u, create)
+	return w.openAt(loc, u, create)
 }
 
-func (m *Manager) open(loc location, u store.User, create bool) (*workspace.Dir, error) {
+func (w *Workspaces) openAt(loc location, u store.User, create bool) (*workspace.Dir, error) {
 	if create {
 		// Like /home: users' own directories are below it.
 		if err := os.MkdirAll(loc.anchor, 0o755); err != nil { //nolint:gosec // see above
@@ -124,48 +128,48 @@ func (m *Manager) open(loc location, u store.User, create bool) (*workspace.Dir,
 	return d, nil
 }
 
-// EnsureWorkspace creates the project on first use, without building its
+// Ensure creates the project on first use, without building its
 // image: the workspace owned by the user, the default Dockerfile, the store
 // record. File transfers use it directly (a transfer never needs the
 // image); a login builds the image afterwards. The caller closes the
 // returned directory.
-func (m *Manager) EnsureWorkspace(ctx context.Context, u store.User, project string) (*workspace.Dir, error) {
-	d, _, err := m.ensureWorkspace(ctx, u, project)
+func (w *Workspaces) Ensure(ctx context.Context, u store.User, project string) (*workspace.Dir, error) {
+	d, _, err := w.ensure(ctx, u, project)
 	return d, err
 }
 
-func (m *Manager) ensureWorkspace(ctx context.Context, u store.User, project string) (d *workspace.Dir, isNew bool, err error) {
+func (w *Workspaces) ensure(ctx context.Context, u store.User, project string) (d *workspace.Dir, isNew bool, err error) {
 	if err := ValidateProject(project, ""); err != nil {
 		return nil, false, err
 	}
 	if err := checkUID(u); err != nil {
 		return nil, false, err
 	}
-	loc, _, isNew, err := m.locate(ctx, u, project)
+	loc, _, isNew, err := w.locate(ctx, u, project)
 	if err != nil {
 		return nil, false, err
 	}
-	d, err = m.open(loc, u, true)
+	d, err = w.openAt(loc, u, true)
 	if err != nil {
 		return nil, false, err
 	}
-	err = d.CreateFile(image.DockerfileName, image.DefaultDockerfile(m.cfg.BaseImage, u.Name, project), 0o644)
+	err = d.CreateFile(image.DockerfileName, image.DefaultDockerfile(w.cfg.BaseImage, u.Name, project), 0o644)
 	if err != nil && !errors.Is(err, fs.ErrExist) { // the user's own, or a concurrent first use wrote it
 		d.Close()
 		return nil, false, fmt.Errorf("write Dockerfile: %w", err)
 	}
 	now := time.Now()
 	if isNew {
-		created, err := m.store.CreateProject(ctx, store.Project{User: u.Name, Name: project, Workspace: loc.dir, WorkspaceAnchor: loc.anchor, CreatedAt: now, LastUsed: now})
+		created, err := w.store.CreateProject(ctx, store.Project{User: u.Name, Name: project, Workspace: loc.dir, WorkspaceAnchor: loc.anchor, CreatedAt: now, LastUsed: now})
 		if err != nil {
 			d.Close()
 			return nil, false, fmt.Errorf("record project: %w", err)
 		}
 		if created {
-			m.event(ctx, store.Event{Type: "project.create", User: u.Name, Project: project, Details: loc.dir})
+			w.event(ctx, store.Event{Type: "project.create", User: u.Name, Project: project, Details: loc.dir})
 		}
-	} else if err := m.store.TouchProject(ctx, u.Name, project, now); err != nil {
-		m.log.Warn("touch project", "project", project, "err", err)
+	} else if err := w.store.TouchProject(ctx, u.Name, project, now); err != nil {
+		w.log.Warn("touch project", "project", project, "err", err)
 	}
 	return d, isNew, nil
 }
@@ -180,39 +184,6 @@ func checkUID(u store.User) error {
 		return fmt.Errorf("%w: %s", errRootUser, u.Name)
 	}
 	return nil
-}
-
-// ensureProject creates the project on first use and builds its image if
-// missing, through the same path as image-create and image-update. The
-// caller closes the returned workspace.
-func (m *Manager) ensureProject(ctx context.Context, u store.User, project string, notice io.Writer) (_ *workspace.Dir, imageID string, err error) {
-	ws, isNew, err := m.ensureWorkspace(ctx, u, project)
-	if err != nil {
-		return nil, "", err
-	}
-	defer func() {
-		if err != nil {
-			ws.Close()
-		}
-	}()
-	ref := image.Ref(u.UID, project)
-	id, err := m.builder.ImageID(ctx, ref)
-	if err != nil {
-		return nil, "", err
-	}
-	if id != "" {
-		return ws, id, nil
-	}
-	if isNew {
-		fmt.Fprintf(notice, "ds01: new project %s: workspace %s, building image %s ...\n", project, displayPath(ws.Path(), u), strings.TrimSuffix(ref, ":latest"))
-	} else {
-		fmt.Fprintf(notice, "ds01: building image %s from %s ...\n", strings.TrimSuffix(ref, ":latest"), displayPath(filepath.Join(ws.Path(), image.DockerfileName), u))
-	}
-	res, err := m.UpdateImage(ctx, u, project, Change{Reason: "login", IfMissing: true}, notice)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w (fix /workspace/Dockerfile, then connect again)", err)
-	}
-	return ws, res.ImageID, nil
 }
 
 func displayPath(p string, u store.User) string {

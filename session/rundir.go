@@ -8,11 +8,20 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
 	"github.com/ds01/ds01-gateway/session/workspace"
 	"github.com/ds01/ds01-gateway/store"
 )
+
+// dirs keeps the host directories of containers: each container's run
+// directory, and what persists of each user's home (userdir.go).
+type dirs struct {
+	*deps
+	// identities caches, per image ID, the image's passwd and group files.
+	identities sync.Map
+}
 
 // Each container gets a run directory on the host, <RunDir>/<container
 // name>, bind-mounted into it: /etc/passwd and /etc/group (the image's,
@@ -32,14 +41,14 @@ type identityFiles struct {
 	passwd, group []byte
 }
 
-func (m *Manager) prepareRunDir(ctx context.Context, name string, u store.User, imageID string) (runDir, error) {
-	id, err := m.imageIdentity(ctx, imageID)
+func (d *dirs) prepareRun(ctx context.Context, name string, u store.User, imageID string) (runDir, error) {
+	id, err := d.imageIdentity(ctx, imageID)
 	if err != nil {
 		return runDir{}, err
 	}
 	passwd, shell := mergePasswd(id.passwd, u)
 	group := mergeGroup(id.group, u)
-	dir := filepath.Join(m.cfg.RunDir, name)
+	dir := filepath.Join(d.cfg.RunDir, name)
 	r := runDir{home: homeDir(u), shell: shell, io: filepath.Join(dir, "io")}
 	// The container's user reads passwd and group and enters io: they
 	// are world-readable, as in any image. The data directory above is
@@ -64,7 +73,7 @@ func (m *Manager) prepareRunDir(ctx context.Context, name string, u store.User, 
 		return os.Lchown(home, u.UID, u.GID)
 	}()
 	if err != nil {
-		m.removeRunDir(name)
+		d.removeRun(name)
 		return runDir{}, fmt.Errorf("run directory: %w", err)
 	}
 	r.mounts = []runtime.Mount{
@@ -77,16 +86,16 @@ func (m *Manager) prepareRunDir(ctx context.Context, name string, u store.User, 
 
 // imageIdentity returns the image's own passwd and group, read once per
 // image ID.
-func (m *Manager) imageIdentity(ctx context.Context, imageID string) (identityFiles, error) {
-	if v, ok := m.identities.Load(imageID); ok {
+func (d *dirs) imageIdentity(ctx context.Context, imageID string) (identityFiles, error) {
+	if v, ok := d.identities.Load(imageID); ok {
 		return v.(identityFiles), nil
 	}
-	files, err := m.builder.ImageFiles(ctx, imageID, "/etc/passwd", "/etc/group")
+	files, err := d.builder.ImageFiles(ctx, imageID, "/etc/passwd", "/etc/group")
 	if err != nil {
 		return identityFiles{}, err
 	}
 	id := identityFiles{passwd: files["/etc/passwd"], group: files["/etc/group"]}
-	m.identities.Store(imageID, id)
+	d.identities.Store(imageID, id)
 	return id, nil
 }
 
@@ -94,21 +103,21 @@ func (m *Manager) imageIdentity(ctx context.Context, imageID string) (identityFi
 // bind-mounted while its container starts (see stageWorkspace).
 const stagedWorkspace = "workspace"
 
-// removeRunDir removes a container's run directory. The staging mount
+// removeRun removes a container's run directory. The staging mount
 // point of its workspace is taken down first, and if that fails nothing
 // is removed: a recursive remove through a bind mount of a workspace
 // would delete the user's files.
-func (m *Manager) removeRunDir(name string) {
+func (d *dirs) removeRun(name string) {
 	if name == "" || strings.ContainsAny(name, "/\x00") || name == "." || name == ".." {
 		return
 	}
-	dir := filepath.Join(m.cfg.RunDir, name)
+	dir := filepath.Join(d.cfg.RunDir, name)
 	if err := workspace.Unbind(filepath.Join(dir, stagedWorkspace)); err != nil {
-		m.log.Error("run directory still holds a workspace mount; left in place", "name", name, "err", err)
+		d.log.Error("run directory still holds a workspace mount; left in place", "name", name, "err", err)
 		return
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		m.log.Warn("remove run directory", "name", name, "err", err)
+		d.log.Warn("remove run directory", "name", name, "err", err)
 	}
 }
 
@@ -120,10 +129,10 @@ func mkdirPrivate(dir string) error {
 	return os.Chmod(dir, 0o700) //nolint:gosec // a directory: 0700 is the private mode
 }
 
-// runDirShell recovers the login shell of a container's user from its run
+// runShell recovers the login shell of a container's user from its run
 // directory's passwd, for containers adopted after a restart.
-func (m *Manager) runDirShell(name string, uid int) string {
-	data, err := os.ReadFile(filepath.Join(m.cfg.RunDir, name, "passwd"))
+func (d *dirs) runShell(name string, uid int) string {
+	data, err := os.ReadFile(filepath.Join(d.cfg.RunDir, name, "passwd"))
 	if err != nil {
 		return ""
 	}
@@ -135,19 +144,38 @@ func (m *Manager) runDirShell(name string, uid int) string {
 	return ""
 }
 
-// sweepRunDirs removes run directories whose container is gone.
-func (m *Manager) sweepRunDirs(live map[string]bool) {
-	entries, err := os.ReadDir(m.cfg.RunDir)
+// sweepRun removes run directories whose container is gone.
+func (d *dirs) sweepRun(live map[string]bool) {
+	entries, err := os.ReadDir(d.cfg.RunDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
 	if err != nil {
-		m.log.Warn("sweep run directories", "err", err)
+		d.log.Warn("sweep run directories", "err", err)
 		return
 	}
 	for _, e := range entries {
 		if !live[e.Name()] {
-			m.removeRunDir(e.Name())
+			d.removeRun(e.Name())
 		}
 	}
+}
+
+// stageWorkspace bind-mounts the opened workspace into the container's run
+// directory and returns that path for the runtime to mount: a path only
+// root can change, naming exactly the directory opened. unstage removes
+// the staging mount (the container keeps its own).
+func (d *dirs) stageWorkspace(name string, ws *workspace.Dir) (string, func(), error) {
+	target := filepath.Join(d.cfg.RunDir, name, stagedWorkspace)
+	if err := mkdirPrivate(target); err != nil {
+		return "", nil, fmt.Errorf("stage workspace: %w", err)
+	}
+	if err := ws.BindTo(target); err != nil {
+		return "", nil, errors.Join(err, workspace.Unbind(target))
+	}
+	return target, func() {
+		if err := workspace.Unbind(target); err != nil {
+			d.log.Warn("unstage workspace", "container", name, "err", err)
+		}
+	}, nil
 }

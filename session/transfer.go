@@ -17,6 +17,35 @@ import (
 // containers run one file-transfer command and are removed with it.
 const LabelRole = "ds01.role"
 
+// Transfers serves file transfers: sftp and scp reach the workspace
+// through FileMounts in the gateway's own transfer child; rsync runs in a
+// short-lived transfer container (RunTransfer).
+type Transfers struct {
+	*deps
+	limits     userLimits
+	containers *Manager // the cap on containers counts transfer containers
+	workspaces *Workspaces
+	dirs       *dirs
+}
+
+// FileMounts opens what a file transfer of the user's may reach, creating
+// the project on first use (its workspace and Dockerfile, never its
+// image): the workspace at /workspace (the start directory), then the
+// persistent part of their home, at the paths the container shows. Close
+// each Dir when done.
+func (t *Transfers) FileMounts(ctx context.Context, u store.User, project string) ([]FileMount, error) {
+	ws, err := t.workspaces.Ensure(ctx, u, project)
+	if err != nil {
+		return nil, err
+	}
+	home, err := t.dirs.userDirs(u)
+	if err != nil {
+		ws.Close()
+		return nil, err
+	}
+	return append([]FileMount{{Path: "/workspace", Dir: ws}}, home...), nil
+}
+
 // TransferStats is what a transfer moved: BytesIn into the workspace,
 // BytesOut out of it.
 type TransferStats struct {
@@ -24,13 +53,13 @@ type TransferStats struct {
 }
 
 // RecordTransfer stores the event of one transfer session.
-func (m *Manager) RecordTransfer(ctx context.Context, u store.User, project, protocol string, st TransferStats, d time.Duration) {
+func (t *Transfers) RecordTransfer(ctx context.Context, u store.User, project, protocol string, st TransferStats, d time.Duration) {
 	details, _ := json.Marshal(struct {
 		Protocol string `json:"protocol"`
 		BytesIn  int64  `json:"bytes_in"`
 		BytesOut int64  `json:"bytes_out"`
 	}{protocol, st.BytesIn, st.BytesOut})
-	m.event(ctx, store.Event{Type: "transfer", User: u.Name, Project: project, Duration: d, Details: string(details)})
+	t.event(ctx, store.Event{Type: "transfer", User: u.Name, Project: project, Duration: d, Details: string(details)})
 }
 
 // TransferHome is where a transfer container mounts the workspace, and
@@ -81,26 +110,11 @@ var transferLimits = runtime.Limits{
 	ShmSize:   64 << 20,
 }
 
-// reserveTransfer counts one more transfer container of u against
+// reserve counts one more transfer container of u against
 // max_containers_per_user, with their project containers, or refuses it.
-func (m *Manager) reserveTransfer(u store.User) (release func(), err error) {
-	l, _ := m.limitsFor(u)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.capRefusal(u.UID, l, nil, ", and rsync needs one more for the transfer (sftp and scp need none)"); err != nil {
-		return nil, err
-	}
-	if m.transfers == nil {
-		m.transfers = map[int]int{}
-	}
-	m.transfers[u.UID]++
-	return func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if m.transfers[u.UID]--; m.transfers[u.UID] <= 0 {
-			delete(m.transfers, u.UID)
-		}
-	}, nil
+func (t *Transfers) reserve(u store.User) (release func(), err error) {
+	l, _ := t.limits.of(u)
+	return t.containers.reserveTransfer(u.UID, l)
 }
 
 // RunTransfer runs cmd (rsync's server side) in a short-lived transfer
@@ -110,50 +124,50 @@ func (m *Manager) reserveTransfer(u store.User) (release func(), err error) {
 // neither needs nor starts the project container, and a transfer to a new
 // project builds no image. The container is removed when the command
 // ends.
-func (m *Manager) RunTransfer(ctx context.Context, u store.User, project string, cmd TransferCommand, stdin io.Reader, stdout, stderr io.Writer) (runtime.ExitStatus, error) {
-	release, err := m.reserveTransfer(u)
+func (t *Transfers) RunTransfer(ctx context.Context, u store.User, project string, cmd TransferCommand, stdin io.Reader, stdout, stderr io.Writer) (runtime.ExitStatus, error) {
+	release, err := t.reserve(u)
 	if err != nil {
 		return runtime.ExitStatus{}, err
 	}
 	defer release()
-	if d := m.cfg.TransferTimeout; d > 0 {
+	if d := t.cfg.TransferTimeout; d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, d,
 			fmt.Errorf("%w: the transfer was stopped after transfer_timeout (%s); rsync again to resume it", ErrLimit, d))
 		defer cancel()
 	}
-	ws, err := m.EnsureWorkspace(ctx, u, project)
+	ws, err := t.workspaces.Ensure(ctx, u, project)
 	if err != nil {
 		return runtime.ExitStatus{}, err
 	}
 	defer ws.Close()
-	imageID, err := m.builder.ImageID(ctx, m.cfg.BaseImage)
+	imageID, err := t.builder.ImageID(ctx, t.cfg.BaseImage)
 	if err != nil {
 		return runtime.ExitStatus{}, err
 	}
 	if imageID == "" {
-		return runtime.ExitStatus{}, fmt.Errorf("transfer image %s is missing on this host", m.cfg.BaseImage)
+		return runtime.ExitStatus{}, fmt.Errorf("transfer image %s is missing on this host", t.cfg.BaseImage)
 	}
 	name := containerName(u.Name, project+"-transfer")
-	run, err := m.prepareRunDir(ctx, name, u, imageID)
+	run, err := t.dirs.prepareRun(ctx, name, u, imageID)
 	if err != nil {
 		return runtime.ExitStatus{}, err
 	}
-	defer m.removeRunDir(name)
-	staged, unstage, err := m.stageWorkspace(name, ws)
+	defer t.dirs.removeRun(name)
+	staged, unstage, err := t.dirs.stageWorkspace(name, ws)
 	if err != nil {
 		return runtime.ExitStatus{}, err
 	}
 	defer unstage()
 	limits := transferLimits
-	if m.cfg.MaxNanoCPUs > 0 && limits.NanoCPUs > m.cfg.MaxNanoCPUs {
-		limits.NanoCPUs = m.cfg.MaxNanoCPUs // Docker refuses more than the host has
+	if t.cfg.MaxNanoCPUs > 0 && limits.NanoCPUs > t.cfg.MaxNanoCPUs {
+		limits.NanoCPUs = t.cfg.MaxNanoCPUs // Docker refuses more than the host has
 	}
-	id, err := m.rt.Launch(ctx, runtime.ContainerSpec{
+	id, err := t.rt.Launch(ctx, runtime.ContainerSpec{
 		Name:     name,
 		Image:    imageID,
 		Hostname: project,
-		Labels:   m.containerLabels(u, project, time.Now(), "transfer"),
+		Labels:   t.containerLabels(u, project, time.Now(), "transfer"),
 		User:     fmt.Sprintf("%d:%d", u.UID, u.GID),
 		Env:      []string{"HOME=" + TransferHome, "USER=" + u.Name, "LOGNAME=" + u.Name},
 		Workdir:  TransferHome,
@@ -168,11 +182,11 @@ func (m *Manager) RunTransfer(ctx context.Context, u store.User, project string,
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := m.rt.Retire(rctx, id); err != nil {
-			m.log.Error("remove transfer container", "container", short(id), "err", err)
+		if err := t.rt.Retire(rctx, id); err != nil {
+			t.log.Error("remove transfer container", "container", short(id), "err", err)
 		}
 	}()
-	proc, err := m.rt.Exec(ctx, id, runtime.ExecSpec{
+	proc, err := t.rt.Exec(ctx, id, runtime.ExecSpec{
 		Cmd: cmd.execArgv(), User: fmt.Sprintf("%d:%d", u.UID, u.GID), Dir: TransferHome,
 	})
 	if err != nil {
@@ -186,7 +200,7 @@ func (m *Manager) RunTransfer(ctx context.Context, u store.User, project string,
 	stop := context.AfterFunc(ctx, func() { proc.Close() })
 	defer stop()
 	if err := proc.Stream(stdout, stderr); err != nil && ctx.Err() == nil {
-		m.log.Debug("transfer stream", "err", err)
+		t.log.Debug("transfer stream", "err", err)
 	}
 	if ctx.Err() != nil {
 		return runtime.ExitStatus{}, context.Cause(ctx)

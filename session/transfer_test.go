@@ -71,14 +71,14 @@ func TestTransfersCountAgainstContainerCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.reserveTransfer(u)
+	_, err = m.transfers.reserve(u)
 	if !errors.Is(err, ErrLimit) || !strings.Contains(err.Error(), "sftp and scp need none") {
 		t.Errorf("rsync with a project container running under a cap of 1: %v", err)
 	}
 	l.Release() // no grace: retired at once
-	waitFor(t, "p retired", func() bool { return m.UserLimits(ctx, u).Containers == 0 })
+	waitFor(t, "p retired", func() bool { return m.gpus.UserLimits(ctx, u).Containers == 0 })
 
-	release, err := m.reserveTransfer(u)
+	release, err := m.transfers.reserve(u)
 	if err != nil {
 		t.Fatalf("rsync with no container: %v", err)
 	}
@@ -91,7 +91,7 @@ func TestTransfersCountAgainstContainerCap(t *testing.T) {
 		t.Fatalf("a login after the transfer: %v", err)
 	}
 	l.Release()
-	waitFor(t, "q retired", func() bool { return m.UserLimits(ctx, u).Containers == 0 })
+	waitFor(t, "q retired", func() bool { return m.gpus.UserLimits(ctx, u).Containers == 0 })
 
 	var ok atomic.Int32
 	var wg sync.WaitGroup
@@ -101,7 +101,7 @@ func TestTransfersCountAgainstContainerCap(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			if _, err := m.reserveTransfer(u); err == nil {
+			if _, err := m.transfers.reserve(u); err == nil {
 				ok.Add(1)
 			}
 		}()

@@ -1,7 +1,6 @@
 package session
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,35 +24,35 @@ const vscodeServer = ".vscode-server"
 
 // userDirs opens the user's persistent home directories, creating them on
 // first use, with where the container shows each.
-func (m *Manager) userDirs(u store.User) ([]FileMount, error) {
-	if m.cfg.UserDir == "" {
+func (d *dirs) userDirs(u store.User) ([]FileMount, error) {
+	if d.cfg.UserDir == "" {
 		return nil, nil
 	}
 	// 0711: users pass through to their own directory, and see nothing.
-	if err := os.MkdirAll(m.cfg.UserDir, 0o711); err != nil { //nolint:gosec // see above
+	if err := os.MkdirAll(d.cfg.UserDir, 0o711); err != nil { //nolint:gosec // see above
 		return nil, fmt.Errorf("user directory: %w", err)
 	}
-	dir := filepath.Join(m.cfg.UserDir, strconv.Itoa(u.UID), vscodeServer)
-	d, err := workspace.Open(m.cfg.UserDir, dir, workspace.Owner{UID: u.UID, GID: u.GID}, true)
+	dir := filepath.Join(d.cfg.UserDir, strconv.Itoa(u.UID), vscodeServer)
+	wd, err := workspace.Open(d.cfg.UserDir, dir, workspace.Owner{UID: u.UID, GID: u.GID}, true)
 	if err != nil {
 		return nil, fmt.Errorf("user directory: %w", err)
 	}
-	return []FileMount{{Path: filepath.Join(homeDir(u), vscodeServer), Dir: d}}, nil
+	return []FileMount{{Path: filepath.Join(homeDir(u), vscodeServer), Dir: wd}}, nil
 }
 
 // userMounts returns the user's persistent home directories as mounts at
 // their paths in the container. They live in the gateway's data directory,
 // where no user can reach the path above them, so the path itself is safe
 // to hand to the runtime.
-func (m *Manager) userMounts(u store.User) ([]runtime.Mount, error) {
-	dirs, err := m.userDirs(u)
+func (d *dirs) userMounts(u store.User) ([]runtime.Mount, error) {
+	fms, err := d.userDirs(u)
 	if err != nil {
 		return nil, err
 	}
-	mounts := make([]runtime.Mount, len(dirs))
-	for i, d := range dirs {
-		mounts[i] = runtime.Mount{Source: d.Dir.Path(), Target: d.Path}
-		d.Dir.Close()
+	mounts := make([]runtime.Mount, len(fms))
+	for i, fm := range fms {
+		mounts[i] = runtime.Mount{Source: fm.Dir.Path(), Target: fm.Path}
+		fm.Dir.Close()
 	}
 	return mounts, nil
 }
@@ -63,22 +62,4 @@ func (m *Manager) userMounts(u store.User) ([]runtime.Mount, error) {
 type FileMount struct {
 	Path string
 	Dir  *workspace.Dir
-}
-
-// FileMounts opens what a file transfer of the user's may reach, creating
-// the project on first use (its workspace and Dockerfile, never its
-// image): the workspace at /workspace (the start directory), then the
-// persistent part of their home, at the paths the container shows. Close
-// each Dir when done.
-func (m *Manager) FileMounts(ctx context.Context, u store.User, project string) ([]FileMount, error) {
-	ws, err := m.EnsureWorkspace(ctx, u, project)
-	if err != nil {
-		return nil, err
-	}
-	home, err := m.userDirs(u)
-	if err != nil {
-		ws.Close()
-		return nil, err
-	}
-	return append([]FileMount{{Path: "/workspace", Dir: ws}}, home...), nil
 }

@@ -20,11 +20,21 @@ const maxRequirements = image.MaxDockerfile
 
 // ReadProjectFile reads a small regular file (a requirements list) from the
 // project's workspace, as the user.
-func (m *Manager) ReadProjectFile(ctx context.Context, u store.User, project, name string) ([]byte, error) {
-	d, err := m.openWorkspace(ctx, u, project, false)
+func (w *Workspaces) ReadProjectFile(ctx context.Context, u store.User, project, name string) ([]byte, error) {
+	d, err := w.open(ctx, u, project, false)
 	if err != nil {
 		return nil, err
 	}
 	defer d.Close()
 	return d.ReadFile(name, maxRequirements)
+}
+
+// readDockerfile reads the project's Dockerfile as the user.
+func (w *Workspaces) readDockerfile(ctx context.Context, u store.User, project string) ([]byte, error) {
+	d, err := w.open(ctx, u, project, false)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadFile(image.DockerfileName, maxDockerfile)
 }

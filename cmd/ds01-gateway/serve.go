@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ds01/ds01-gateway/commands"
 	"github.com/ds01/ds01-gateway/gateway"
 	"github.com/ds01/ds01-gateway/hostkeys"
 	"github.com/ds01/ds01-gateway/session"
@@ -130,7 +131,13 @@ func serve(args []string) error {
 		MaxForwardChannels:   cfg.MaxForwardChannels,
 		MaxStartups:          cfg.MaxStartups,
 		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
-	}, st, gateway.Manager(mgr), mgr, log)
+	}, st, gateway.NewSessions(mgr, mgr.Transfers()), commands.Parts{
+		Catalog:    mgr.Catalog(),
+		Images:     mgr.Images(),
+		Workspaces: mgr.Workspaces(),
+		Retirer:    mgr,
+		GPUs:       mgr.GPUs(),
+	}, log)
 	if err != nil {
 		return err
 	}

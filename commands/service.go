@@ -1,0 +1,76 @@
+package commands
+
+import (
+	"context"
+	"io"
+
+	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/gpu"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// Service is what the commands need from the session layer: one small
+// interface per part of it. Parts puts the parts together.
+type Service interface {
+	Catalog
+	Images
+	Workspaces
+	Retirer
+	GPUs
+}
+
+// Catalog lists projects and containers; *session.Catalog implements it.
+type Catalog interface {
+	Projects(ctx context.Context, u store.User) ([]session.ProjectInfo, error)
+	Project(ctx context.Context, u store.User, name string) (session.ProjectInfo, error)
+	Containers(ctx context.Context, u store.User, all bool) ([]session.ContainerInfo, error)
+}
+
+// Images builds and retires images; *session.Images implements it.
+type Images interface {
+	Dockerfile(ctx context.Context, u store.User, project string) ([]byte, error)
+	Builds(ctx context.Context, u store.User, project string, limit int) ([]store.Build, error)
+	CreateImage(ctx context.Context, u store.User, project string, spec session.ImageSpec, out io.Writer) (session.BuildResult, error)
+	UpdateImage(ctx context.Context, u store.User, project string, c session.Change, out io.Writer) (session.BuildResult, error)
+	RetireImage(ctx context.Context, u store.User, project string) error
+}
+
+// Workspaces reads the projects' workspaces; *session.Workspaces
+// implements it.
+type Workspaces interface {
+	// ReadProjectFile reads a small file of the project's workspace as
+	// the user.
+	ReadProjectFile(ctx context.Context, u store.User, project, name string) ([]byte, error)
+}
+
+// Retirer retires a project's container; *session.Manager implements it.
+type Retirer interface {
+	RetireContainer(ctx context.Context, u store.User, project, why string) error
+}
+
+// GPUs reports the GPU queue and the user's limits; *session.GPUs
+// implements it.
+type GPUs interface {
+	SetProjectGPUs(ctx context.Context, u store.User, project string, n int) error
+	GPUStatus() ([]gpu.SlotState, []gpu.Waiter)
+	GPUUtilization(uuid string) (int, bool)
+	UserLimits(ctx context.Context, u store.User) session.Limits
+}
+
+// Parts is a Service made of the session layer's parts.
+type Parts struct {
+	Catalog
+	Images
+	Workspaces
+	Retirer
+	GPUs
+}
+
+var (
+	_ Service    = Parts{}
+	_ Catalog    = (*session.Catalog)(nil)
+	_ Images     = (*session.Images)(nil)
+	_ Workspaces = (*session.Workspaces)(nil)
+	_ Retirer    = (*session.Manager)(nil)
+	_ GPUs       = (*session.GPUs)(nil)
+)
