@@ -58,6 +58,26 @@ type ContainerInfo struct {
 	Created     time.Time
 	Retired     time.Time
 	RetiredWhy  string
+	// Life is where a running container stands in its lifecycle.
+	Life Life
+}
+
+// Life is a running container's lifecycle as listings show it.
+type Life struct {
+	// Detached is set when no connection is open and work the user
+	// started still runs.
+	Detached bool
+	// IdleSince is when it was last active; zero while it is busy.
+	IdleSince time.Time
+	// Deadline is its next stop and DeadlineReason why ("idle", "max
+	// runtime"); zero when nothing will stop it.
+	Deadline       time.Time
+	DeadlineReason string
+	// KeepUntil is the end of a container-keep lease or of a fresh
+	// .keep-alive; zero when none holds.
+	KeepUntil time.Time
+	// Exempt says which exemption applies, "" for none.
+	Exempt string
 }
 
 // Catalog lists the users' projects and containers as the built-in

@@ -29,10 +29,14 @@ func (m *Manager) container(u store.User, project string) (ContainerInfo, bool) 
 	if sn == nil {
 		return ContainerInfo{}, false
 	}
-	return ContainerInfo{
+	info := ContainerInfo{
 		Project: project, Name: sn.name, ID: sn.id, State: store.StateRunning,
 		ImageID: sn.imageID, Connections: refs, Created: sn.launchedAt, GPUs: sn.gpus,
-	}, true
+	}
+	if m.reaper != nil {
+		info.Life = m.reaper.describe(sn.id)
+	}
+	return info, true
 }
 
 // projectsOf lists the projects of the user's container slots, running or
@@ -151,4 +155,11 @@ func (m *Manager) adopt(k key, build func() *entry) bool {
 	gen := e.gen
 	e.timer = time.AfterFunc(m.cfg.RetireAfter, func() { m.expire(k, e, gen) })
 	return true
+}
+
+// refsOf is how many leases hold e: its open sessions and forwards.
+func (m *Manager) refsOf(e *entry) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return e.refs
 }

@@ -62,6 +62,9 @@ type Config struct {
 	QueueTimeout time.Duration
 	// TransferTimeout bounds one transfer container; zero means none.
 	TransferTimeout time.Duration
+	// Lifecycle is when detached and idle containers go (reaper.go); a
+	// nil Sampler turns it off: containers retire at the grace.
+	Lifecycle LifecycleConfig
 }
 
 // Manager holds the life of project containers: one slot per (user,
@@ -80,6 +83,7 @@ type Manager struct {
 	images     *Images
 	gpus       *GPUs
 	transfers  *Transfers
+	reaper     *Reaper // nil when the lifecycle is off
 
 	mu      sync.Mutex
 	entries map[key]*entry
@@ -126,6 +130,9 @@ type entry struct {
 	// reserved counts the entry against max_containers_per_user while
 	// its launch runs, so two logins at once cannot both pass the cap.
 	reserved bool
+
+	// What the lifecycle needs to know of the sessions (notices.go).
+	activity
 }
 
 func newEntry(u store.User, project string) *entry {
@@ -143,7 +150,11 @@ func New(cfg Config, rt runtime.Runtime, b runtime.Builder, st *store.Store, log
 	m.images = &Images{deps: d, limits: lim, containers: m, workspaces: m.workspaces, catalog: m.catalog, builds: map[key]*buildSlot{}}
 	m.catalog.images = m.images
 	m.gpus = &GPUs{deps: d, limits: lim, containers: m, catalog: m.catalog}
+	m.gpus.recordHoldDrops()
 	m.transfers = &Transfers{deps: d, limits: lim, containers: m, workspaces: m.workspaces, dirs: m.dirs}
+	if cfg.Lifecycle.Sampler != nil {
+		m.reaper = newReaper(m, log)
+	}
 	return m
 }
 
@@ -158,6 +169,9 @@ func (m *Manager) GPUs() *GPUs { return m.gpus }
 
 // Transfers runs and records file transfers.
 func (m *Manager) Transfers() *Transfers { return m.transfers }
+
+// Reaper runs the containers' lifecycle; nil when it is off.
+func (m *Manager) Reaper() *Reaper { return m.reaper }
 
 // Workspaces opens the projects' workspaces.
 func (m *Manager) Workspaces() *Workspaces { return m.workspaces }
@@ -249,6 +263,9 @@ func (m *Manager) Attach(ctx context.Context, u store.User, project string, want
 	id := e.containerID
 	e.mu.Unlock()
 	m.event(ctx, store.Event{Type: "container.attach", User: u.Name, Project: project, Container: id})
+	if m.reaper != nil {
+		m.reaper.attach(ctx, e, l, notice)
+	}
 	return l, nil
 }
 
@@ -319,6 +336,7 @@ func (m *Manager) mismatch(e *entry, want Want, notice io.Writer) {
 func (l *Lease) Release() {
 	l.once.Do(func() {
 		m, e := l.m, l.e
+		e.unwatch(l)
 		m.mu.Lock()
 		e.refs--
 		if e.refs == 0 && !m.closed {

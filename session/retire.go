@@ -29,6 +29,16 @@ func (m *Manager) expire(k key, e *entry, gen uint64) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if m.reaper != nil && m.reaper.holdsWork(ctx, e) {
+		// Detached: work the user started still runs. The reaper starts
+		// the grace again when it ends (regrace).
+		m.mu.Lock()
+		if e.gen == gen {
+			e.timer = nil
+		}
+		m.mu.Unlock()
+		return
+	}
 	m.retireLocked(ctx, e, "grace expired")
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -66,8 +76,14 @@ func (m *Manager) retireLocked(ctx context.Context, e *entry, why string) {
 	}
 	e.containerID = ""
 	e.publish()
+	if len(e.gpus) > 0 {
+		m.gpus.hold(ctx, e.user, e.project, id, e.gpus)
+	}
 	e.gpus = nil
 	m.gpus.free(ctx, e.user, e.project, id, e.name)
+	if m.reaper != nil {
+		m.reaper.forget(ctx, id)
+	}
 	m.dirs.removeRun(e.name)
 	if err := m.store.RetireContainer(ctx, id, time.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
 		m.log.Error("record retire", "container", short(id), "err", err)
@@ -78,6 +94,35 @@ func (m *Manager) retireLocked(ctx context.Context, e *entry, why string) {
 	}
 	m.event(ctx, store.Event{Type: "container.retire", User: e.user.Name, Project: e.project, Container: id, Duration: lifetime, Details: why})
 	m.log.Info("container retired", "user", e.user.Name, "project", e.project, "container", short(id), "why", why, "took", time.Since(start))
+}
+
+// regrace starts e's grace timer again: a detached container's work
+// ended. It reports whether it did (nobody holds e and no timer runs).
+func (m *Manager) regrace(e *entry) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e.refs != 0 || e.timer != nil || m.closed {
+		return false
+	}
+	k, gen := key{e.user.UID, e.project}, e.gen
+	e.timer = time.AfterFunc(m.cfg.RetireAfter, func() { m.expire(k, e, gen) })
+	return true
+}
+
+// dropIfUnused forgets e once its container is gone and nobody holds it.
+func (m *Manager) dropIfUnused(e *entry) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := key{e.user.UID, e.project}
+	if e.refs == 0 && e.containerID == "" && e.launch == nil && m.entries[k] == e {
+		if e.timer != nil {
+			e.timer.Stop()
+			e.timer = nil
+		}
+		delete(m.entries, k)
+	}
 }
 
 // ErrNoContainer is returned when a project has no running container.

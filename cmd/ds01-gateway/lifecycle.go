@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/lifecycle"
+	"github.com/ds01/ds01-gateway/session/runtime"
 )
 
 // Lifecycle is the `lifecycle:` block: when detached and idle containers
@@ -97,4 +101,39 @@ func (c *Config) exemptionsPath() string {
 		return ""
 	}
 	return filepath.Join(filepath.Dir(c.LimitsFile), "lifecycle-exemptions.yaml")
+}
+
+// lifecycleConfig is the session layer's view of the block.
+func (c *Config) lifecycleConfig(s runtime.Sampler) session.LifecycleConfig {
+	l := c.Lifecycle
+	login, host := c.CommandLogin, c.publicName()
+	return session.LifecycleConfig{
+		Rules: lifecycle.Rules{
+			IdleTimeout:       l.IdleTimeout.Duration,
+			IdleTimeoutNoGPU:  l.IdleTimeoutNoGPU.Duration,
+			MaxRuntime:        l.MaxRuntime.Duration,
+			CPUIdleThreshold:  l.CPUIdleThreshold,
+			GPUIdleThreshold:  l.GPUIdleThreshold,
+			GPUHoldAfterStop:  l.GPUHoldAfterStop.Duration,
+			KeepAliveWindow:   l.KeepAliveWindow.Duration,
+			KeepMax:           l.KeepMax.Duration,
+			KeepTotal:         l.KeepTotal.Duration,
+			PressureIdleFloor: l.PressureIdleFloor.Duration,
+			PressureKeepCap:   l.PressureKeepCap.Duration,
+		},
+		CheckInterval:     l.CheckInterval.Duration,
+		SigtermGrace:      l.SigtermGrace.Duration,
+		PressureThreshold: l.PressureThreshold,
+		ExemptionsFile:    c.exemptionsPath(),
+		KeepHint: func(project string) string {
+			return fmt.Sprintf("ssh %s@%s container-keep %s", login, host, project)
+		},
+		Sampler: s,
+	}
+}
+
+// sampler is the runtime's sampler, if it has one.
+func sampler(rt any) runtime.Sampler {
+	s, _ := rt.(runtime.Sampler)
+	return s
 }

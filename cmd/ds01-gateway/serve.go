@@ -104,12 +104,16 @@ func serve(args []string) error {
 			PidsLimit: cfg.Limits.PidsLimit,
 			ShmSize:   int64(cfg.Limits.ShmSize),
 		},
+		Lifecycle: cfg.lifecycleConfig(sampler(dk)),
 	}, dk, dk, st, log)
 	defer mgr.Close()
 	if err := mgr.Reconcile(ctx); err != nil {
 		return err
 	}
 	go mgr.Watch(ctx, cfg.WatchInterval.Duration)
+	if r := mgr.Reaper(); r != nil {
+		go r.Run(ctx)
+	}
 	srv, err := gateway.New(gateway.Options{
 		// Through /proc, so a user who cannot reach the binary's path can
 		// still run it as the transfer child.
