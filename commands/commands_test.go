@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"io/fs"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/gpu"
@@ -61,6 +63,13 @@ func (f *fakeService) RetireContainer(context.Context, store.User, string, strin
 	return nil
 }
 
+func (f *fakeService) Keep(_ context.Context, _ store.User, project string, d time.Duration) (time.Time, error) {
+	if project == "gone" {
+		return time.Time{}, errors.New("gone has no running container: connect first, then keep it")
+	}
+	return time.Now().Add(d), nil
+}
+
 func (f *fakeService) SetProjectGPUs(context.Context, store.User, string, int) error { return nil }
 func (f *fakeService) GPUStatus() ([]gpu.SlotState, []gpu.Waiter)                    { return nil, nil }
 func (f *fakeService) GPUUtilization(string) (int, bool)                             { return 0, false }
@@ -103,6 +112,12 @@ func TestExitCodesAndValidation(t *testing.T) {
 		{"container-list --format yaml", 2},
 		{"frobnicate", 2},
 		{"container-list --format json", 0},
+		{"container-keep thesis", 0},
+		{"container-keep thesis --for 90m", 0},
+		{"container-keep thesis --for soon", 2},
+		{"container-keep thesis --for -1h", 2},
+		{"container-keep", 2},
+		{"container-keep gone", 1},
 	} {
 		f := &fakeService{df: image.DefaultDockerfile("base", "ann", "thesis")}
 		code, _, stderr := run(t, f, "", tc.line)

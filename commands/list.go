@@ -39,6 +39,14 @@ type containerJSON struct {
 	GPUs         []gpuJSON  `json:"gpus"`
 	CreatedAt    time.Time  `json:"created_at"`
 	RetiredAt    *time.Time `json:"retired_at"`
+	// The lifecycle of a running container: detached (no connection,
+	// work still runs), idle since, and its next stop with the reason.
+	Detached       bool       `json:"detached"`
+	IdleSince      *time.Time `json:"idle_since"`
+	Deadline       *time.Time `json:"deadline"`
+	DeadlineReason string     `json:"deadline_reason"`
+	KeepUntil      *time.Time `json:"keep_until"`
+	Exempt         string     `json:"exempt"`
 }
 
 type projectJSON struct {
@@ -69,7 +77,17 @@ func toContainerJSON(c session.ContainerInfo) containerJSON {
 		t := c.Retired
 		j.RetiredAt = &t
 	}
+	l := c.Life
+	j.Detached, j.DeadlineReason, j.Exempt = l.Detached, l.DeadlineReason, l.Exempt
+	j.IdleSince, j.Deadline, j.KeepUntil = timePtr(l.IdleSince), timePtr(l.Deadline), timePtr(l.KeepUntil)
 	return j
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func toProjectJSON(p session.ProjectInfo) projectJSON {
@@ -152,6 +170,9 @@ func containerState(c session.ContainerInfo) string {
 		return "-"
 	}
 	s := fmt.Sprintf("running, %d conn", c.Connections)
+	if c.Connections == 0 && c.Life.Detached {
+		s = "running, detached"
+	}
 	if !c.Current {
 		s += ", old image"
 	}
@@ -318,13 +339,9 @@ func containerList() *command {
 				return nil
 			}
 			tw := table(env.Stdout)
-			fmt.Fprintln(tw, "PROJECT\tCONTAINER\tSTATE\tCONNECTIONS\tGPUS\tSTARTED\tRETIRED")
+			fmt.Fprintln(tw, "PROJECT\tCONTAINER\tSTATE\tGPUS\tSTARTED\tIDLE SINCE\tNEXT STOP\tRETIRED")
 			for _, c := range cs {
-				state := c.State
-				if c.State == store.StateRunning && !c.Current {
-					state += " (old image)"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", c.Project, c.Name, state, c.Connections, gpus(c.GPUs), when(c.Created), when(c.Retired))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Project, c.Name, runState(c), gpus(c.GPUs), when(c.Created), when(c.Life.IdleSince), nextStop(c.Life), when(c.Retired))
 			}
 			return tw.Flush()
 		},
@@ -355,6 +372,6 @@ var registered []*command
 func init() {
 	registered = []*command{
 		projectList(), imageCreate(), imageUpdate(), imageShow(), imageList(), imageRetire(),
-		containerList(), containerRetire(), projectSet(), gpuStatus(), checkLimits(),
+		containerList(), containerRetire(), containerKeep(), projectSet(), gpuStatus(), checkLimits(),
 	}
 }

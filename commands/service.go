@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/gpu"
@@ -17,6 +18,13 @@ type Service interface {
 	Workspaces
 	Retirer
 	GPUs
+	Keeper
+}
+
+// Keeper holds a container off its idle stop (container-keep);
+// *session.Reaper implements it.
+type Keeper interface {
+	Keep(ctx context.Context, u store.User, project string, d time.Duration) (time.Time, error)
 }
 
 // Catalog lists projects and containers; *session.Catalog implements it.
@@ -64,6 +72,7 @@ type Parts struct {
 	Workspaces
 	Retirer
 	GPUs
+	Keeper
 }
 
 var (
@@ -73,4 +82,5 @@ var (
 	_ Workspaces = (*session.Workspaces)(nil)
 	_ Retirer    = (*session.Manager)(nil)
 	_ GPUs       = (*session.GPUs)(nil)
+	_ Keeper     = (*session.Reaper)(nil)
 )

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -153,6 +154,12 @@ func (r *Reaper) stop(ctx context.Context, c live, s *lifecycle.Stop) {
 // until when the container is kept, which may be less than d from now
 // (the maximum runtime, GPU pressure).
 func (r *Reaper) Keep(ctx context.Context, u store.User, project string, d time.Duration) (time.Time, error) {
+	if r == nil {
+		return time.Time{}, errors.New("container-keep is not needed here: this gateway stops no container for idleness")
+	}
+	if err := ValidateProject(project, ""); err != nil {
+		return time.Time{}, err
+	}
 	r.m.mu.Lock()
 	e := r.m.entries[key{u.UID, project}]
 	r.m.mu.Unlock()

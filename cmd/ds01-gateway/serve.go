@@ -141,6 +141,7 @@ func serve(args []string) error {
 		Workspaces: mgr.Workspaces(),
 		Retirer:    mgr,
 		GPUs:       mgr.GPUs(),
+		Keeper:     mgr.Reaper(),
 	}, log)
 	if err != nil {
 		return err
