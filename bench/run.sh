@@ -4,6 +4,7 @@
 #   warm   ssh proj@gw true, container up      vs  ssh to a private OpenSSH sshd
 #   stream 1 GiB of zeros to the client        vs  the same through that sshd
 #   sftp   1 GiB put and get through sftp -b   vs  the same through that sshd's sftp-server
+#   sweep100  CPU time of one lifecycle sampling sweep of 100 real containers vs the 50 ms budget
 # Prints medians and ratios beside the targets. Run via `make bench` (root).
 #
 # Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_SFTP_N (3), BENCH_GW_PORT (2298),
@@ -258,6 +259,10 @@ HWM_AFTER=$(hwm_kib)
 [ -z "$(containers)" ] || die "sftp left a project container behind"
 rm -f "$TMP/big.bin" "$GW_WS/big.bin" "$SSHD_DIR/big.bin" "$TMP/got.bin"
 
+# --- lifecycle sampling: cgroup reads of 100 real containers (bench/usage.sh) ---
+USAGE=$(bench/usage.sh) || die "bench/usage.sh failed"
+usage_kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $USAGE"; }
+
 # --- report ---
 fail=0
 row() { # name ours baseline-name baseline target-ratio
@@ -275,12 +280,16 @@ row warm "$(printf '%s\n' "${warm_gw[@]}" | median)" "openssh" "$(printf '%s\n' 
 row stream "$(printf '%s\n' "${stream_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${stream_sshd[@]}" | median)" 1.25
 row sftp-put "$(printf '%s\n' "${put_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${put_sshd[@]}" | median)" 1.11
 row sftp-get "$(printf '%s\n' "${get_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${get_sshd[@]}" | median)" 1.11
+row sweep100 "$(usage_kv sweep_cpu)" "budget" 0.050 1.00
 echo "(stream target: throughput >= 0.8x OpenSSH, i.e. time ratio <= 1.25; default ciphers: ds01 $GW_CIPHER, openssh $SSHD_CIPHER)"
 echo "(sftp targets: throughput >= 0.9x OpenSSH's sftp-server, i.e. time ratio <= 1.11)"
+echo "(sweep100: gateway CPU time of one sampling sweep of $(usage_kv containers) idle containers, mean of ${BENCH_USAGE_SWEEPS:-20}; budget 50 ms)"
 echo "informational, no target:"
 info() { printf '%-18s %9ss vs %-16s %9ss %7sx\n' "$1" "$2" "$3" "$4" "$(awk -v a="$2" -v b="$4" 'BEGIN {printf "%.2f", a/b}')"; }
 info "cold" "$(printf '%s\n' "${cold_gw[@]}" | median)" "docker-run-usernet" "$(printf '%s\n' "${cold_usernet[@]}" | median)"
 info "stream aes128-gcm" "$(printf '%s\n' "${gcm_gw[@]}" | median)" "openssh aes128-gcm" "$(printf '%s\n' "${gcm_sshd[@]}" | median)"
+awk -v s="$(usage_kv sweep_cpu)" -v n="$(usage_kv containers)" -v f="$(usage_kv first_sweep_cpu)" -v w="$(usage_kv sweep_wall)" 'BEGIN {
+	printf "sampling: sweep wall %.1f ms; first sweep (one inspect per container) %.1f ms CPU; sampling 50 containers every 60s: %.4f%% of a core\n", w*1000, f*1000, s/n*50/60*100 }'
 echo "gateway peak RSS (VmHWM): $((HWM_BEFORE / 1024)) MiB before the sftp runs, $((HWM_AFTER / 1024)) MiB after (memory must stay flat)"
 
 if [ "$fail" = 1 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then

@@ -61,6 +61,10 @@ type Config struct {
 	GPUQueueTimeout Duration  `yaml:"gpu_queue_timeout"`
 	WatchInterval   Duration  `yaml:"watch_interval"`
 
+	// FakeGPUUtilizationDir holds a file per fake GPU index with its
+	// utilisation in percent; "" is <data_dir>/fake-gpu-utilization.
+	FakeGPUUtilizationDir string `yaml:"fake_gpu_utilization_dir"`
+
 	// Per-connection and pre-authentication bounds (OpenSSH's MaxSessions,
 	// MaxStartups and PerSourceMaxStartups).
 	MaxSessions          int `yaml:"max_sessions"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/ds01/ds01-gateway/session/gpu"
 )
@@ -29,15 +30,23 @@ func openGPUs(ctx context.Context, cfg Config, log *slog.Logger) (*gpus, error) 
 		g.policy = p
 		log.Info("limits file", "path", cfg.LimitsFile, "groups", p.Groups())
 	}
+	var fakeOpts []gpu.FakeOption
+	if cfg.FakeGPUs > 0 || len(cfg.FakeInventory) > 0 {
+		dir, err := fakeUtilizationDir(cfg)
+		if err != nil {
+			return nil, err
+		}
+		fakeOpts = append(fakeOpts, gpu.FakeUtilizationDir(dir))
+	}
 	switch {
 	case cfg.FakeGPUs > 0:
-		g.inv = gpu.FakeN(cfg.FakeGPUs)
+		g.inv = gpu.FakeN(cfg.FakeGPUs, fakeOpts...)
 	case len(cfg.FakeInventory) > 0:
 		fakes := make([]gpu.FakeGPU, len(cfg.FakeInventory))
 		for i, f := range cfg.FakeInventory {
 			fakes[i] = gpu.FakeGPU{Name: f.Name, MemoryMiB: uint64(f.Memory) >> 20, MIG: f.MIG} //nolint:gosec // a validated size, never negative
 		}
-		inv, err := gpu.NewFake(fakes)
+		inv, err := gpu.NewFake(fakes, fakeOpts...)
 		if err != nil {
 			return nil, fmt.Errorf("fake_inventory: %w", err)
 		}
@@ -64,6 +73,27 @@ func openGPUs(ctx context.Context, cfg Config, log *slog.Logger) (*gpus, error) 
 	g.alloc = gpu.NewAllocator(slots)
 	log.Info("gpu inventory", "slots", len(slots), "real", g.inv.Real())
 	return g, nil
+}
+
+// fakeUtilizationDir makes the directory whose files set the fake GPUs'
+// utilisation (fake_gpu_utilization_dir), so tests only write files.
+func fakeUtilizationDir(cfg Config) (string, error) {
+	dir := cfg.FakeGPUUtilizationDir
+	if dir == "" {
+		data, err := cfg.absDataDir()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(data, "fake-gpu-utilization")
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("fake_gpu_utilization_dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // tests and demos write here; it holds percentages
+		return "", fmt.Errorf("fake_gpu_utilization_dir: %w", err)
+	}
+	return dir, nil
 }
 
 func (g *gpus) close() {

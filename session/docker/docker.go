@@ -34,6 +34,9 @@ type Docker struct {
 	// ioDirs maps a container ID to the host side of its FIFO directory,
 	// or "" for containers without one.
 	ioDirs sync.Map
+
+	// readers maps a container ID to its *cgroup.Reader (usage.go).
+	readers sync.Map
 }
 
 // ioMountPoint is where a container sees its FIFO directory; labelIODir

@@ -45,14 +45,11 @@ func (d *Docker) inNetNS(ctx context.Context, id string, fn func() error) error 
 
 // netns opens the network namespace of the running container id.
 func (d *Docker) netns(ctx context.Context, id string) (*os.File, error) {
-	info, err := d.cli.ContainerInspect(ctx, id)
+	pid, err := d.initPID(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("inspect container: %w", err)
+		return nil, err
 	}
-	if info.State == nil || !info.State.Running || info.State.Pid <= 0 {
-		return nil, fmt.Errorf("container %s is not running", short(id))
-	}
-	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", info.State.Pid))
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", pid))
 	if err != nil {
 		return nil, fmt.Errorf("container network namespace: %w", err)
 	}

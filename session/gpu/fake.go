@@ -3,6 +3,11 @@ package gpu
 import (
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // FakeGPU describes one fake GPU for hosts without GPUs (demos, tests).
@@ -26,12 +31,27 @@ var fakeMemEighths = [migSlices + 1]uint64{0, 1, 2, 4, 4, 6, 6, 8}
 
 type fakeInventory struct {
 	slots []Slot
+	// gpuOf maps a slot's UUID to its GPU's index, for utilisation.
+	gpuOf   map[string]int
+	utilDir string
+}
+
+// FakeOption configures a fake inventory.
+type FakeOption func(*fakeInventory)
+
+// FakeUtilizationDir makes the fake GPUs report utilisation, so tests can
+// make a GPU busy or idle: file dir/<i> holds GPU i's utilisation as an
+// integer percent, which its MIG instances report too. A missing file
+// reads as 0 %, and so does anything but a number. Without this option a
+// fake GPU's utilisation is unknown.
+func FakeUtilizationDir(dir string) FakeOption {
+	return func(f *fakeInventory) { f.utilDir = dir }
 }
 
 // NewFake returns an inventory of the given GPUs. UUIDs encode the GPU
 // (and MIG) index, so they stay the same across restarts and containers
 // labelled with them are restored.
-func NewFake(gpus []FakeGPU) (Inventory, error) {
+func NewFake(gpus []FakeGPU, opts ...FakeOption) (Inventory, error) {
 	var slots []Slot
 	for i, g := range gpus {
 		name, mem := g.Name, g.MemoryMiB
@@ -68,12 +88,20 @@ func NewFake(gpus []FakeGPU) (Inventory, error) {
 			})
 		}
 	}
-	return &fakeInventory{slots: slots}, nil
+	f := &fakeInventory{slots: slots, gpuOf: make(map[string]int, len(slots))}
+	for _, s := range slots {
+		gpu, _, _ := strings.Cut(s.Index, ":")
+		f.gpuOf[s.UUID], _ = strconv.Atoi(gpu)
+	}
+	for _, o := range opts {
+		o(f)
+	}
+	return f, nil
 }
 
 // FakeN is n fake full GPUs.
-func FakeN(n int) Inventory {
-	inv, _ := NewFake(make([]FakeGPU, max(n, 0))) // full GPUs cannot be invalid
+func FakeN(n int, opts ...FakeOption) Inventory {
+	inv, _ := NewFake(make([]FakeGPU, max(n, 0)), opts...) // full GPUs cannot be invalid
 	return inv
 }
 
@@ -91,7 +119,26 @@ func (f *fakeInventory) Slots(context.Context) ([]Slot, error) {
 	return append([]Slot(nil), f.slots...), nil
 }
 
-func (f *fakeInventory) Utilization(string) (int, bool) { return 0, false }
+// Utilization reads the GPU's file: one small read per call, cheap
+// enough for a sweep of every container.
+func (f *fakeInventory) Utilization(uuid string) (int, bool) {
+	gpu, ok := f.gpuOf[uuid]
+	if !ok || f.utilDir == "" {
+		return 0, false
+	}
+	file, err := os.Open(filepath.Join(f.utilDir, strconv.Itoa(gpu)))
+	if err != nil {
+		return 0, true
+	}
+	defer file.Close()
+	var buf [16]byte
+	n, _ := io.ReadFull(file, buf[:])
+	pct, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+	if err != nil {
+		return 0, true
+	}
+	return min(max(pct, 0), 100), true
+}
 
 func (f *fakeInventory) Real() bool { return false }
 

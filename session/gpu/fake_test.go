@@ -163,3 +163,54 @@ func TestBuildsWithoutCgo(t *testing.T) {
 		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
 	}
 }
+
+func TestFakeUtilizationFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	inv, err := NewFake([]FakeGPU{{}, {MIG: []int{3, 4}}, {}, {}}, FakeUtilizationDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots, _ := inv.Slots(context.Background())
+	util := func(i int) int {
+		t.Helper()
+		pct, ok := inv.Utilization(slots[i].UUID)
+		if !ok {
+			t.Fatalf("slot %s: utilisation unknown", slots[i].Index)
+		}
+		return pct
+	}
+	write := func(name, data string) {
+		t.Helper()
+		if err := os.WriteFile(dir+"/"+name, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range slots {
+		if u := util(i); u != 0 {
+			t.Errorf("slot %s: %d%% without a file, want 0", slots[i].Index, u)
+		}
+	}
+	write("0", "87\n")
+	write("1", " 40 ")
+	write("2", "busy")
+	write("3", "250")
+	// slots: 0, 1:0, 1:1, 2, 3
+	for i, want := range []int{87, 40, 40, 0, 100} {
+		if u := util(i); u != want {
+			t.Errorf("slot %s: %d%%, want %d", slots[i].Index, u, want)
+		}
+	}
+	write("0", "3")
+	if u := util(0); u != 3 {
+		t.Errorf("after the file changed: %d%%, want 3", u)
+	}
+	if _, ok := inv.Utilization("GPU-unknown"); ok {
+		t.Error("an unknown UUID has a utilisation")
+	}
+	if _, ok := FakeN(1).Utilization(slots[0].UUID); ok {
+		t.Error("without a directory the utilisation is known")
+	}
+	if u, ok := FakeN(1, FakeUtilizationDir(dir)).Utilization(slots[0].UUID); !ok || u != 3 {
+		t.Errorf("FakeN with a directory: %d, %v", u, ok)
+	}
+}
