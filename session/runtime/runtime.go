@@ -192,19 +192,3 @@ type ExitStatus struct {
 	Signal syscall.Signal
 }
 
-// Usage is one container's resource use as its cgroup counts it.
-type Usage struct {
-	CPU       time.Duration // cumulative CPU time of every process of the container
-	UserProcs int           // processes other than the container's init and keeper
-}
-
-// Sampler reads containers' resource use cheaply: cgroup files, not the
-// engine's stats API (about a second per container).
-type Sampler interface {
-	Usage(ctx context.Context, containerID string) (Usage, error)
-	// TerminateUser sends SIGTERM to every user process and waits up to
-	// grace for them to end.
-	TerminateUser(ctx context.Context, containerID string, grace time.Duration) error
-	// Forget drops what the sampler cached about a retired container.
-	Forget(containerID string)
-}
