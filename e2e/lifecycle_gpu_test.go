@@ -31,12 +31,13 @@ func TestLifecyclePressureHalvesIdleTimeout(t *testing.T) {
 
 	waiter := g.startSSH(t, bo, proj+"+gpus=3", gpuEnv+"; sleep 600")
 	waiter.waitErr(t, "position 1", timeoutShort)
+	queued := time.Now()
 	// Half the idle timeout, its SIGTERM grace, slack: well before the
 	// full timeout would have stopped amy.
 	until := active.Add(idle/2 + lcGrace + lcSlack)
 	if !waitFor(time.Until(until), func() bool { return strings.Contains(waiter.out.String(), "gpus=GPU-") }) {
-		t.Fatalf("bo has waited %s in the queue for amy's idle GPU (idle for %s, idle_timeout %s, halved under pressure: %s)\nbo's stderr: %q\namy's stderr: %q",
-			since(active), since(active), idle, idle/2, waiter.err.String(), holder.err.String())
+		t.Fatalf("bo has waited %s in the queue while amy's GPU container has been idle for %s (idle_timeout %s, to be halved to %s while someone waits)\nbo's stderr: %q\namy's stderr: %q",
+			since(queued), since(active), idle, idle/2, waiter.err.String(), holder.err.String())
 	}
 	if d := time.Since(active); d < idle/2-5*time.Second {
 		t.Errorf("amy's container was stopped %s after her last activity, before even half of idle_timeout %s", d.Round(time.Second), idle)
@@ -87,6 +88,9 @@ func TestLifecycleGPUHoldSameGPUOnReconnect(t *testing.T) {
 		t.Fatalf("hal's idle GPU container still runs %s after he left (idle_timeout %s)", since(left), idle)
 	}
 	stopped := time.Now()
+	if d := stopped.Sub(left); d < idle-4*time.Second || !strings.Contains(g.alerts(t, hal, proj), "stopped") {
+		t.Fatalf("hal's container went %s after he left, not by an idle stop (idle_timeout %s)\n.ds01-alerts: %q", d.Round(time.Second), idle, g.alerts(t, hal, proj))
+	}
 
 	other := g.startSSH(t, dan, proj, gpuEnv+"; sleep 300")
 	other.waitOutput(t, "gpus=GPU-", timeoutShort)
@@ -116,6 +120,9 @@ func TestLifecycleGPUHoldDroppedForWaiter(t *testing.T) {
 	left := time.Now()
 	if !waitFor(idle+lcGrace+lcSlack, func() bool { return len(containers(t, hob.uid, proj)) == 0 }) {
 		t.Fatalf("hob's idle GPU container still runs %s after he left (idle_timeout %s)", since(left), idle)
+	}
+	if d := time.Since(left); d < idle-4*time.Second || !strings.Contains(g.alerts(t, hob, proj), "stopped") {
+		t.Fatalf("hob's container went %s after he left, not by an idle stop (idle_timeout %s)\n.ds01-alerts: %q", d.Round(time.Second), idle, g.alerts(t, hob, proj))
 	}
 
 	asked := time.Now()

@@ -185,7 +185,7 @@ func gpuIndex(t *testing.T, uuid string) int {
 func lcLimits(t *testing.T, dir, userOverrides string) string {
 	t.Helper()
 	path := filepath.Join(dir, "resource-limits.yaml")
-	content := "defaults:\n  max_gpu_equivalents: 1.0\n  max_gpu_slots_per_container: 1\ndefault_group: student\n"
+	content := "defaults:\n  max_gpu_equivalents: 1.0\n  max_gpu_slots_per_container: 1\ndefault_group: student\ngroups:\n  student:\n    max_gpu_equivalents: 1.0\n"
 	if userOverrides != "" {
 		content += "user_overrides:\n" + userOverrides
 	}
