@@ -113,7 +113,7 @@ func noticeLines(s string) []string {
 	return out
 }
 
-// containerJSON is one entry of `container-list --format json`, loosely:
+// lcContainer is one entry of `container-list --format json`, loosely:
 // the lifecycle fields are read by name where present.
 type lcContainer map[string]any
 
@@ -166,18 +166,6 @@ func clearGPUUtil(t *testing.T, dir string, index int) {
 	if err := os.Remove(filepath.Join(dir, strconv.Itoa(index))); err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}
-}
-
-// gpuIndex is the index of a fake GPU from its UUID
-// (GPU-fake-0000-0000-0000-00000000000N).
-func gpuIndex(t *testing.T, uuid string) int {
-	t.Helper()
-	i := strings.LastIndexByte(uuid, '-')
-	n, err := strconv.Atoi(uuid[i+1:])
-	if i < 0 || err != nil || !strings.HasPrefix(uuid, "GPU-fake-") {
-		t.Fatalf("not a fake GPU UUID: %q", uuid)
-	}
-	return n
 }
 
 // lcLimits is a DS01 resource-limits.yaml that sets no lifecycle keys, so
