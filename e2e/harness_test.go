@@ -3,10 +3,12 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 type gwOpts struct {
 	RetireAfter string            // default "2s"
 	Extra       map[string]string // more top-level YAML keys, values written verbatim
+	Lifecycle   map[string]string // the lifecycle: block's keys, values written verbatim; none: no block
 }
 
 // gw is one gateway process under test with its own config, data dir,
@@ -72,6 +75,12 @@ func startGateway(t *testing.T, opts gwOpts) *gw {
 	fmt.Fprintf(&cfg, "command_login: ds01\n")
 	for k, v := range opts.Extra {
 		fmt.Fprintf(&cfg, "%s: %s\n", k, v)
+	}
+	if len(opts.Lifecycle) > 0 {
+		cfg.WriteString("lifecycle:\n")
+		for _, k := range slices.Sorted(maps.Keys(opts.Lifecycle)) {
+			fmt.Fprintf(&cfg, "  %s: %s\n", k, opts.Lifecycle[k])
+		}
 	}
 	if err := os.WriteFile(g.cfgPath, []byte(cfg.String()), 0o600); err != nil {
 		t.Fatal(err)

@@ -97,8 +97,14 @@ type bgSSH struct {
 // cleanup kills it if the test did not.
 func (g *gw) startSSH(t *testing.T, u *user, login string, args ...string) *bgSSH {
 	t.Helper()
+	return g.startSSHWith(t, u, login, nil, args...)
+}
+
+// startSSHWith is startSSH with more client options (e.g. "-tt").
+func (g *gw) startSSHWith(t *testing.T, u *user, login string, opts []string, args ...string) *bgSSH {
+	t.Helper()
 	b := &bgSSH{out: &syncBuffer{}, err: &syncBuffer{}, done: make(chan struct{})}
-	b.cmd = exec.Command("ssh", append(g.sshArgs(u.key, login), args...)...)
+	b.cmd = exec.Command("ssh", append(g.sshArgs(u.key, login, opts...), args...)...)
 	b.cmd.Stdout, b.cmd.Stderr = b.out, b.err
 	var err error
 	if b.stdin, err = b.cmd.StdinPipe(); err != nil {

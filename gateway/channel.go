@@ -266,8 +266,14 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 			}
 		})
 	}
+	var stdin io.Reader = sc.ch
+	if spec.Tty {
+		// Typing into a terminal is activity; a pipe into an exec is not
+		// (a script feeding a process is not someone at the keyboard).
+		stdin = &touchReader{r: sc.ch, touch: lease.Touch}
+	}
 	go func() {
-		io.Copy(proc.Stdin(), sc.ch)
+		io.Copy(proc.Stdin(), stdin)
 		// EOF from the client: the process must read EOF too. A terminal
 		// has no half-close; there EOF is a ^D the user types.
 		if !spec.Tty {

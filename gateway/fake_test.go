@@ -59,6 +59,7 @@ type fakeSessions struct {
 	procs   chan *fakeProc           // every process started, in order
 	signal  func(sig syscall.Signal) // runs in Signal; may block
 	leases  int                      // held now
+	touches int                      // Lease.Touch calls, all leases
 	retired chan struct{}
 }
 
@@ -86,6 +87,12 @@ func (f *fakeSessions) held() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.leases
+}
+
+func (f *fakeSessions) touched() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.touches
 }
 
 func (f *fakeSessions) calls() []attachCall {
@@ -144,6 +151,12 @@ func (l *fakeLease) User() store.User                  { return l.u }
 func (l *fakeLease) Shell() string                     { return "/bin/fakesh" }
 func (l *fakeLease) Retired() <-chan struct{}          { return l.f.retired }
 func (l *fakeLease) RetiredWhy() string                { return "retired by test" }
+
+func (l *fakeLease) Touch() {
+	l.f.mu.Lock()
+	l.f.touches++
+	l.f.mu.Unlock()
+}
 
 func (l *fakeLease) Release() {
 	l.released.Do(func() {

@@ -48,6 +48,9 @@ type Lease interface {
 	// lease; RetiredWhy then says why.
 	Retired() <-chan struct{}
 	RetiredWhy() string
+	// Touch records that the user typed into a terminal: activity for the
+	// idle reclaim. Cheap (an atomic store); callers still rate-limit it.
+	Touch()
 	Release()
 }
 
