@@ -24,6 +24,8 @@ type fakeService struct {
 	df      []byte
 	changes []session.Change
 	updErr  error
+	slots   []gpu.SlotState
+	holds   []gpu.HoldState
 }
 
 func (f *fakeService) Projects(context.Context, store.User) ([]session.ProjectInfo, error) {
@@ -70,8 +72,10 @@ func (f *fakeService) Keep(_ context.Context, _ store.User, project string, d ti
 	return time.Now().Add(d), nil
 }
 
+func (f *fakeService) Holds() []gpu.HoldState { return f.holds }
+
 func (f *fakeService) SetProjectGPUs(context.Context, store.User, string, int) error { return nil }
-func (f *fakeService) GPUStatus() ([]gpu.SlotState, []gpu.Waiter)                    { return nil, nil }
+func (f *fakeService) GPUStatus() ([]gpu.SlotState, []gpu.Waiter)                    { return f.slots, nil }
 func (f *fakeService) GPUUtilization(string) (int, bool)                             { return 0, false }
 func (f *fakeService) UserLimits(context.Context, store.User) session.Limits {
 	return session.Limits{}
@@ -237,5 +241,21 @@ func TestStdinInputIsBounded(t *testing.T) {
 	}
 	if len(f.changes) != 0 {
 		t.Errorf("an oversized input reached the service: %d changes", len(f.changes))
+	}
+}
+
+// A slot kept for the owner of a stopped container shows as such, so a
+// user wondering why a free GPU is not theirs sees until when.
+func TestGPUStatusShowsHolds(t *testing.T) {
+	slot := gpu.Slot{UUID: "GPU-1", Index: "0", Name: "A100"}
+	until := time.Now().Add(10 * time.Minute)
+	f := &fakeService{slots: []gpu.SlotState{{Slot: slot}}, holds: []gpu.HoldState{{Slot: slot, User: "bob", Project: "train", Until: until}}}
+	code, out, _ := run(t, f, "", "gpu-status")
+	if code != 0 || !strings.Contains(out, "held for bob/train until "+until.Local().Format("15:04")) {
+		t.Errorf("gpu-status:\n%s\nwant the hold shown", out)
+	}
+	code, out, _ = run(t, f, "", "gpu-status --format json")
+	if code != 0 || !strings.Contains(out, `"held_for":"bob/train"`) && !strings.Contains(out, `"held_for": "bob/train"`) {
+		t.Errorf("gpu-status --format json:\n%s\nwant held_for", out)
 	}
 }

@@ -59,6 +59,10 @@ func gpuStatus() *command {
 		summary: "Show every GPU slot, who holds it since when, and the queue.",
 		run: func(ctx context.Context, env *Env, p *parsed) error {
 			slots, queue := env.Service.GPUStatus()
+			held := map[string]gpu.HoldState{}
+			for _, h := range env.Service.Holds() {
+				held[h.Slot.UUID] = h
+			}
 			if isJSON(p) {
 				type slotJSON struct {
 					gpuJSON
@@ -66,6 +70,10 @@ func gpuStatus() *command {
 					Project     *string    `json:"project"`
 					Since       *time.Time `json:"since"`
 					Utilization *int       `json:"utilization_pct"`
+					// A free slot kept for the owner of a container
+					// that stopped (gpu_hold_after_stop).
+					HeldFor   *string    `json:"held_for"`
+					HeldUntil *time.Time `json:"held_until"`
 				}
 				type waiterJSON struct {
 					Position int       `json:"position"`
@@ -87,6 +95,10 @@ func gpuStatus() *command {
 					if u, ok := env.Service.GPUUtilization(s.Slot.UUID); ok {
 						j.Utilization = &u
 					}
+					if h, ok := held[s.Slot.UUID]; ok && s.Holder == nil {
+						who := h.User + "/" + h.Project
+						j.HeldFor, j.HeldUntil = &who, &h.Until
+					}
 					out.Slots = append(out.Slots, j)
 				}
 				for i, w := range queue {
@@ -104,6 +116,8 @@ func gpuStatus() *command {
 				holder, since := "free", "-"
 				if h := s.Holder; h != nil {
 					holder, since = h.User+"/"+h.Project, when(h.Since)
+				} else if h, ok := held[s.Slot.UUID]; ok {
+					holder = fmt.Sprintf("free, held for %s/%s until %s", h.User, h.Project, h.Until.Local().Format("15:04"))
 				}
 				util := "-"
 				if u, ok := env.Service.GPUUtilization(s.Slot.UUID); ok {

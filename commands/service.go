@@ -63,6 +63,8 @@ type GPUs interface {
 	GPUStatus() ([]gpu.SlotState, []gpu.Waiter)
 	GPUUtilization(uuid string) (int, bool)
 	UserLimits(ctx context.Context, u store.User) session.Limits
+	// Holds are the free slots kept for their last owner after a stop.
+	Holds() []gpu.HoldState
 }
 
 // Parts is a Service made of the session layer's parts.

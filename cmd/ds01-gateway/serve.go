@@ -19,6 +19,7 @@ import (
 	"github.com/ds01/ds01-gateway/hostkeys"
 	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/docker"
+	"github.com/ds01/ds01-gateway/session/lifecycle"
 	"github.com/ds01/ds01-gateway/session/runtime"
 	"github.com/ds01/ds01-gateway/store"
 )
@@ -81,6 +82,13 @@ func serve(args []string) error {
 		return err
 	}
 	defer gpus.close()
+	// A broken exemptions file stops the start, like a broken limits
+	// file: running on without it could stop an exempt user's work.
+	if p := cfg.exemptionsPath(); p != "" {
+		if _, err := lifecycle.LoadExemptions(p); err != nil {
+			return err
+		}
+	}
 
 	mgr := session.New(session.Config{
 		Inventory:        gpus.inv,

@@ -191,4 +191,3 @@ type ExitStatus struct {
 	// Signal is set when the process was killed by a signal.
 	Signal syscall.Signal
 }
-
