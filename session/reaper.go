@@ -143,12 +143,7 @@ func (r *Reaper) check(ctx context.Context, c live, now time.Time, pressure bool
 	}
 	t := r.track(ctx, c)
 	refs := r.m.refsOf(c.e)
-	r.mu.Lock()
-	if t.stopping {
-		r.mu.Unlock()
-		return
-	}
-	in := r.input(c, t, refs, pressure, ex, now)
+	// File and NVML reads happen before the lock, which listings share.
 	s := lifecycle.Sample{
 		At:             now,
 		CPU:            u.CPU,
@@ -157,6 +152,12 @@ func (r *Reaper) check(ctx context.Context, c live, now time.Time, pressure bool
 		SessionStarted: c.e.sessionAt.Load(),
 		KeepAlive:      t.keepAlive(),
 	}
+	r.mu.Lock()
+	if t.stopping {
+		r.mu.Unlock()
+		return
+	}
+	in := r.input(c, t, refs, pressure, ex, now)
 	d := lifecycle.Decide(in, t.st, s, now)
 	t.st, t.dec, t.exempt = d.State, d, in.Exempt
 	stop := d.Stop != nil
@@ -257,10 +258,11 @@ func (r *Reaper) track(ctx context.Context, c live) *tracked {
 	return t
 }
 
+// close closes the workspace. ws itself is never reset: a sweep may still
+// be reading it, and a closed Dir only fails.
 func (t *tracked) close() {
 	if t.ws != nil {
 		t.ws.Close()
-		t.ws = nil
 	}
 }
 

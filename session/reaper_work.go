@@ -72,7 +72,6 @@ func (r *Reaper) workEnded(c live, t *tracked) {
 // and notices from now on go to notice too. Sessions the user missed
 // notices for hear them now, once.
 func (r *Reaper) attach(ctx context.Context, e *entry, l *Lease, notice io.Writer) {
-	e.sessionAt.Store(time.Now())
 	if sn := e.snap.Load(); sn != nil {
 		r.mu.Lock()
 		if t := r.tracked[sn.id]; t != nil && t.detached {
@@ -80,6 +79,10 @@ func (r *Reaper) attach(ctx context.Context, e *entry, l *Lease, notice io.Write
 		}
 		r.mu.Unlock()
 	}
+	if notice == nil || notice == io.Discard {
+		return // a forward: an open connection alone is not activity
+	}
+	e.sessionAt.Store(time.Now())
 	e.watch(l, notice)
 	r.greet(ctx, l.user, notice)
 }
@@ -145,7 +148,17 @@ func (r *Reaper) stop(ctx context.Context, c live, s *lifecycle.Stop) {
 	if e.containerID == c.sn.id {
 		r.m.retireLocked(ctx, e, "stopped: "+s.Reason)
 	}
+	left := e.containerID == c.sn.id
 	e.mu.Unlock()
+	if left {
+		// The engine refused: the next sweep decides again.
+		r.mu.Lock()
+		if t := r.tracked[c.sn.id]; t != nil {
+			t.stopping = false
+		}
+		r.mu.Unlock()
+		return
+	}
 	r.m.dropIfUnused(e)
 }
 
