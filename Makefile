@@ -6,7 +6,7 @@ SHELL := /bin/bash
 GO         ?= go
 BIN        := bin/ds01-gateway
 BASE_IMAGE ?= ds01-base:bookworm
-TEST_FLAGS ?= -race -count=1 -timeout 20m
+TEST_FLAGS ?= -race -count=1 -timeout 20m -parallel 12
 
 .DEFAULT_GOAL := help
 

@@ -111,6 +111,14 @@ func TestContainerDefaults(t *testing.T) {
 	})
 
 	hold.stop()
+	// What the subtests left running (sleep 4545, sleep 60) is the user's
+	// work: the container stays, detached, past the grace; once that work
+	// ends it retires at the grace.
+	time.Sleep(g.retire + 3*time.Second)
+	if ids := containers(t, u.uid, proj); len(ids) != 1 {
+		t.Fatalf("with background jobs still running, containers %v: want the one, detached", ids)
+	}
+	g.mustSSH(t, u, proj, "pkill -f 'sleep (4545|60)$'; true")
 	waitContainers(t, u.uid, proj, 0, g.retire+15*time.Second)
 
 	t.Run("events", func(t *testing.T) {

@@ -85,7 +85,11 @@ func TestRestartAfterKill9(t *testing.T) {
 	const proj = "crash"
 
 	g.mustSSH(t, u, proj, "echo before-crash > /workspace/f")
-	bg := g.startSSH(t, u, proj, "echo started; sleep 60")
+	// cat ends when the gateway dies (its stdin, a FIFO the gateway
+	// held, reaches EOF): nothing of the user's is left running, so the
+	// adopted container is an orphan. (Work that survives a kill -9 keeps
+	// its container: TestLifecycleKill9KeepsDetachedJob.)
+	bg := g.startSSH(t, u, proj, "echo started; cat >/dev/null")
 	bg.waitOutput(t, "started", timeoutShort)
 	if ids := containers(t, u.uid, proj); len(ids) != 1 {
 		t.Fatalf("want 1 container while logged in, have %v", ids)
