@@ -17,7 +17,8 @@
 # Env: BENCH_DETACHED_N (50), BENCH_DETACHED_WINDOW (seconds, 120),
 #      BENCH_DETACHED_INTERVALS ("60s 5s"), BENCH_DETACHED_RETIRE (10s),
 #      BENCH_DETACHED_PARALLEL (5), BENCH_DETACHED_UID (27000),
-#      BENCH_DETACHED_PORT (first free from 2299), BENCH_BIN, BASE_IMAGE.
+#      BENCH_DETACHED_PORT (first free from 2299), BENCH_DETACHED_LOG (a
+#      path to keep the gateway's log at), BENCH_BIN, BASE_IMAGE.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -60,6 +61,7 @@ stop_gw() {
 cleanup() {
 	set +e
 	stop_gw
+	[ -n "${BENCH_DETACHED_LOG:-}" ] && cp "$TMP/gw.log" "$BENCH_DETACHED_LOG"
 	ids=$(docker ps -a -q --filter "label=ds01.uid=$BUID")
 	[ -n "$ids" ] && docker rm -f -v $ids >/dev/null
 	imgs=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep "^ds01-$BUID/")
@@ -151,7 +153,7 @@ write_config "$first"
 "$BIN" user add bench --uid "$BUID" --gid "$BUID" --key-file "$TMP/key.pub" --config "$TMP/gw.yaml" >/dev/null
 start_gw "$first"
 
-log "launching $N detached projects, $PARALLEL at a time (each first login builds its image)"
+log "launching $N detached projects, $PARALLEL at a time"
 # One login per project, run by xargs: the options baked into a script.
 {
 	echo '#!/bin/sh'
