@@ -5,6 +5,7 @@
 #   stream 1 GiB of zeros to the client        vs  the same through that sshd
 #   sftp   1 GiB put and get through sftp -b   vs  the same through that sshd's sftp-server
 #   sweep100  CPU time of one lifecycle sampling sweep of 100 real containers vs the 50 ms budget
+#   detached50  the gateway's share of one core with 50 detached containers vs 1 % (bench/detached.sh)
 # Prints medians and ratios beside the targets. Run via `make bench` (root).
 #
 # Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_SFTP_N (3), BENCH_GW_PORT (2298),
@@ -263,6 +264,10 @@ rm -f "$TMP/big.bin" "$GW_WS/big.bin" "$SSHD_DIR/big.bin" "$TMP/got.bin"
 USAGE=$(bench/usage.sh) || die "bench/usage.sh failed"
 usage_kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $USAGE"; }
 
+# --- a gateway of its own with 50 detached containers (bench/detached.sh) ---
+DETACHED=$(bench/detached.sh) || die "bench/detached.sh failed"
+detached_kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $DETACHED"; }
+
 # --- report ---
 fail=0
 row() { # name ours baseline-name baseline target-ratio
@@ -270,20 +275,24 @@ row() { # name ours baseline-name baseline target-ratio
 	ratio=$(awk -v a="$2" -v b="$4" 'BEGIN {printf "%.2f", a/b}')
 	ok=$(awk -v r="$ratio" -v t="$5" 'BEGIN {print (r <= t) ? "ok" : "MISS"}')
 	[ "$ok" = ok ] || fail=1
-	printf '%-8s %9ss   %-11s %9ss %7sx   <= %-5s %s\n' "$1" "$2" "$3" "$4" "$ratio" "$5" "$ok"
+	printf '%-16s %9ss   %-11s %9ss %7sx   <= %-5s %s\n' "$1" "$2" "$3" "$4" "$ratio" "$5" "$ok"
 }
 echo
 echo "DS01 Gateway bench: medians, N=$N (stream N=$STREAM_N, sftp N=$SFTP_N, 1 GiB), $(nproc) cores, $(ssh -V 2>&1 | cut -d, -f1)"
-printf '%-8s %10s   %-11s %10s %8s   %-8s\n' metric ds01 baseline "" ratio target
+printf '%-16s %10s   %-11s %10s %8s   %-8s\n' metric ds01 baseline "" ratio target
 row cold "$(printf '%s\n' "${cold_gw[@]}" | median)" "docker-run" "$(printf '%s\n' "${cold_docker[@]}" | median)" 1.30
 row warm "$(printf '%s\n' "${warm_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${warm_sshd[@]}" | median)" 1.00
 row stream "$(printf '%s\n' "${stream_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${stream_sshd[@]}" | median)" 1.25
 row sftp-put "$(printf '%s\n' "${put_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${put_sshd[@]}" | median)" 1.11
 row sftp-get "$(printf '%s\n' "${get_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${get_sshd[@]}" | median)" 1.11
 row sweep100 "$(usage_kv sweep_cpu)" "budget" 0.050 1.00
+for iv in ${BENCH_DETACHED_INTERVALS:-60s 5s}; do
+	row "detached$(detached_kv containers) ($iv)" "$(detached_kv "core_$iv")" "budget" 0.010 1.00
+done
 echo "(stream target: throughput >= 0.8x OpenSSH, i.e. time ratio <= 1.25; default ciphers: ds01 $GW_CIPHER, openssh $SSHD_CIPHER)"
 echo "(sftp targets: throughput >= 0.9x OpenSSH's sftp-server, i.e. time ratio <= 1.11)"
 echo "(sweep100: gateway CPU time of one sampling sweep of $(usage_kv containers) idle containers, mean of ${BENCH_USAGE_SWEEPS:-20}; budget 50 ms)"
+echo "(detached$(detached_kv containers): gateway CPU seconds per second, i.e. share of one core, over $(detached_kv window_s) s with $(detached_kv containers) detached containers, lifecycle check_interval as named (60s is the default), retire_after $(detached_kv retire_after); budget 1 % of a core; $(detached_kv launch_s) s to launch them; $(detached_kv gw_warnings) gateway warnings)"
 echo "informational, no target:"
 info() { printf '%-18s %9ss vs %-16s %9ss %7sx\n' "$1" "$2" "$3" "$4" "$(awk -v a="$2" -v b="$4" 'BEGIN {printf "%.2f", a/b}')"; }
 info "cold" "$(printf '%s\n' "${cold_gw[@]}" | median)" "docker-run-usernet" "$(printf '%s\n' "${cold_usernet[@]}" | median)"
