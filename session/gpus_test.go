@@ -96,3 +96,36 @@ func TestWatchFreesGPUsOfDeadContainers(t *testing.T) {
 		t.Error("the lease was not told its container went")
 	}
 }
+
+// A container launched while the watch lists the engine's containers is
+// missing from that list: it must not be taken for dead.
+func TestWatchSparesALaunchAfterItsList(t *testing.T) {
+	rt := newMem()
+	m, u := newTestManager(t, rt, time.Hour)
+	ctx := context.Background()
+	early, err := m.Attach(ctx, u, "early", Default, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Release()
+	var late *Lease
+	rt.afterList = func() {
+		rt.afterList = nil
+		if late, err = m.Attach(ctx, u, "late", Default, io.Discard); err != nil {
+			t.Error(err)
+		}
+	}
+	m.sweepDead(ctx)
+	if late == nil {
+		t.Fatal("no late launch")
+	}
+	defer late.Release()
+	select {
+	case <-late.Retired():
+		t.Fatalf("the watch retired a container launched during its list: %s", late.RetiredWhy())
+	default:
+	}
+	if running, _, _ := rt.counts(); running != 2 {
+		t.Errorf("running = %d, want both", running)
+	}
+}

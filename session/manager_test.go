@@ -32,6 +32,8 @@ type memRuntime struct {
 	// before that every image exists.
 	images map[string]runtime.Image
 	builds []string
+	// afterList runs after List has made its answer, before it returns.
+	afterList func()
 }
 
 func newMem() *memRuntime { return &memRuntime{running: map[string]runtime.ContainerSpec{}} }
@@ -68,10 +70,14 @@ func (r *memRuntime) Retire(_ context.Context, id string) error {
 
 func (r *memRuntime) List(context.Context, map[string]string) ([]runtime.Container, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []runtime.Container
 	for id, s := range r.running {
 		out = append(out, runtime.Container{ID: id, Name: s.Name, Labels: s.Labels, Running: true})
+	}
+	after := r.afterList
+	r.mu.Unlock()
+	if after != nil {
+		after()
 	}
 	return out, nil
 }

@@ -25,6 +25,20 @@ func (m *Manager) Watch(ctx context.Context, interval time.Duration) {
 }
 
 func (m *Manager) sweepDead(ctx context.Context) {
+	// The containers to check are taken before the engine's list: one
+	// launched between the two would otherwise be missing from a list
+	// made before it existed, and be taken for dead.
+	m.mu.Lock()
+	before := map[*entry]string{}
+	for _, e := range m.entries {
+		if sn := e.snap.Load(); sn != nil {
+			before[e] = sn.id
+		}
+	}
+	m.mu.Unlock()
+	if len(before) == 0 {
+		return
+	}
 	live, err := m.rt.List(ctx, map[string]string{LabelInstance: m.cfg.Instance})
 	if err != nil {
 		m.log.Warn("watch: list containers", "err", err)
@@ -36,19 +50,11 @@ func (m *Manager) sweepDead(ctx context.Context) {
 			running[c.ID] = true
 		}
 	}
-	m.mu.Lock()
-	var dead []*entry
-	for _, e := range m.entries {
-		if sn := e.snap.Load(); sn != nil && !running[sn.id] {
-			dead = append(dead, e)
+	for e, id := range before {
+		if running[id] || !e.mu.TryLock() {
+			continue // alive, or a retire is under way: next round
 		}
-	}
-	m.mu.Unlock()
-	for _, e := range dead {
-		if !e.mu.TryLock() {
-			continue // a retire is under way; next round
-		}
-		if sn := e.snap.Load(); sn != nil && !running[sn.id] {
+		if sn := e.snap.Load(); sn != nil && sn.id == id {
 			m.log.Warn("container gone", "user", sn.user.Name, "project", e.project, "container", short(sn.id))
 			m.retireLocked(ctx, e, "stopped outside the gateway")
 		}
