@@ -294,3 +294,23 @@ func TestReconcileAdoptsThenRetires(t *testing.T) {
 	}
 	waitFor(t, "the adopted orphan to retire", func() bool { r, _, _ := rt.counts(); return r == 0 })
 }
+
+// A container that vanished while the gateway was down takes its
+// lifecycle state with it: the store keeps no rows for the dead.
+func TestReconcileDropsLifecycleOfGoneContainers(t *testing.T) {
+	rt := newMem()
+	m, u := newTestManager(t, rt, time.Hour)
+	ctx := context.Background()
+	if err := m.store.PutContainer(ctx, store.Container{ID: "gone", Name: "ds01-ann.proj-abc", User: u.Name, Project: "proj", Image: "x", State: "running", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.store.SaveLifecycle(ctx, "gone", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.store.Lifecycle(ctx, "gone"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("lifecycle state of a gone container: %v, want it deleted", err)
+	}
+}

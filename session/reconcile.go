@@ -120,5 +120,10 @@ func (r reconciler) closeRow(ctx context.Context, id, user, project, why string)
 	if err := r.store.RetireContainer(ctx, id, time.Now()); err != nil {
 		r.log.Debug("reconcile: close row", "container", short(id), "err", err)
 	}
+	// Its lifecycle state goes with it (the reaper's forget does this on
+	// every other retire path).
+	if err := r.store.DeleteLifecycle(ctx, id); err != nil {
+		r.log.Debug("reconcile: lifecycle state", "container", short(id), "err", err)
+	}
 	r.event(ctx, store.Event{Type: "container.retire", User: user, Project: project, Container: id, Details: why})
 }
