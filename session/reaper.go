@@ -84,9 +84,12 @@ func newReaper(m *Manager, log *slog.Logger) *Reaper {
 }
 
 // Run sweeps until ctx ends. Detached containers are looked at more often
-// than the full sweep: counting their processes is one small file read,
-// and their retire must follow the end of their work within the grace.
+// than the full sweep: sampling one is two small file reads, and their
+// retire must follow the end of their work within the grace.
 func (r *Reaper) Run(ctx context.Context) {
+	if r.cfg.CheckInterval <= 0 {
+		return
+	}
 	fast := min(r.cfg.CheckInterval, max(r.m.cfg.RetireAfter/2, 500*time.Millisecond))
 	t := time.NewTicker(fast)
 	defer t.Stop()
