@@ -84,8 +84,8 @@ func newReaper(m *Manager, log *slog.Logger) *Reaper {
 }
 
 // Run sweeps until ctx ends. Detached containers are looked at more often
-// than the full sweep: sampling one is two small file reads, and their
-// retire must follow the end of their work within the grace.
+// than the full sweep, as their retire must follow the end of their work
+// within the grace; counting their processes is one read of cgroup.procs.
 func (r *Reaper) Run(ctx context.Context) {
 	if r.cfg.CheckInterval <= 0 {
 		return

@@ -33,6 +33,12 @@ func (s *memSampler) Usage(_ context.Context, id string) (runtime.Usage, error) 
 	return runtime.Usage{CPU: s.cpu[id], UserProcs: s.procs[id]}, nil
 }
 
+func (s *memSampler) UserProcs(_ context.Context, id string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.procs[id], nil
+}
+
 func (s *memSampler) TerminateUser(_ context.Context, id string, _ time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

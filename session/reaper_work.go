@@ -24,8 +24,8 @@ func (r *Reaper) holdsWork(ctx context.Context, e *entry) bool {
 	if sn == nil {
 		return false
 	}
-	u, err := r.sampler.Usage(ctx, sn.id)
-	if err != nil || u.UserProcs == 0 {
+	n, err := r.sampler.UserProcs(ctx, sn.id)
+	if err != nil || n == 0 {
 		return false
 	}
 	t := r.track(ctx, live{e, sn})
@@ -34,8 +34,8 @@ func (r *Reaper) holdsWork(ctx context.Context, e *entry) bool {
 	t.detached = true
 	r.mu.Unlock()
 	if !was {
-		r.m.event(ctx, store.Event{Type: "container.detached", User: sn.user.Name, Project: e.project, Container: sn.id, Details: fmt.Sprintf("%d user process(es) running", u.UserProcs)})
-		r.log.Info("container detached: user processes still run", "user", sn.user.Name, "project", e.project, "container", short(sn.id), "processes", u.UserProcs)
+		r.m.event(ctx, store.Event{Type: "container.detached", User: sn.user.Name, Project: e.project, Container: sn.id, Details: fmt.Sprintf("%d user process(es) running", n)})
+		r.log.Info("container detached: user processes still run", "user", sn.user.Name, "project", e.project, "container", short(sn.id), "processes", n)
 		r.persist(ctx, sn.id, t)
 	}
 	return true
@@ -51,7 +51,7 @@ func (r *Reaper) sweepDetached(ctx context.Context) {
 		if !detached {
 			continue
 		}
-		if u, err := r.sampler.Usage(ctx, c.sn.id); err == nil && u.UserProcs == 0 {
+		if n, err := r.sampler.UserProcs(ctx, c.sn.id); err == nil && n == 0 {
 			r.workEnded(c, t)
 		}
 	}

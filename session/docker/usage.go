@@ -30,6 +30,20 @@ func (d *Docker) Usage(ctx context.Context, id string) (runtime.Usage, error) {
 	return runtime.Usage{CPU: s.CPU, UserProcs: s.UserProcs}, nil
 }
 
+// UserProcs counts the container's user processes: one read of its
+// cgroup.procs.
+func (d *Docker) UserProcs(ctx context.Context, id string) (int, error) {
+	r, err := d.cgroupReader(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	pids, err := r.UserPIDs()
+	if err != nil {
+		return 0, d.readerErr(id, err)
+	}
+	return len(pids), nil
+}
+
 // TerminateUser sends SIGTERM to the container's user processes (never
 // its init or keeper, so the container itself stays up for Retire) and
 // waits up to grace for them to end. Processes still running then are an

@@ -61,6 +61,10 @@ func waitProcs(t *testing.T, d *Docker, id string, want int, within time.Duratio
 	var err error
 	for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if u, err = d.Usage(context.Background(), id); err == nil && u.UserProcs == want {
+			// The cheap count agrees with the full sample.
+			if n, err := d.UserProcs(context.Background(), id); err != nil || n != want {
+				t.Errorf("UserProcs = %d, %v; Usage counted %d", n, err, want)
+			}
 			return u
 		}
 	}
@@ -151,6 +155,9 @@ func TestUsageOfRealContainer(t *testing.T) {
 	}
 	if _, err := d.Usage(ctx, id); !errors.Is(err, runtime.ErrNotRunning) {
 		t.Errorf("Usage of a retired container: %v; want ErrNotRunning", err)
+	}
+	if _, err := d.UserProcs(ctx, id); !errors.Is(err, runtime.ErrNotRunning) {
+		t.Errorf("UserProcs of a retired container: %v; want ErrNotRunning", err)
 	}
 	if err := d.TerminateUser(ctx, id, time.Second); err != nil {
 		t.Errorf("TerminateUser of a retired container: %v; want nil", err)

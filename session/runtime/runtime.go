@@ -48,6 +48,9 @@ type Usage struct {
 // Sampler reads containers' resource use cheaply (cgroup files, not the engine's stats API).
 type Sampler interface {
 	Usage(ctx context.Context, containerID string) (Usage, error)
+	// UserProcs counts the user processes alone, more cheaply than Usage:
+	// detached containers are watched for the end of their work often.
+	UserProcs(ctx context.Context, containerID string) (int, error)
 	// TerminateUser sends SIGTERM to every user process and waits up to grace for them to end.
 	TerminateUser(ctx context.Context, containerID string, grace time.Duration) error
 	// Forget drops what the sampler cached about a retired container.
