@@ -259,3 +259,22 @@ func TestGPUStatusShowsHolds(t *testing.T) {
 		t.Errorf("gpu-status --format json:\n%s\nwant held_for", out)
 	}
 }
+
+// check-limits --format json names the lifecycle keys the limits file sets,
+// in the file's units, and leaves out the ones it does not.
+func TestLimitsJSONLifecycleKeys(t *testing.T) {
+	l := gpu.Limits{
+		IdleTimeout: gpu.Opt[time.Duration]{Set: true, V: 30 * time.Minute},
+		MaxRuntime:  gpu.Opt[time.Duration]{Set: true, Never: true},
+	}
+	j := limitsJSON(l)
+	if v, ok := j["idle_timeout_h"]; !ok || v != 0.5 {
+		t.Errorf("idle_timeout_h = %v, want 0.5", v)
+	}
+	if v, ok := j["max_runtime_h"]; !ok || v != nil {
+		t.Errorf("max_runtime_h = %v (present %v), want null for never", v, ok)
+	}
+	if _, ok := j["gpu_idle_threshold"]; ok {
+		t.Error("gpu_idle_threshold shown though the file does not set it")
+	}
+}

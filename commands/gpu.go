@@ -200,7 +200,7 @@ func limitsJSON(l gpu.Limits) map[string]any {
 		}
 		return nil
 	}
-	return map[string]any{
+	out := map[string]any{
 		"max_gpu_equivalents":         val(l.MaxGPUEq),
 		"max_gpu_slots_per_container": val(l.MaxSlotsPerContainer),
 		"max_containers_per_user":     val(l.MaxContainers),
@@ -209,4 +209,28 @@ func limitsJSON(l gpu.Limits) map[string]any {
 		"shm_size":                    val(l.ShmSize),
 		"pids_limit":                  val(l.PidsLimit),
 	}
+	// The lifecycle keys appear only where the limits file sets them (the
+	// gateway's lifecycle block applies otherwise); null means never.
+	hours := func(key string, o gpu.Opt[time.Duration]) {
+		if o.Set {
+			out[key] = nil
+			if !o.Never {
+				out[key] = o.V.Hours()
+			}
+		}
+	}
+	pct := func(key string, o gpu.Opt[float64]) {
+		if o.Set {
+			out[key] = nil
+			if !o.Never {
+				out[key] = o.V
+			}
+		}
+	}
+	hours("idle_timeout_h", l.IdleTimeout)
+	hours("max_runtime_h", l.MaxRuntime)
+	hours("gpu_hold_after_stop_h", l.GPUHoldAfterStop)
+	pct("gpu_idle_threshold", l.GPUIdleThreshold)
+	pct("cpu_idle_threshold", l.CPUIdleThreshold)
+	return out
 }
