@@ -3,10 +3,10 @@ package commands
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/lifecycle"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -32,30 +32,13 @@ func containerKeep() *command {
 			if err != nil {
 				return err
 			}
-			env.notef("%s is kept from its idle stop until %s (%s)", project, until.UTC().Format("Jan 2 15:04 UTC"), inDuration(until.Sub(now)))
+			env.notef("%s is kept from its idle stop until %s (%s)", project, until.UTC().Format("Jan 2 15:04 UTC"), "in "+lifecycle.ShortDuration(until.Sub(now)))
 			if until.Before(now.Add(d).Add(-time.Minute)) {
 				env.notef("that is less than you asked for: the maximum runtime or someone waiting for a GPU caps it")
 			}
 			return nil
 		},
 	}
-}
-
-// inDuration is "in 3h59m" for people, to the minute.
-func inDuration(d time.Duration) string {
-	if d < time.Minute {
-		return "in under a minute"
-	}
-	return fmt.Sprintf("in %s", shortDur(d.Round(time.Minute)))
-}
-
-// shortDur writes 4h0m0s as 4h and 1h30m0s as 1h30m.
-func shortDur(d time.Duration) string {
-	s := strings.TrimSuffix(d.String(), "0s")
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // runState is a container's state for people: attached N, detached

@@ -47,7 +47,7 @@ func Decide(in Input, st State, s Sample, now time.Time) Decision {
 		d.Stop = &Stop{
 			Kind:   StopRuntime,
 			Text:   n.runtimeStop(in.Rules.MaxRuntime),
-			Reason: fmt.Sprintf("maximum runtime %s reached (ran %s)", shortDuration(in.Rules.MaxRuntime), shortDuration(ran)),
+			Reason: fmt.Sprintf("maximum runtime %s reached (ran %s)", ShortDuration(in.Rules.MaxRuntime), ShortDuration(ran)),
 		}
 		d.Events = append(d.Events, Event{Type: EventRuntimeStop, Details: d.Stop.Reason, Duration: ran})
 		d.Deadline, d.DeadlineReason = now, ReasonRuntime
@@ -56,7 +56,7 @@ func Decide(in Input, st State, s Sample, now time.Time) Decision {
 		d.Stop = &Stop{
 			Kind:   StopIdle,
 			Text:   n.idleStop(idleFor),
-			Reason: fmt.Sprintf("idle for %s (timeout %s)", shortDuration(idleFor), shortDuration(in.effectiveIdle())),
+			Reason: fmt.Sprintf("idle for %s (timeout %s)", ShortDuration(idleFor), ShortDuration(in.effectiveIdle())),
 		}
 		d.Events = append(d.Events, Event{Type: EventIdleStop, Details: d.Stop.Reason, Duration: idleFor})
 		d.Deadline, d.DeadlineReason = now, ReasonIdle
@@ -80,7 +80,7 @@ func Decide(in Input, st State, s Sample, now time.Time) Decision {
 			d.Notices = append(d.Notices, Notice{Kind: NoticeIdle, Text: n.idleWarning(idleFor, stopAt, tellWaiting)})
 			d.Events = append(d.Events, Event{
 				Type:     EventIdleWarning,
-				Details:  warningDetails(idle.pct[due-1], in.Exempt.Idle, fmt.Sprintf("idle for %s of %s", shortDuration(idleFor), shortDuration(in.effectiveIdle())), stopAt),
+				Details:  warningDetails(idle.pct[due-1], in.Exempt.Idle, fmt.Sprintf("idle for %s of %s", ShortDuration(idleFor), ShortDuration(in.effectiveIdle())), stopAt),
 				Duration: idleFor,
 			})
 			if tellWaiting {
@@ -96,7 +96,7 @@ func Decide(in Input, st State, s Sample, now time.Time) Decision {
 			d.Notices = append(d.Notices, Notice{Kind: NoticeRuntime, Text: n.runtimeWarning(in.Rules.MaxRuntime, stopAt)})
 			d.Events = append(d.Events, Event{
 				Type:     EventRuntimeWarning,
-				Details:  warningDetails(rt.pct[due-1], in.Exempt.Runtime, fmt.Sprintf("ran %s of %s", shortDuration(ran), shortDuration(in.Rules.MaxRuntime)), stopAt),
+				Details:  warningDetails(rt.pct[due-1], in.Exempt.Runtime, fmt.Sprintf("ran %s of %s", ShortDuration(ran), ShortDuration(in.Rules.MaxRuntime)), stopAt),
 				Duration: ran,
 			})
 		}

@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func TestIdleGPUContainerWarnedTwiceThenStopped(t *testing.T) {
 	s.run(time.Minute, 2*time.Hour)
 	// At 30 m the leads win over 80 %/95 %: the warnings come 20 m and
 	// 10 m before the stop.
-	if got, want := s.kinds(), []string{"idle_warning@10m", "idle_warning@20m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"idle_warning@10m", "idle_warning@20m"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
 	s.wantStop(StopIdle, 30*time.Minute)
@@ -38,7 +39,7 @@ func TestIdleGPUContainerWarnedTwiceThenStopped(t *testing.T) {
 	if s.stop.Reason != "idle for 30m (timeout 30m)" {
 		t.Errorf("stop reason %q", s.stop.Reason)
 	}
-	if got, want := s.eventTypes(), []string{EventIdleWarning, EventIdleWarning, EventIdleStop}; !equalStrings(got, want) {
+	if got, want := s.eventTypes(), []string{EventIdleWarning, EventIdleWarning, EventIdleStop}; !slices.Equal(got, want) {
 		t.Errorf("events %v, want %v", got, want)
 	}
 	if e := s.events[0]; e.Duration != 10*time.Minute || e.Details != "80 % warning: idle for 10m of 30m, stop at 2026-12-01T12:30:00Z" {
@@ -177,7 +178,7 @@ func TestInputAndNewSessionsResetIdleWarnings(t *testing.T) {
 			}
 			s.run(time.Minute, 2*time.Hour)
 			// The same input time again is not new activity.
-			if got, want := s.kinds(), []string{"idle_warning@10m", "idle_warning@26m", "idle_warning@36m"}; !equalStrings(got, want) {
+			if got, want := s.kinds(), []string{"idle_warning@10m", "idle_warning@26m", "idle_warning@36m"}; !slices.Equal(got, want) {
 				t.Errorf("notices %v, want %v", got, want)
 			}
 			s.wantStop(StopIdle, 46*time.Minute)
@@ -218,7 +219,7 @@ func TestNoGPUContainers(t *testing.T) {
 	t.Run("detached: the no-GPU timeout, 80 % and 95 %", func(t *testing.T) {
 		s := newSim(t, Input{Rules: r, Detached: true})
 		s.run(6*time.Minute, 48*time.Hour)
-		if got, want := s.kinds(), []string{"idle_warning@19h12m", "idle_warning@22h48m"}; !equalStrings(got, want) {
+		if got, want := s.kinds(), []string{"idle_warning@19h12m", "idle_warning@22h48m"}; !slices.Equal(got, want) {
 			t.Errorf("notices %v, want %v", got, want)
 		}
 		s.wantStop(StopIdle, 24*time.Hour)
@@ -230,7 +231,7 @@ func TestNoGPUContainers(t *testing.T) {
 		s.in.Attached, s.in.Detached = 0, true
 		s.run(time.Minute, time.Hour)
 		// The deadline passed long ago, but the stop waits for a warning.
-		if got, want := s.kinds(), []string{"idle_warning@30h1m"}; !equalStrings(got, want) {
+		if got, want := s.kinds(), []string{"idle_warning@30h1m"}; !slices.Equal(got, want) {
 			t.Errorf("notices %v, want %v", got, want)
 		}
 		wantContains(t, s.notices[0].n.Text, "idle for 30h1m", "(in 10m)")
@@ -255,7 +256,7 @@ func TestMaxRuntimeWarnsAndStopsWhateverItDoes(t *testing.T) {
 		}
 		s.step(6 * time.Minute)
 	}
-	if got, want := s.kinds(), []string{"runtime_warning@18h", "runtime_warning@21h36m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"runtime_warning@18h", "runtime_warning@21h36m"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
 	s.wantStop(StopRuntime, 24*time.Hour)
@@ -266,7 +267,7 @@ func TestMaxRuntimeWarnsAndStopsWhateverItDoes(t *testing.T) {
 	if s.stop.Reason != "maximum runtime 24h reached (ran 24h)" {
 		t.Errorf("reason %q", s.stop.Reason)
 	}
-	if got := s.eventTypes(); !equalStrings(got, []string{EventRuntimeWarning, EventRuntimeWarning, EventRuntimeStop}) {
+	if got := s.eventTypes(); !slices.Equal(got, []string{EventRuntimeWarning, EventRuntimeWarning, EventRuntimeStop}) {
 		t.Errorf("events %v", got)
 	}
 }
@@ -316,10 +317,10 @@ func TestKeepAliveFile(t *testing.T) {
 	s.keep = s.now // touched again within the window: no new event
 	s.run(5*time.Minute, 48*time.Hour)
 	s.wantStop(StopIdle, 24*time.Hour+15*time.Minute)
-	if got, want := s.kinds(), []string{"idle_warning@23h55m", "idle_warning@24h5m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"idle_warning@23h55m", "idle_warning@24h5m"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
-	if got, want := s.eventTypes(), []string{EventKeepaliveSet, EventIdleWarning, EventIdleWarning, EventKeepaliveExpired, EventIdleStop}; !equalStrings(got, want) {
+	if got, want := s.eventTypes(), []string{EventKeepaliveSet, EventIdleWarning, EventIdleWarning, EventKeepaliveExpired, EventIdleStop}; !slices.Equal(got, want) {
 		t.Errorf("events %v, want %v", got, want)
 	}
 }
@@ -331,7 +332,7 @@ func TestKeepAliveCannotBeatMaxRuntime(t *testing.T) {
 	s.keep = t0
 	s.run(5*time.Minute, 10*time.Hour)
 	s.wantStop(StopRuntime, 2*time.Hour)
-	if got, want := s.kinds(), []string{"runtime_warning@1h", "runtime_warning@1h30m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"runtime_warning@1h", "runtime_warning@1h30m"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
 }
@@ -346,7 +347,7 @@ func TestKeepAliveFutureMtime(t *testing.T) {
 		t.Errorf("deadline %s, want now+24h", d.Deadline)
 	}
 	s.run(time.Hour, 48*time.Hour)
-	if got := s.eventTypes(); !equalStrings(got, []string{EventKeepaliveSet}) {
+	if got := s.eventTypes(); !slices.Equal(got, []string{EventKeepaliveSet}) {
 		t.Errorf("events %v", got)
 	}
 	r := DefaultRules()
@@ -386,7 +387,7 @@ func TestStateSurvivesJSON(t *testing.T) {
 			break
 		}
 	}
-	if !equalStrings(a.kinds(), b.kinds()) || !equalStrings(a.eventTypes(), b.eventTypes()) || (a.stop == nil) != (b.stop == nil) {
+	if !slices.Equal(a.kinds(), b.kinds()) || !slices.Equal(a.eventTypes(), b.eventTypes()) || (a.stop == nil) != (b.stop == nil) {
 		t.Errorf("through JSON: %v %v, directly: %v %v", b.kinds(), b.eventTypes(), a.kinds(), a.eventTypes())
 	}
 	if a.stop == nil {

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -20,7 +21,7 @@ func TestSampleGapLongerThanTheTimeout(t *testing.T) {
 	s := newSim(t, gpuInput(rules30m()))
 	s.cpuShare = 0.01 // 1 % of a core over the gap: idle
 	s.step(2 * time.Hour)
-	if got, want := s.kinds(), []string{"idle_warning@2h"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"idle_warning@2h"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
 	wantContains(t, s.notices[0].n.Text, "idle for 2h", "stops at 14:10 UTC (in 10m)")
@@ -101,7 +102,7 @@ func TestExemptGetsInformationAndNoStop(t *testing.T) {
 	s := newSim(t, in)
 	s.run(time.Minute, 10*time.Hour)
 	s.wantNoStop()
-	if got, want := s.kinds(), []string{"idle_warning@10m", "idle_warning@20m", "runtime_warning@1h", "runtime_warning@1h30m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"idle_warning@10m", "idle_warning@20m", "runtime_warning@1h", "runtime_warning@1h30m"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
 	if got, want := s.notices[0].n.Text, "ds01: (info) my-thesis: idle for 10m (GPU, CPU and terminal unused); it would stop at 12:30 UTC (in 20m), but you are exempt from idle_timeout_h until 2027-01-31: thesis deadline"; got != want {
@@ -121,7 +122,7 @@ func TestExemptGetsInformationAndNoStop(t *testing.T) {
 	// ones come first and each stop waits its lead.
 	s.in.Exempt = Exemption{}
 	s.run(time.Minute, 2*time.Hour)
-	if got := s.kinds()[4:]; !equalStrings(got, []string{"idle_warning@10h1m", "runtime_warning@10h1m"}) {
+	if got := s.kinds()[4:]; !slices.Equal(got, []string{"idle_warning@10h1m", "runtime_warning@10h1m"}) {
 		t.Errorf("notices after the exemption %v", got)
 	}
 	s.wantStop(StopIdle, 10*time.Hour+11*time.Minute)

@@ -23,7 +23,7 @@ func Keep(in Input, st State, d time.Duration, now time.Time) (State, time.Time,
 	case r.KeepMax <= 0:
 		return st, time.Time{}, errors.New("container-keep is turned off on this server; touch /workspace/.keep-alive instead")
 	case d > r.KeepMax:
-		return st, time.Time{}, fmt.Errorf("at most %s per keep (asked for %s); keep again later to extend", shortDuration(r.KeepMax), shortDuration(d))
+		return st, time.Time{}, fmt.Errorf("at most %s per keep (asked for %s); keep again later to extend", ShortDuration(r.KeepMax), ShortDuration(d))
 	}
 	t := r.IdleTimeout
 	if !in.HasGPU {
@@ -47,7 +47,7 @@ func Keep(in Input, st State, d time.Duration, now time.Time) (State, time.Time,
 	if in.Pressure && in.HasGPU {
 		capAt := st.LastActive.Add(in.effectiveIdle()).Add(r.PressureKeepCap)
 		if !capAt.After(from) {
-			return st, time.Time{}, fmt.Errorf("someone is waiting for a GPU: %s cannot be kept longer now (at most %s past its idle deadline)", in.Project, shortDuration(r.PressureKeepCap))
+			return st, time.Time{}, fmt.Errorf("someone is waiting for a GPU: %s cannot be kept longer now (at most %s past its idle deadline)", in.Project, ShortDuration(r.PressureKeepCap))
 		}
 		until = earlier(until, capAt)
 	}
@@ -55,16 +55,16 @@ func Keep(in Input, st State, d time.Duration, now time.Time) (State, time.Time,
 		if st.KeepUntil.After(now) {
 			return st, st.KeepUntil, nil // already kept at least this long
 		}
-		return st, time.Time{}, fmt.Errorf("%s reaches its maximum runtime of %s before then: nothing to keep", in.Project, shortDuration(r.MaxRuntime))
+		return st, time.Time{}, fmt.Errorf("%s reaches its maximum runtime of %s before then: nothing to keep", in.Project, ShortDuration(r.MaxRuntime))
 	}
 	add := until.Sub(from)
 	if r.KeepTotal > 0 && st.KeepGranted+add > r.KeepTotal {
 		left := r.KeepTotal - st.KeepGranted
 		if left < time.Minute {
-			return st, time.Time{}, fmt.Errorf("%s has used its keep total of %s; ask an admin for an exemption", in.Project, shortDuration(r.KeepTotal))
+			return st, time.Time{}, fmt.Errorf("%s has used its keep total of %s; ask an admin for an exemption", in.Project, ShortDuration(r.KeepTotal))
 		}
 		most := (from.Sub(now) + left).Truncate(time.Minute)
-		return st, time.Time{}, fmt.Errorf("%s has %s of its keep total of %s left: use --for %s or less", in.Project, shortDuration(left.Truncate(time.Minute)), shortDuration(r.KeepTotal), shortDuration(most))
+		return st, time.Time{}, fmt.Errorf("%s has %s of its keep total of %s left: use --for %s or less", in.Project, ShortDuration(left.Truncate(time.Minute)), ShortDuration(r.KeepTotal), ShortDuration(most))
 	}
 	st.KeepUntil = until
 	st.KeepGranted += add

@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,7 +106,7 @@ func TestKeepPostponesTheIdleStop(t *testing.T) {
 	}
 	s.st = st
 	s.run(time.Minute, 3*time.Hour)
-	if got, want := s.kinds(), []string{"idle_warning@45m", "idle_warning@55m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"idle_warning@45m", "idle_warning@55m"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
 	s.wantStop(StopIdle, time.Hour+5*time.Minute)

@@ -59,7 +59,7 @@ func (n notes) idleWarning(idleFor time.Duration, stopAt time.Time, waiting bool
 	if n.in.Exempt.Idle {
 		b.WriteString(infoPrefix)
 	}
-	fmt.Fprintf(&b, "%s: idle for %s %s", n.in.Project, shortDuration(idleFor), n.unused())
+	fmt.Fprintf(&b, "%s: idle for %s %s", n.in.Project, ShortDuration(idleFor), n.unused())
 	if waiting {
 		b.WriteString(" while someone is waiting for a GPU")
 	}
@@ -75,20 +75,20 @@ func (n notes) idleWarning(idleFor time.Duration, stopAt time.Time, waiting bool
 func (n notes) runtimeWarning(maxRuntime time.Duration, stopAt time.Time) string {
 	if n.in.Exempt.Runtime {
 		return fmt.Sprintf("%s%s%s: reaches its maximum runtime of %s at %s, but %s; it keeps running",
-			noticePrefix, infoPrefix, n.in.Project, shortDuration(maxRuntime), n.when(stopAt), n.exempt("max_runtime_h"))
+			noticePrefix, infoPrefix, n.in.Project, ShortDuration(maxRuntime), n.when(stopAt), n.exempt("max_runtime_h"))
 	}
 	return fmt.Sprintf("%s%s: reaches its maximum runtime of %s at %s; it stops then whatever it does. %s; %s",
-		noticePrefix, n.in.Project, shortDuration(maxRuntime), n.when(stopAt), saveHint, askHint)
+		noticePrefix, n.in.Project, ShortDuration(maxRuntime), n.when(stopAt), saveHint, askHint)
 }
 
 func (n notes) idleStop(idleFor time.Duration) string {
 	return fmt.Sprintf("%s%s: stopped: idle for %s %s. %s. Next time touch /workspace/.keep-alive or run %s to keep an idle container",
-		noticePrefix, n.in.Project, shortDuration(idleFor), n.unused(), freshHint, n.keepHint())
+		noticePrefix, n.in.Project, ShortDuration(idleFor), n.unused(), freshHint, n.keepHint())
 }
 
 func (n notes) runtimeStop(maxRuntime time.Duration) string {
 	return fmt.Sprintf("%s%s: stopped: maximum runtime %s reached. %s; %s",
-		noticePrefix, n.in.Project, shortDuration(maxRuntime), freshHint, askHint)
+		noticePrefix, n.in.Project, ShortDuration(maxRuntime), freshHint, askHint)
 }
 
 // pressure tells an idle GPU holder that someone waits. stopAt is zero when
@@ -103,7 +103,7 @@ func (n notes) pressure(idleFor time.Duration, stopAt time.Time) string {
 		prefix += infoPrefix
 	}
 	return fmt.Sprintf("%s%s: someone is waiting for a GPU; your container has been idle for %s; please end it if you no longer need it",
-		prefix, n.in.Project, shortDuration(idleFor))
+		prefix, n.in.Project, ShortDuration(idleFor))
 }
 
 // when is "16:40 UTC (in 6m)", with the date when it is not today (UTC).
@@ -113,12 +113,12 @@ func (n notes) when(t time.Time) string {
 	if y, m, d := t.Date(); y != now.Year() || m != now.Month() || d != now.Day() {
 		layout = "Jan 2 15:04 UTC"
 	}
-	return t.Format(layout) + " (in " + shortDuration(t.Sub(now)) + ")"
+	return t.Format(layout) + " (in " + ShortDuration(t.Sub(now)) + ")"
 }
 
-// shortDuration is "45s", "1m30s", "6m", "1h30m", "24h": seconds only
+// ShortDuration is "45s", "1m30s", "6m", "1h30m", "24h": seconds only
 // where they matter (short test timeouts), minutes otherwise.
-func shortDuration(d time.Duration) string {
+func ShortDuration(d time.Duration) string {
 	if d < 0 {
 		d = 0
 	}

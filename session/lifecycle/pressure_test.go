@@ -1,6 +1,7 @@
 package lifecycle
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -10,7 +11,7 @@ func TestPressureHalvesAndTellsOnce(t *testing.T) {
 	in.Pressure = true
 	s := newSim(t, in)
 	s.run(time.Minute, time.Hour)
-	if got, want := s.kinds(), []string{"pressure@1m", "idle_warning@5m", "idle_warning@10m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"pressure@1m", "idle_warning@5m", "idle_warning@10m"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
 	s.wantStop(StopIdle, 15*time.Minute)
@@ -29,7 +30,7 @@ func TestPressureArrivingLateWarnsAgainBeforeTheEarlierStop(t *testing.T) {
 	s.run(time.Minute, time.Hour)
 	// The deadline moved to 12:15, already past: a fresh last warning,
 	// which says that someone waits, and the stop 5 m (the lead) later.
-	if got, want := s.kinds(), []string{"idle_warning@10m", "idle_warning@20m", "idle_warning@22m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"idle_warning@10m", "idle_warning@20m", "idle_warning@22m"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
 	wantContains(t, s.notices[2].n.Text, "idle for 22m", "while someone is waiting for a GPU", "stops at 12:27 UTC (in 5m)")
@@ -48,7 +49,7 @@ func TestPressureEpisodes(t *testing.T) {
 	s.in.Pressure = true
 	s.step(time.Minute)
 	s.step(time.Minute)
-	if got, want := s.kinds(), []string{"pressure@1m", "pressure@4m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"pressure@1m", "pressure@4m"}; !slices.Equal(got, want) {
 		t.Errorf("notices %v, want %v", got, want)
 	}
 
@@ -67,7 +68,7 @@ func TestPressureWithoutAnIdleStop(t *testing.T) {
 	in.Rules.IdleTimeout = 0
 	s := newSim(t, in)
 	s.run(time.Minute, 5*time.Minute)
-	if got, want := s.kinds(), []string{"pressure@1m"}; !equalStrings(got, want) {
+	if got, want := s.kinds(), []string{"pressure@1m"}; !slices.Equal(got, want) {
 		t.Fatalf("notices %v, want %v", got, want)
 	}
 	if got, want := s.notices[0].n.Text, "ds01: my-thesis: someone is waiting for a GPU; your container has been idle for 1m; please end it if you no longer need it"; got != want {

@@ -60,8 +60,8 @@ func TestShortDuration(t *testing.T) {
 		24 * time.Hour:                       "24h",
 		72*time.Hour + 29*time.Second:        "72h",
 	} {
-		if got := shortDuration(d); got != want {
-			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
+		if got := ShortDuration(d); got != want {
+			t.Errorf("ShortDuration(%s) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -87,7 +87,7 @@ func (s *sim) run(interval, limit time.Duration) {
 func (s *sim) kinds() []string {
 	var out []string
 	for _, n := range s.notices {
-		out = append(out, n.n.Kind+"@"+shortDuration(n.at.Sub(t0)))
+		out = append(out, n.n.Kind+"@"+ShortDuration(n.at.Sub(t0)))
 	}
 	return out
 }
@@ -124,16 +124,4 @@ func wantContains(t *testing.T, text string, parts ...string) {
 			t.Errorf("%q\n  does not contain %q", text, p)
 		}
 	}
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
