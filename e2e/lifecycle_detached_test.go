@@ -186,3 +186,53 @@ func TestLifecycleNothingRunningRetiresAtGrace(t *testing.T) {
 		t.Fatalf("a background sleep 2 ended, yet its container is still there %s after logout (retire_after %s)", since(left), g.retire)
 	}
 }
+
+// container-keep holds an idle container past its idle stop for the
+// lease it asked for, shows the lease in container-list, and refuses
+// hostile or mistaken input with one line and exit code, touching nothing.
+func TestLifecycleContainerKeep(t *testing.T) {
+	t.Parallel()
+	const idle = 15 * time.Second
+	g := startGateway(t, gwOpts{RetireAfter: "3s", Lifecycle: lifecycleBlock("idle_timeout_no_gpu", idle.String())})
+	u := g.addUser(t, "kim", 26110, 26110)
+	const proj = "kept"
+	g.mustSSH(t, u, proj, detachIdle)
+	left := time.Now()
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"container-keep", "../etc", "--for", "1h"}, 2, "invalid"},
+		{[]string{"container-keep", proj, "--for", "forever"}, 2, "--for"},
+		{[]string{"container-keep", proj, "--for", "-1h"}, 2, "--for"},
+		{[]string{"container-keep", proj, "--for", "1000h"}, 1, "keep"},
+		{[]string{"container-keep", "nothing-here"}, 1, "no running container"},
+	} {
+		r := g.ssh(t, u, "ds01", tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.says) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 1 || r.stdout != "" {
+			t.Errorf("%v: want exit %d and a short line saying %q on stderr, got %s", tc.args, tc.code, tc.says, r)
+		}
+	}
+
+	r := g.ssh(t, u, "ds01", "container-keep", proj, "--for", "40s")
+	if r.code != 0 || !strings.Contains(r.stderr, "kept") {
+		t.Fatalf("container-keep %s --for 40s: %s", proj, r)
+	}
+	kept := time.Now()
+	if c := g.container(t, u, proj); c == nil || c["keep_until"] == nil {
+		t.Errorf("container-list does not show the keep lease: %v", c)
+	}
+	// Past the idle stop it would have had without the lease.
+	time.Sleep(time.Until(left.Add(idle + lcGrace + lcSlack)))
+	if got := containers(t, u.uid, proj); len(got) != 1 {
+		t.Fatalf("%s after the client left, with a 40s keep lease: the container is gone (idle_timeout_no_gpu %s)", since(left), idle)
+	}
+	if !waitFor(time.Until(kept.Add(40*time.Second+idle/3+lcGrace+lcSlack)), func() bool { return len(containers(t, u.uid, proj)) == 0 }) {
+		t.Fatalf("the container still runs %s after its 40s keep lease began", since(kept))
+	}
+	if d := time.Since(kept); d < 40*time.Second {
+		t.Errorf("stopped %s into a 40s keep lease", d.Round(time.Second))
+	}
+}
