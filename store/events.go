@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,14 +26,34 @@ func (s *Store) AddEvent(ctx context.Context, e Event) error {
 	if e.Type == "" {
 		return errors.New("add event: empty type")
 	}
-	_, err := s.db.ExecContext(ctx,
+	e.Time = orNow(e.Time)
+	res, err := s.db.ExecContext(ctx,
 		`INSERT INTO events (time, type, user_name, project, container, duration_ns, details)
 		 VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		toNanos(orNow(e.Time)), e.Type, e.User, e.Project, e.Container, int64(e.Duration), e.Details)
+		toNanos(e.Time), e.Type, e.User, e.Project, e.Container, int64(e.Duration), e.Details)
 	if err != nil {
 		return fmt.Errorf("add event %s: %w", e.Type, err)
 	}
+	if id, err := res.LastInsertId(); err == nil {
+		e.ID = id
+	}
+	s.obsMu.RLock()
+	obs := s.observers
+	s.obsMu.RUnlock()
+	for _, fn := range obs {
+		fn(e)
+	}
 	return nil
+}
+
+// OnEvent makes fn hear every event recorded from now on, after it is
+// stored, with ID and Time set. fn runs on the recording goroutine, which
+// may be a login or the reaper: it must not block (queue, do not write).
+// Events recorded by another process sharing the file are not heard.
+func (s *Store) OnEvent(fn func(Event)) {
+	s.obsMu.Lock()
+	defer s.obsMu.Unlock()
+	s.observers = append(slices.Clip(s.observers), fn)
 }
 
 // EventFilter selects events; zero fields do not filter.

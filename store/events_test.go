@@ -88,3 +88,27 @@ func TestAddEventDefaults(t *testing.T) {
 		t.Error("AddEvent without type succeeded")
 	}
 }
+
+// TestOnEvent: every observer hears each stored event once, with its ID
+// and time, in order; a refused event is not heard.
+func TestOnEvent(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := t.Context()
+	var a, b []Event
+	s.OnEvent(func(e Event) { a = append(a, e) })
+	s.OnEvent(func(e Event) { b = append(b, e) })
+	for _, typ := range []string{"container.launch", "gpu.allocate"} {
+		if err := s.AddEvent(ctx, Event{Type: typ, User: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddEvent(ctx, Event{}); err == nil {
+		t.Fatal("empty type accepted")
+	}
+	if len(a) != 2 || len(b) != 2 || a[0].Type != "container.launch" || a[1].Type != "gpu.allocate" {
+		t.Fatalf("heard %+v and %+v", a, b)
+	}
+	if a[0].ID == 0 || a[1].ID <= a[0].ID || a[0].Time.IsZero() || a[0].User != "alice" {
+		t.Errorf("event not filled in: %+v", a[0])
+	}
+}

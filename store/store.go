@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite" // also registers the "sqlite" driver
@@ -27,6 +28,11 @@ import (
 // several Stores (in one or more processes) may share one file.
 type Store struct {
 	db *sql.DB
+
+	// observers hear every event AddEvent records (the events file, the
+	// metrics); set by OnEvent before the server starts.
+	obsMu     sync.RWMutex
+	observers []func(Event)
 }
 
 // Open opens (creating if needed) the database at path and applies pending
