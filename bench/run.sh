@@ -9,7 +9,9 @@
 # Prints medians and ratios beside the targets. Run via `make bench` (root).
 #
 # Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_SFTP_N (3), BENCH_GW_PORT (2298),
-#      BENCH_SSHD_PORT (2223), BENCH_STRICT=1 (exit 1 when a target is missed).
+#      BENCH_SSHD_PORT (2223), BENCH_STRICT=1 (exit 1 when a target is missed),
+#      BENCH_BIN (the gateway binary; compare two builds with it), BENCH_LIFECYCLE=0 (skip sweep100
+#      and detached50, the slow rows that do not touch the login path).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -261,11 +263,17 @@ HWM_AFTER=$(hwm_kib)
 rm -f "$TMP/big.bin" "$GW_WS/big.bin" "$SSHD_DIR/big.bin" "$TMP/got.bin"
 
 # --- lifecycle sampling: cgroup reads of 100 real containers (bench/usage.sh) ---
-USAGE=$(bench/usage.sh) || die "bench/usage.sh failed"
+LIFECYCLE="${BENCH_LIFECYCLE:-1}"
+USAGE="" DETACHED=""
+if [ "$LIFECYCLE" = 1 ]; then
+	USAGE=$(bench/usage.sh) || die "bench/usage.sh failed"
+fi
 usage_kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $USAGE"; }
 
 # --- a gateway of its own with 50 detached containers (bench/detached.sh) ---
-DETACHED=$(bench/detached.sh) || die "bench/detached.sh failed"
+if [ "$LIFECYCLE" = 1 ]; then
+	DETACHED=$(bench/detached.sh) || die "bench/detached.sh failed"
+fi
 detached_kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $DETACHED"; }
 
 # --- report ---
@@ -285,19 +293,21 @@ row warm "$(printf '%s\n' "${warm_gw[@]}" | median)" "openssh" "$(printf '%s\n' 
 row stream "$(printf '%s\n' "${stream_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${stream_sshd[@]}" | median)" 1.25
 row sftp-put "$(printf '%s\n' "${put_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${put_sshd[@]}" | median)" 1.11
 row sftp-get "$(printf '%s\n' "${get_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${get_sshd[@]}" | median)" 1.11
-row sweep100 "$(usage_kv sweep_cpu)" "budget" 0.050 1.00
-for iv in ${BENCH_DETACHED_INTERVALS:-60s 5s}; do
-	row "detached$(detached_kv containers) ($iv)" "$(detached_kv "core_$iv")" "budget" 0.010 1.00
-done
+if [ "$LIFECYCLE" = 1 ]; then
+	row sweep100 "$(usage_kv sweep_cpu)" "budget" 0.050 1.00
+	for iv in ${BENCH_DETACHED_INTERVALS:-60s 5s}; do
+		row "detached$(detached_kv containers) ($iv)" "$(detached_kv "core_$iv")" "budget" 0.010 1.00
+	done
+fi
 echo "(stream target: throughput >= 0.8x OpenSSH, i.e. time ratio <= 1.25; default ciphers: ds01 $GW_CIPHER, openssh $SSHD_CIPHER)"
 echo "(sftp targets: throughput >= 0.9x OpenSSH's sftp-server, i.e. time ratio <= 1.11)"
-echo "(sweep100: gateway CPU time of one sampling sweep of $(usage_kv containers) idle containers, mean of ${BENCH_USAGE_SWEEPS:-20}; budget 50 ms)"
-echo "(detached$(detached_kv containers): gateway CPU seconds per second, i.e. share of one core, over $(detached_kv window_s) s with $(detached_kv containers) detached containers, lifecycle check_interval as named (60s is the default), retire_after $(detached_kv retire_after); budget 1 % of a core; $(detached_kv launch_s) s to launch them; $(detached_kv gw_warnings) gateway warnings)"
+[ "$LIFECYCLE" = 1 ] && echo "(sweep100: gateway CPU time of one sampling sweep of $(usage_kv containers) idle containers, mean of ${BENCH_USAGE_SWEEPS:-20}; budget 50 ms)"
+[ "$LIFECYCLE" = 1 ] && echo "(detached$(detached_kv containers): gateway CPU seconds per second, i.e. share of one core, over $(detached_kv window_s) s with $(detached_kv containers) detached containers, lifecycle check_interval as named (60s is the default), retire_after $(detached_kv retire_after); budget 1 % of a core; $(detached_kv launch_s) s to launch them; $(detached_kv gw_warnings) gateway warnings)"
 echo "informational, no target:"
 info() { printf '%-18s %9ss vs %-16s %9ss %7sx\n' "$1" "$2" "$3" "$4" "$(awk -v a="$2" -v b="$4" 'BEGIN {printf "%.2f", a/b}')"; }
 info "cold" "$(printf '%s\n' "${cold_gw[@]}" | median)" "docker-run-usernet" "$(printf '%s\n' "${cold_usernet[@]}" | median)"
 info "stream aes128-gcm" "$(printf '%s\n' "${gcm_gw[@]}" | median)" "openssh aes128-gcm" "$(printf '%s\n' "${gcm_sshd[@]}" | median)"
-awk -v s="$(usage_kv sweep_cpu)" -v n="$(usage_kv containers)" -v f="$(usage_kv first_sweep_cpu)" -v w="$(usage_kv sweep_wall)" 'BEGIN {
+[ "$LIFECYCLE" = 1 ] && awk -v s="$(usage_kv sweep_cpu)" -v n="$(usage_kv containers)" -v f="$(usage_kv first_sweep_cpu)" -v w="$(usage_kv sweep_wall)" 'BEGIN {
 	printf "sampling: sweep wall %.1f ms; first sweep (one inspect per container) %.1f ms CPU; sampling 50 containers every 60s: %.4f%% of a core\n", w*1000, f*1000, s/n*50/60*100 }'
 echo "gateway peak RSS (VmHWM): $((HWM_BEFORE / 1024)) MiB before the sftp runs, $((HWM_AFTER / 1024)) MiB after (memory must stay flat)"
 
