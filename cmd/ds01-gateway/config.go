@@ -25,15 +25,18 @@ import (
 // Config is the gateway's configuration file (YAML). Every key is
 // optional; defaults are in defaultConfig.
 type Config struct {
-	Listen            string   `yaml:"listen"`
-	DataDir           string   `yaml:"data_dir"`
-	WorkspaceRoot     string   `yaml:"workspace_root"`
-	BaseImage         string   `yaml:"base_image"`
-	AllowedBases      []string `yaml:"allowed_bases"`
-	BuildTimeout      Duration `yaml:"build_timeout"`
-	PublicName        string   `yaml:"public_name"`
-	RetireAfter       Duration `yaml:"retire_after"`
-	CommandLogin      string   `yaml:"command_login"`
+	Listen        string   `yaml:"listen"`
+	DataDir       string   `yaml:"data_dir"`
+	WorkspaceRoot string   `yaml:"workspace_root"`
+	BaseImage     string   `yaml:"base_image"`
+	AllowedBases  []string `yaml:"allowed_bases"`
+	BuildTimeout  Duration `yaml:"build_timeout"`
+	PublicName    string   `yaml:"public_name"`
+	RetireAfter   Duration `yaml:"retire_after"`
+	CommandLogin  string   `yaml:"command_login"`
+	// AdminGroup's members are the lab's admins (admin.go); "" makes
+	// nobody one.
+	AdminGroup        string   `yaml:"admin_group"`
 	HandshakeTimeout  Duration `yaml:"handshake_timeout"`
 	MaxAuthTries      int      `yaml:"max_auth_tries"`
 	KeepaliveInterval Duration `yaml:"keepalive_interval"`
@@ -136,6 +139,7 @@ func defaultConfig() Config {
 		WatchInterval:     Duration{10 * time.Second},
 		RetireAfter:       Duration{10 * time.Second},
 		CommandLogin:      "ds01",
+		AdminGroup:        "admin",
 		HandshakeTimeout:  Duration{30 * time.Second},
 		MaxAuthTries:      6,
 		KeepaliveInterval: Duration{15 * time.Second},
@@ -287,6 +291,9 @@ func (c *Config) Validate() error {
 	}
 	if err := session.ValidateProject(c.CommandLogin, ""); err != nil {
 		return fmt.Errorf("command_login: %w", err)
+	}
+	if c.AdminGroup != "" && !groupRE.MatchString(c.AdminGroup) {
+		return fmt.Errorf("admin_group: use 1-32 lowercase letters, digits, '-' and '_' (or \"\" for no admins), got %q", c.AdminGroup)
 	}
 	if c.HandshakeTimeout.Duration <= 0 {
 		return errors.New("handshake_timeout: must be positive")
