@@ -130,6 +130,6 @@ func retireOther(ctx context.Context, env *Env, target string) error {
 	if err := env.Service.RetireUserContainer(ctx, env.User, user, project); err != nil {
 		return err
 	}
-	env.notef("container %s/%s retired; %s's sessions were told an admin retired it", user, project, user)
+	env.notef("container %s/%s retired; its open sessions were told that an admin did it", user, project)
 	return nil
 }

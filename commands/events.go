@@ -28,7 +28,7 @@ func events() *command {
 			{name: "--user", kind: valueFlag, arg: "NAME", help: "one user's events (admins)", admin: true},
 			{name: "--format", kind: valueFlag, arg: "table|json", help: "json: one DS01 event envelope per line, as in the events file"},
 		},
-		summary: "Show your events: logins, builds, containers started and stopped, GPUs, notices. Oldest first.",
+		summary: "Show your events (builds, containers started and stopped, GPUs), oldest first.",
 		run: func(ctx context.Context, env *Env, p *parsed) error {
 			f := store.EventFilter{User: env.User.Name, Limit: defaultEvents}
 			if v := p.value("--limit"); v != "" {
