@@ -25,18 +25,16 @@ import (
 // Config is the gateway's configuration file (YAML). Every key is
 // optional; defaults are in defaultConfig.
 type Config struct {
-	Listen        string   `yaml:"listen"`
-	DataDir       string   `yaml:"data_dir"`
-	WorkspaceRoot string   `yaml:"workspace_root"`
-	BaseImage     string   `yaml:"base_image"`
-	AllowedBases  []string `yaml:"allowed_bases"`
-	BuildTimeout  Duration `yaml:"build_timeout"`
-	PublicName    string   `yaml:"public_name"`
-	RetireAfter   Duration `yaml:"retire_after"`
-	CommandLogin  string   `yaml:"command_login"`
-	// AdminGroup's members are the lab's admins (admin.go); "" makes
-	// nobody one.
-	AdminGroup        string   `yaml:"admin_group"`
+	Listen            string   `yaml:"listen"`
+	DataDir           string   `yaml:"data_dir"`
+	WorkspaceRoot     string   `yaml:"workspace_root"`
+	BaseImage         string   `yaml:"base_image"`
+	AllowedBases      []string `yaml:"allowed_bases"`
+	BuildTimeout      Duration `yaml:"build_timeout"`
+	PublicName        string   `yaml:"public_name"`
+	RetireAfter       Duration `yaml:"retire_after"`
+	CommandLogin      string   `yaml:"command_login"`
+	AdminGroup        string   `yaml:"admin_group"` // its members are admins (admin.go); "" for none
 	HandshakeTimeout  Duration `yaml:"handshake_timeout"`
 	MaxAuthTries      int      `yaml:"max_auth_tries"`
 	KeepaliveInterval Duration `yaml:"keepalive_interval"`
