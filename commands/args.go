@@ -26,6 +26,9 @@ type flagSpec struct {
 	kind  flagKind
 	arg   string // the value's name in help
 	help  string
+	// admin flags are for admins only: refused to others, and not in
+	// their help.
+	admin bool
 }
 
 // command is one built-in command.
@@ -37,7 +40,10 @@ type command struct {
 	minArgs, maxArgs int
 	summary          string
 	flags            []flagSpec
-	run              func(ctx context.Context, env *Env, p *parsed) error
+	// admin commands are for admins only (Env.Admin): refused to others
+	// with exit 1, and listed in help only for admins.
+	admin bool
+	run   func(ctx context.Context, env *Env, p *parsed) error
 }
 
 // parsed is a command line after flag parsing.
@@ -151,7 +157,8 @@ func (c *command) synopsis() string {
 	return s
 }
 
-func (c *command) printUsage(w io.Writer) {
+// printUsage tells how to call c; admin flags only to admins.
+func (c *command) printUsage(w io.Writer, admin bool) {
 	fmt.Fprintf(w, "usage: %s\n\n%s\n", c.synopsis(), c.summary)
 	if len(c.aliases) > 0 {
 		fmt.Fprintf(w, "Also: %s\n", strings.Join(c.aliases, ", "))
@@ -161,6 +168,9 @@ func (c *command) printUsage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nOptions:")
 	for _, f := range c.flags {
+		if f.admin && !admin {
+			continue
+		}
 		n := f.name
 		if f.short != "" {
 			n = f.short + ", " + n

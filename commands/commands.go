@@ -41,6 +41,9 @@ type Env struct {
 	// InShell is set inside the interactive shell, where hints name the
 	// command alone.
 	InShell bool
+	// Admin is set for the lab's admins (admin_group): they may use the
+	// admin commands and flags, which act on every user.
+	Admin bool
 }
 
 // hint is how the user runs a command from where they are.
@@ -75,7 +78,7 @@ func Run(ctx context.Context, env *Env, args []string) int {
 		if len(rest) > 0 {
 			if n, _ := commandName(rest); lookup(n) != nil {
 				c := lookup(n)
-				c.printUsage(env.Stdout)
+				c.printUsage(env.Stdout, env.Admin)
 				return ExitOK
 			}
 		}
@@ -89,8 +92,11 @@ func Run(ctx context.Context, env *Env, args []string) int {
 	}
 	p, err := c.parse(rest)
 	if err == nil && p.help {
-		c.printUsage(env.Stdout)
+		c.printUsage(env.Stdout, env.Admin)
 		return ExitOK
+	}
+	if err == nil {
+		err = c.allowed(env, p)
 	}
 	if err == nil {
 		err = c.run(ctx, env, p)
@@ -137,7 +143,7 @@ func commandName(args []string) (string, []string) {
 }
 
 // groups are the first words of two-word command names.
-var groups = map[string]bool{"image": true, "container": true, "project": true}
+var groups = map[string]bool{"image": true, "container": true, "project": true, "user": true}
 
 func lookup(name string) *command {
 	for _, c := range registry() {
@@ -166,6 +172,9 @@ func Names() []string {
 func printHelp(w io.Writer, env *Env) {
 	fmt.Fprintf(w, "DS01 built-in commands (run as %s, or type them in the shell):\n\n", env.hint("COMMAND [ARGS]"))
 	for _, c := range registry() {
+		if c.admin && !env.Admin {
+			continue
+		}
 		summary, _, _ := strings.Cut(c.summary, "\n")
 		fmt.Fprintf(w, "  %-28s %s\n", strings.TrimSpace(c.name+" "+c.args), summary)
 	}

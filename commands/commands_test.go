@@ -26,6 +26,7 @@ type fakeService struct {
 	updErr  error
 	slots   []gpu.SlotState
 	holds   []gpu.HoldState
+	fakeAdmin
 }
 
 func (f *fakeService) Projects(context.Context, store.User) ([]session.ProjectInfo, error) {
@@ -58,7 +59,8 @@ func (f *fakeService) UpdateImage(_ context.Context, _ store.User, _ string, c s
 	return session.BuildResult{Built: true, Changed: true}, f.updErr
 }
 func (f *fakeService) RetireImage(context.Context, store.User, string) error { return nil }
-func (f *fakeService) Containers(context.Context, store.User, bool) ([]session.ContainerInfo, error) {
+func (f *fakeService) Containers(_ context.Context, _ store.User, retired bool) ([]session.ContainerInfo, error) {
+	f.ownRetired = retired
 	return nil, nil
 }
 func (f *fakeService) RetireContainer(context.Context, store.User, string, string) error {
@@ -75,7 +77,7 @@ func (f *fakeService) Keep(_ context.Context, _ store.User, project string, d ti
 func (f *fakeService) Holds() []gpu.HoldState { return f.holds }
 
 func (f *fakeService) SetProjectGPUs(context.Context, store.User, string, int) error { return nil }
-func (f *fakeService) GPUStatus() ([]gpu.SlotState, []gpu.Waiter)                    { return f.slots, nil }
+func (f *fakeService) GPUStatus() ([]gpu.SlotState, []gpu.Waiter)                    { return f.slots, f.queue }
 func (f *fakeService) GPUUtilization(string) (int, bool)                             { return 0, false }
 func (f *fakeService) UserLimits(context.Context, store.User) session.Limits {
 	return session.Limits{}
@@ -88,6 +90,15 @@ func run(t *testing.T, f *fakeService, stdin string, line string) (code int, std
 	if stdin != "" {
 		env.Stdin = strings.NewReader(stdin)
 	}
+	code = RunLine(context.Background(), env, line)
+	return code, out.String(), errb.String()
+}
+
+// runAdmin is run by an admin.
+func runAdmin(t *testing.T, f *fakeService, line string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := &Env{Service: f, User: store.User{Name: "boss", Group: "admin"}, Login: "ds01", Host: "gw", Stdout: &out, Stderr: &errb, Admin: true}
 	code = RunLine(context.Background(), env, line)
 	return code, out.String(), errb.String()
 }
@@ -193,7 +204,7 @@ func TestRequirementsFromStdin(t *testing.T) {
 
 func TestJSONListingsParse(t *testing.T) {
 	f := &fakeService{}
-	for _, line := range []string{"project list --format json", "image-list --format json", "container-list --all --format json"} {
+	for _, line := range []string{"project list --format json", "image-list --format json", "container-list --retired --format json"} {
 		code, stdout, stderr := run(t, f, "", line)
 		var v []map[string]any
 		if code != 0 || json.Unmarshal([]byte(stdout), &v) != nil {

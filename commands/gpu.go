@@ -63,6 +63,19 @@ func gpuStatus() *command {
 			for _, h := range env.Service.Holds() {
 				held[h.Slot.UUID] = h
 			}
+			// Admins also see which container holds each slot.
+			holder := map[string]string{}
+			if env.Admin {
+				cs, err := env.Service.AllContainers(ctx, false)
+				if err != nil {
+					return err
+				}
+				for _, c := range cs {
+					for _, s := range c.GPUs {
+						holder[s.UUID] = c.Name
+					}
+				}
+			}
 			if isJSON(p) {
 				type slotJSON struct {
 					gpuJSON
@@ -74,6 +87,8 @@ func gpuStatus() *command {
 					// that stopped (gpu_hold_after_stop).
 					HeldFor   *string    `json:"held_for"`
 					HeldUntil *time.Time `json:"held_until"`
+					// Only in an admin's view.
+					Container string `json:"container,omitempty"`
 				}
 				type waiterJSON struct {
 					Position int       `json:"position"`
@@ -81,13 +96,14 @@ func gpuStatus() *command {
 					Project  string    `json:"project"`
 					Slots    int       `json:"slots"`
 					Since    time.Time `json:"since"`
+					WaitingS float64   `json:"waiting_s"`
 				}
 				out := struct {
 					Slots []slotJSON   `json:"slots"`
 					Queue []waiterJSON `json:"queue"`
 				}{Slots: []slotJSON{}, Queue: []waiterJSON{}}
 				for _, s := range slots {
-					j := slotJSON{gpuJSON: toGPUsJSON([]gpu.Slot{s.Slot})[0]}
+					j := slotJSON{gpuJSON: toGPUsJSON([]gpu.Slot{s.Slot})[0], Container: holder[s.Slot.UUID]}
 					if s.Holder != nil {
 						h := *s.Holder
 						j.User, j.Project, j.Since = &h.User, &h.Project, &h.Since
@@ -102,7 +118,7 @@ func gpuStatus() *command {
 					out.Slots = append(out.Slots, j)
 				}
 				for i, w := range queue {
-					out.Queue = append(out.Queue, waiterJSON{i + 1, w.User, w.Project, w.Slots, w.Since})
+					out.Queue = append(out.Queue, waiterJSON{i + 1, w.User, w.Project, w.Slots, w.Since, round1(time.Since(w.Since).Seconds())})
 				}
 				return writeJSON(env.Stdout, out)
 			}
@@ -111,19 +127,27 @@ func gpuStatus() *command {
 				return nil
 			}
 			tw := table(env.Stdout)
-			fmt.Fprintln(tw, "GPU\tMODEL\tMEMORY\tGPUEQ\tUTIL\tHOLDER\tSINCE")
+			head := "GPU\tMODEL\tMEMORY\tGPUEQ\tUTIL\tHOLDER\tSINCE"
+			if env.Admin {
+				head += "\tCONTAINER"
+			}
+			fmt.Fprintln(tw, head)
 			for _, s := range slots {
-				holder, since := "free", "-"
+				who, since := "free", "-"
 				if h := s.Holder; h != nil {
-					holder, since = h.User+"/"+h.Project, when(h.Since)
+					who, since = h.User+"/"+h.Project, when(h.Since)
 				} else if h, ok := held[s.Slot.UUID]; ok {
-					holder = fmt.Sprintf("free, held for %s/%s until %s", h.User, h.Project, h.Until.Local().Format("15:04"))
+					who = fmt.Sprintf("free, held for %s/%s until %s", h.User, h.Project, h.Until.Local().Format("15:04"))
 				}
 				util := "-"
 				if u, ok := env.Service.GPUUtilization(s.Slot.UUID); ok {
 					util = fmt.Sprintf("%d%%", u)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%d GiB\t%.2f\t%s\t%s\t%s\n", s.Slot.Index, s.Slot.Name, (s.Slot.MemoryMiB+512)/1024, s.Slot.GPUEq(), util, holder, since)
+				fmt.Fprintf(tw, "%s\t%s\t%d GiB\t%.2f\t%s\t%s\t%s", s.Slot.Index, s.Slot.Name, (s.Slot.MemoryMiB+512)/1024, s.Slot.GPUEq(), util, who, since)
+				if env.Admin {
+					fmt.Fprintf(tw, "\t%s", orDash(holder[s.Slot.UUID]))
+				}
+				fmt.Fprintln(tw)
 			}
 			if err := tw.Flush(); err != nil {
 				return err

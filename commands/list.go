@@ -29,6 +29,7 @@ type buildJSON struct {
 }
 
 type containerJSON struct {
+	User         string     `json:"user"`
 	Project      string     `json:"project"`
 	Name         string     `json:"name"`
 	ID           string     `json:"id"`
@@ -71,7 +72,7 @@ func toBuildJSON(b store.Build) buildJSON {
 }
 
 func toContainerJSON(c session.ContainerInfo) containerJSON {
-	j := containerJSON{Project: c.Project, Name: c.Name, ID: c.ID, State: c.State, ImageID: c.ImageID,
+	j := containerJSON{User: c.User, Project: c.Project, Name: c.Name, ID: c.ID, State: c.State, ImageID: c.ImageID,
 		ImageCurrent: c.Current, Connections: c.Connections, GPUs: toGPUsJSON(c.GPUs), CreatedAt: c.Created}
 	if !c.Retired.IsZero() {
 		t := c.Retired
@@ -324,10 +325,19 @@ func imageRetire() *command {
 func containerList() *command {
 	return &command{
 		name: "container-list", aliases: []string{"containers"}, flags: []flagSpec{
-			{name: "--all", short: "-a", kind: boolFlag, help: "also the last retired containers"}, formatFlag},
+			{name: "--retired", short: "-r", kind: boolFlag, help: "also the last retired containers"},
+			{name: "--all", short: "-a", kind: boolFlag, help: "every user's containers (admins)", admin: true}, formatFlag},
 		summary: "List your containers.",
 		run: func(ctx context.Context, env *Env, p *parsed) error {
-			cs, err := env.Service.Containers(ctx, env.User, p.bools["--all"])
+			all, retired := p.bools["--all"], p.bools["--retired"]
+			var cs []session.ContainerInfo
+			var err error
+			if all {
+				cs, err = env.Service.AllContainers(ctx, retired)
+				env.Service.Audit(ctx, env.User, "container_list", nil)
+			} else {
+				cs, err = env.Service.Containers(ctx, env.User, retired)
+			}
 			if err != nil {
 				return err
 			}
@@ -339,9 +349,13 @@ func containerList() *command {
 				return nil
 			}
 			tw := table(env.Stdout)
-			fmt.Fprintln(tw, "PROJECT\tCONTAINER\tSTATE\tGPUS\tSTARTED\tIDLE SINCE\tNEXT STOP\tRETIRED")
+			head, row := "PROJECT\tCONTAINER\tSTATE\tGPUS\tSTARTED\tIDLE SINCE\tNEXT STOP\tRETIRED", "%[2]s\t%[3]s\t%[4]s\t%[5]s\t%[6]s\t%[7]s\t%[8]s\t%[9]s\n"
+			if all {
+				head, row = "USER\t"+head, "%[1]s\t"+row
+			}
+			fmt.Fprintln(tw, head)
 			for _, c := range cs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Project, c.Name, runState(c), gpus(c.GPUs), when(c.Created), when(c.Life.IdleSince), nextStop(c.Life), when(c.Retired))
+				fmt.Fprintf(tw, row, c.User, c.Project, c.Name, runState(c), gpus(c.GPUs), when(c.Created), when(c.Life.IdleSince), nextStop(c.Life), when(c.Retired))
 			}
 			return tw.Flush()
 		},
@@ -351,9 +365,13 @@ func containerList() *command {
 func containerRetire() *command {
 	return &command{
 		name: "container-retire", aliases: []string{"container-stop"}, args: "<project>", minArgs: 1, maxArgs: 1,
-		summary: "Retire a project's container now: its sessions end, its GPUs are freed, the workspace stays.",
+		summary: "Retire a project's container now: its sessions end, its GPUs are freed, the workspace stays.\n" +
+			"Admins: container-retire USER/PROJECT retires another user's.",
 		run: func(ctx context.Context, env *Env, p *parsed) error {
 			project := p.args[0]
+			if strings.Contains(project, "/") {
+				return retireOther(ctx, env, project)
+			}
 			if err := env.Service.RetireContainer(ctx, env.User, project, "retired by container-retire"); err != nil {
 				return err
 			}
@@ -373,5 +391,6 @@ func init() {
 	registered = []*command{
 		projectList(), imageCreate(), imageUpdate(), imageShow(), imageList(), imageRetire(),
 		containerList(), containerRetire(), containerKeep(), projectSet(), gpuStatus(), checkLimits(),
+		events(), announce(), userList(),
 	}
 }

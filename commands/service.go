@@ -19,6 +19,8 @@ type Service interface {
 	Retirer
 	GPUs
 	Keeper
+	Admin
+	EventLog
 }
 
 // Keeper holds a container off its idle stop (container-keep);
@@ -75,6 +77,8 @@ type Parts struct {
 	Retirer
 	GPUs
 	Keeper
+	Admin
+	EventLog
 }
 
 var (
@@ -85,4 +89,22 @@ var (
 	_ Retirer    = (*session.Manager)(nil)
 	_ GPUs       = (*session.GPUs)(nil)
 	_ Keeper     = (*session.Reaper)(nil)
+	_ Admin      = (*session.Admin)(nil)
+	_ EventLog   = (*store.Store)(nil)
 )
+
+// Admin is what admins do across users (Env.Admin); *session.Admin
+// implements it. Each action records an admin.<action> event.
+type Admin interface {
+	AllContainers(ctx context.Context, retired bool) ([]session.ContainerInfo, error)
+	RetireUserContainer(ctx context.Context, admin store.User, user, project string) error
+	Announce(ctx context.Context, admin store.User, text string) session.Announced
+	Users(ctx context.Context) ([]session.UserInfo, error)
+	// Audit records an admin's look at other users' data.
+	Audit(ctx context.Context, admin store.User, action string, details map[string]any)
+}
+
+// EventLog reads the recorded events; *store.Store implements it.
+type EventLog interface {
+	ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event, error)
+}

@@ -25,11 +25,12 @@ func (sc *sessionChan) runCommands(ctx context.Context, log *slog.Logger, u stor
 		Stdin:   sc.ch,
 		Stdout:  sc.ch,
 		Stderr:  sc.ch.Stderr(),
+		Admin:   sc.s.opts.IsAdmin != nil && sc.s.opts.IsAdmin(ctx, u),
 	}
 	sc.mu.Lock()
 	pty, win := sc.pty != nil, sc.win
 	sc.mu.Unlock()
-	log.Info("command", "command", strings.TrimSpace(r.command), "shell", r.shell, "pty", pty)
+	log.Info("command", "command", strings.TrimSpace(r.command), "shell", r.shell, "pty", pty, "admin", env.Admin)
 	var code int
 	switch {
 	case pty:

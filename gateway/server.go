@@ -61,6 +61,10 @@ type Options struct {
 	// sshd's MaxStartups and PerSourceMaxStartups. Zero means the default.
 	MaxStartups          int
 	MaxStartupsPerSource int
+	// IsAdmin says whether u is one of the lab's admins, who may use the
+	// admin commands (commands.Env.Admin); nil makes nobody one. It runs
+	// once per command session, never on a project login.
+	IsAdmin func(ctx context.Context, u store.User) bool
 }
 
 // Users finds the account a public key belongs to.

@@ -45,6 +45,7 @@ type ProjectInfo struct {
 
 // ContainerInfo is one container of a user.
 type ContainerInfo struct {
+	User    string // its user's name
 	Project string
 	Name    string
 	ID      string
@@ -179,22 +180,32 @@ func (c *Catalog) Containers(ctx context.Context, u store.User, all bool) ([]Con
 	if !all {
 		return out, nil
 	}
+	past, err := c.retired(ctx, u.Name, live)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, past...), nil
+}
+
+// retired lists the last retired containers of user ("" for everybody's)
+// from the store's history, newest first, leaving out the live ones.
+func (c *Catalog) retired(ctx context.Context, user string, live map[string]bool) ([]ContainerInfo, error) {
 	rows, err := c.store.ListContainers(ctx, false)
 	if err != nil {
 		return nil, err
 	}
 	var past []ContainerInfo
 	for _, r := range rows {
-		if r.User != u.Name || live[r.ID] || r.State != store.StateRetired {
+		if (user != "" && r.User != user) || live[r.ID] || r.State != store.StateRetired {
 			continue
 		}
-		past = append(past, ContainerInfo{Project: r.Project, Name: r.Name, ID: r.ID, State: r.State, Created: r.CreatedAt, Retired: r.RetiredAt})
+		past = append(past, ContainerInfo{User: r.User, Project: r.Project, Name: r.Name, ID: r.ID, State: r.State, Created: r.CreatedAt, Retired: r.RetiredAt})
 	}
 	sort.Slice(past, func(i, j int) bool { return past[i].Retired.After(past[j].Retired) })
 	if len(past) > maxHistory {
 		past = past[:maxHistory]
 	}
-	return append(out, past...), nil
+	return past, nil
 }
 
 // maxHistory bounds the retired containers a listing shows.

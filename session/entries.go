@@ -30,7 +30,7 @@ func (m *Manager) container(u store.User, project string) (ContainerInfo, bool) 
 		return ContainerInfo{}, false
 	}
 	info := ContainerInfo{
-		Project: project, Name: sn.name, ID: sn.id, State: store.StateRunning,
+		User: sn.user.Name, Project: project, Name: sn.name, ID: sn.id, State: store.StateRunning,
 		ImageID: sn.imageID, Connections: refs, Created: sn.launchedAt, GPUs: sn.gpus,
 	}
 	if m.reaper != nil {

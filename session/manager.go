@@ -265,6 +265,8 @@ func (m *Manager) Attach(ctx context.Context, u store.User, project string, want
 	m.event(ctx, store.Event{Type: "container.attach", User: u.Name, Project: project, Container: id})
 	if m.reaper != nil {
 		m.reaper.attach(ctx, e, l, notice)
+	} else {
+		e.watch(l, notice) // for announcements (announce.go)
 	}
 	return l, nil
 }

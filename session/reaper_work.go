@@ -120,8 +120,7 @@ func (r *Reaper) notify(ctx context.Context, c live, text string) {
 	r.mu.Unlock()
 	now := time.Now()
 	if t != nil && t.ws != nil {
-		line := now.UTC().Format(time.RFC3339) + " " + strings.TrimPrefix(text, "ds01: ")
-		if err := t.ws.AppendFile(alertsFile, []byte(line), 0o644); err != nil {
+		if err := t.ws.AppendFile(alertsFile, alertLine(now, text), 0o644); err != nil {
 			r.log.Warn("lifecycle: alerts file", "user", c.sn.user.Name, "project", c.e.project, "err", err)
 		}
 	}

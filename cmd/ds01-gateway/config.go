@@ -34,6 +34,7 @@ type Config struct {
 	PublicName        string   `yaml:"public_name"`
 	RetireAfter       Duration `yaml:"retire_after"`
 	CommandLogin      string   `yaml:"command_login"`
+	AdminGroup        string   `yaml:"admin_group"` // its members are admins (admin.go); "" for none
 	HandshakeTimeout  Duration `yaml:"handshake_timeout"`
 	MaxAuthTries      int      `yaml:"max_auth_tries"`
 	KeepaliveInterval Duration `yaml:"keepalive_interval"`
@@ -136,6 +137,7 @@ func defaultConfig() Config {
 		WatchInterval:     Duration{10 * time.Second},
 		RetireAfter:       Duration{10 * time.Second},
 		CommandLogin:      "ds01",
+		AdminGroup:        "admin",
 		HandshakeTimeout:  Duration{30 * time.Second},
 		MaxAuthTries:      6,
 		KeepaliveInterval: Duration{15 * time.Second},
@@ -287,6 +289,9 @@ func (c *Config) Validate() error {
 	}
 	if err := session.ValidateProject(c.CommandLogin, ""); err != nil {
 		return fmt.Errorf("command_login: %w", err)
+	}
+	if c.AdminGroup != "" && !groupRE.MatchString(c.AdminGroup) {
+		return fmt.Errorf("admin_group: use 1-32 lowercase letters, digits, '-' and '_' (or \"\" for no admins), got %q", c.AdminGroup)
 	}
 	if c.HandshakeTimeout.Duration <= 0 {
 		return errors.New("handshake_timeout: must be positive")

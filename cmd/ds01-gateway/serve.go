@@ -143,6 +143,7 @@ func serve(args []string) error {
 		MaxForwardChannels:   cfg.MaxForwardChannels,
 		MaxStartups:          cfg.MaxStartups,
 		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
+		IsAdmin:              isAdmin(cfg.AdminGroup),
 	}, st, gateway.NewSessions(mgr, mgr.Transfers()), commands.Parts{
 		Catalog:    mgr.Catalog(),
 		Images:     mgr.Images(),
@@ -150,6 +151,8 @@ func serve(args []string) error {
 		Retirer:    mgr,
 		GPUs:       mgr.GPUs(),
 		Keeper:     mgr.Reaper(),
+		Admin:      mgr.Admin(),
+		EventLog:   st,
 	}, log)
 	if err != nil {
 		return err
