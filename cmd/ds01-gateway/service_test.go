@@ -190,3 +190,17 @@ func TestDiffConfig(t *testing.T) {
 		t.Errorf("diff:\n%s\nwant:\n%s", strings.Join(keys, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// The example configuration in contrib/ loads and validates.
+func TestExampleConfig(t *testing.T) {
+	cfg, err := loadConfig(filepath.Join("..", "..", "contrib", "ds01", "gateway.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.EventsFile != "/var/log/ds01/events.jsonl" || cfg.LogFormat != "json" {
+		t.Errorf("example: events_file %q, log_format %q", cfg.EventsFile, cfg.LogFormat)
+	}
+}
