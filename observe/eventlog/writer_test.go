@@ -215,3 +215,27 @@ func TestWriterSyncBatches(t *testing.T) {
 		}
 	})
 }
+
+// What a recording goroutine (a login) pays per event, and what the
+// writer pays per line.
+func BenchmarkRecord(b *testing.B) {
+	w, err := Open(filepath.Join(b.TempDir(), "events.jsonl"), discard(), Options{Queue: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := ev(1)
+	b.ResetTimer()
+	for range b.N {
+		w.Record(e)
+	}
+	b.StopTimer()
+	w.Close()
+}
+
+func BenchmarkLine(b *testing.B) {
+	e := store.Event{ID: 1, Time: time.Now(), Type: "transfer", User: "alice", Project: "thesis", Duration: time.Second,
+		Details: `{"protocol":"sftp","bytes_in":123,"bytes_out":456,"files":3}`}
+	for range b.N {
+		Line(e)
+	}
+}
