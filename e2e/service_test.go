@@ -215,12 +215,12 @@ func hasEvent(es []eventLine, typ, user string) bool {
 
 // events_file: every event as a line of DS01's envelope with DS01's type
 // names, a refused key as auth.denied, and a new file after logrotate's
-// rename and SIGHUP.
+// rename and SIGHUP. The gateway logs JSON (log_format) meanwhile.
 func TestServiceEventsFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "log", "ds01", "events.jsonl")
-	g := startGateway(t, gwOpts{RetireAfter: "1s", Extra: map[string]string{"events_file": path}})
+	g := startGateway(t, gwOpts{RetireAfter: "1s", Extra: map[string]string{"events_file": path, "log_format": "json"}})
 	u := g.addUser(t, "eve", 27303, 27303)
 	g.mustSSH(t, u, "p", "true")
 
@@ -245,6 +245,10 @@ func TestServiceEventsFile(t *testing.T) {
 		if e.EventType == "container.create" && (e.Details["project"] != "p" || e.Details["container"] == nil) {
 			t.Errorf("container.create details: %v", e.Details)
 		}
+	}
+	// log_format: json: the gateway's own log is JSON lines too.
+	if !strings.Contains(g.out.String(), `"msg":"events file","path":"`+path+`"`) {
+		t.Errorf("no JSON log line for the events file:\n%s", lastLines(g.out.String(), 10))
 	}
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
 		t.Errorf("events file mode: %v %v, want 0640", fi.Mode(), err)

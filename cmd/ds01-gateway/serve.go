@@ -38,7 +38,7 @@ func serve(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log, level := newLogger(cfg.LogLevel, cfg.LogFormat)
+	log, level := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	ctx, sig := handleSignals(log)
 	defer sig.stop()
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -34,17 +35,17 @@ func (c *Config) validateService() error {
 	return nil
 }
 
-// newLogger is the gateway's log on stderr (journald adds the time): text
+// newLogger is the gateway's log on w, stderr (journald adds its fields): text
 // or JSON lines (for journald's and Loki's field parsing), at a level a
 // reload may change through the returned LevelVar.
-func newLogger(level, format string) (*slog.Logger, *slog.LevelVar) {
+func newLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar) {
 	lv := &slog.LevelVar{}
 	lv.Set(parseLevel(level))
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), lv
+		return slog.New(slog.NewJSONHandler(w, opts)), lv
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts)), lv
+	return slog.New(slog.NewTextHandler(w, opts)), lv
 }
 
 func parseLevel(level string) slog.Level {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -202,5 +203,31 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if cfg.EventsFile != "/var/log/ds01/events.jsonl" || cfg.LogFormat != "json" {
 		t.Errorf("example: events_file %q, log_format %q", cfg.EventsFile, cfg.LogFormat)
+	}
+}
+
+// log_format json writes one JSON object a line; the level can change
+// while it runs.
+func TestLoggerFormats(t *testing.T) {
+	var b bytes.Buffer
+	log, level := newLogger(&b, "info", "json")
+	log.Debug("hidden")
+	log.Info("hello", "user", "ann")
+	level.Set(slog.LevelDebug)
+	log.Debug("shown")
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("lines %q", lines)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &m); err != nil || m["msg"] != "hello" || m["user"] != "ann" || m["level"] != "INFO" {
+		t.Errorf("json line %q: %v", lines[0], err)
+	}
+	b.Reset()
+	log, _ = newLogger(&b, "warn", "text")
+	log.Info("hidden")
+	log.Warn("careful", "n", 1)
+	if got := b.String(); !strings.Contains(got, `level=WARN msg=careful n=1`) || strings.Contains(got, "hidden") {
+		t.Errorf("text log %q", got)
 	}
 }
