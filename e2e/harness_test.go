@@ -76,6 +76,9 @@ func startGateway(t *testing.T, opts gwOpts) *gw {
 	for k, v := range opts.Extra {
 		fmt.Fprintf(&cfg, "%s: %s\n", k, v)
 	}
+	if _, set := opts.Extra["shutdown_timeout"]; !set {
+		cfg.WriteString("shutdown_timeout: 5s\n") // within stop's 10 s
+	}
 	if len(opts.Lifecycle) > 0 {
 		cfg.WriteString("lifecycle:\n")
 		for _, k := range slices.Sorted(maps.Keys(opts.Lifecycle)) {
@@ -129,6 +132,17 @@ func (g *gw) start(t *testing.T) {
 			t.Fatalf("gateway not listening on %s after 30s:\n%s", g.addr(), g.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// signal sends sig to the running gateway.
+func (g *gw) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	g.mu.Lock()
+	cmd := g.cmd
+	g.mu.Unlock()
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v: %v", sig, err)
 	}
 }
 

@@ -28,6 +28,7 @@ func (s *Server) authorize(ctx gssh.Context, key gssh.PublicKey) bool {
 			s.failure(ctx.RemoteAddr(), slog.LevelError, "key lookup", "err", err)
 		}
 		s.failure(ctx.RemoteAddr(), slog.LevelInfo, "unknown key", "login", logName(ctx.User()), "key", fp)
+		s.noteDenied(ctx, "unknown key", fp)
 		return false
 	}
 	s.log.Debug("key accepted", "user", u.Name, "login", logName(ctx.User()), "key", fp)

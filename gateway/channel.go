@@ -65,6 +65,7 @@ func (s *Server) sessionChannel(_ *gssh.Server, conn *gossh.ServerConn, newChan 
 		resize: make(chan struct{}, 1), sigs: make(chan syscall.Signal, maxQueuedSignals),
 		log: s.log.With("login", logName(gctx.User()), "remote", conn.RemoteAddr().String()),
 	}
+	defer s.open.track(sc)()
 	for req := range reqs {
 		sc.handleSafely(ctx, req)
 	}

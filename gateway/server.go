@@ -10,7 +10,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"time"
@@ -65,6 +64,8 @@ type Options struct {
 	// admin commands (commands.Env.Admin); nil makes nobody one. It runs
 	// once per command session, never on a project login.
 	IsAdmin func(ctx context.Context, u store.User) bool
+	// Events records auth.denied events (authlog.go); nil records none.
+	Events EventRecorder
 }
 
 // Users finds the account a public key belongs to.
@@ -83,6 +84,8 @@ type Server struct {
 
 	startups *startups
 	failures *failureLog
+	denied   *authDenials // nil without Options.Events
+	open     openSessions // for the shutdown notice (shutdown.go)
 }
 
 // New builds a server; call Serve to accept connections. Sessions serve
@@ -114,6 +117,7 @@ func New(opts Options, users Users, sessions Sessions, cmds commands.Service, lo
 		failures: newFailureLog(failureLinesPerSource, failureLinesTotal, failureWindow, func(src string, n int) {
 			log.Info("connection failures not logged", "source", src, "suppressed", n, "window", failureWindow)
 		}),
+		denied: newAuthDenials(opts.Events, log, deniedWindow),
 	}
 	s.srv = &gssh.Server{
 		Version:          serverVersion,
@@ -168,14 +172,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		return nil
 	}
 	return err
-}
-
-// Shutdown stops accepting and closes open connections.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if err := s.srv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return s.srv.Close()
 }
 
 // onConnect bounds unauthenticated connections: beyond MaxStartups in all

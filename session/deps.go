@@ -22,6 +22,8 @@ type deps struct {
 	builder runtime.Builder
 	store   *store.Store
 	log     *slog.Logger
+	// live is what a reload changes (reload.go).
+	live *reloadable
 }
 
 // event records ev; a store that fails is logged, never the caller's

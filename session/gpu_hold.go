@@ -22,7 +22,7 @@ func (g *GPUs) hold(ctx context.Context, u store.User, project, id string, slots
 		return
 	}
 	l, _ := g.limits.of(u)
-	d := lifecycle.RulesFrom(g.cfg.Lifecycle.Rules, l).GPUHoldAfterStop
+	d := lifecycle.RulesFrom(g.lifecycleRules(), l).GPUHoldAfterStop
 	if d <= 0 {
 		return
 	}

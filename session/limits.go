@@ -14,15 +14,24 @@ var ErrLimit = errors.New("limit reached")
 // userLimits resolves each user's limits (DS01's resource-limits.yaml)
 // and the container limits that follow from them. Launches, builds and
 // transfers all ask it.
-type userLimits struct{ cfg *Config }
+type userLimits struct {
+	cfg  *Config
+	live *reloadable // the policy a reload set, if any; else cfg.Policy
+}
 
 // of resolves the user's limits from the policy, with the group they come
 // from.
 func (p userLimits) of(u store.User) (gpu.Limits, string) {
-	if p.cfg.Policy == nil {
+	pol := p.cfg.Policy
+	if p.live != nil {
+		if lp := p.live.policy.Load(); lp != nil {
+			pol = lp
+		}
+	}
+	if pol == nil {
 		return gpu.Limits{}, ""
 	}
-	return p.cfg.Policy.For(u.Name, u.Group)
+	return pol.For(u.Name, u.Group)
 }
 
 // container is the runtime limits of the user's containers: the

@@ -141,8 +141,8 @@ func newEntry(u store.User, project string) *entry {
 
 // New returns a manager and its parts. Call Reconcile once before serving.
 func New(cfg Config, rt runtime.Runtime, b runtime.Builder, st *store.Store, log *slog.Logger) *Manager {
-	d := &deps{cfg: &cfg, rt: rt, builder: b, store: st, log: log}
-	lim := userLimits{cfg: d.cfg}
+	d := &deps{cfg: &cfg, rt: rt, builder: b, store: st, log: log, live: &reloadable{}}
+	lim := userLimits{cfg: d.cfg, live: d.live}
 	m := &Manager{deps: d, limits: lim, entries: map[key]*entry{}}
 	m.dirs = &dirs{deps: d}
 	m.workspaces = &Workspaces{deps: d}

@@ -189,7 +189,7 @@ func (r *Reaper) check(ctx context.Context, c live, now time.Time, pressure bool
 func (r *Reaper) input(c live, t *tracked, refs int, pressure bool, ex *lifecycle.Exemptions, now time.Time) lifecycle.Input {
 	l, _ := r.m.limits.of(c.sn.user)
 	in := lifecycle.Input{
-		Rules:    lifecycle.RulesFrom(r.cfg.Rules, l),
+		Rules:    lifecycle.RulesFrom(r.m.lifecycleRules(), l),
 		HasGPU:   len(c.sn.gpus) > 0,
 		Attached: refs,
 		Detached: t.detached,

@@ -2,6 +2,7 @@ package session
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -45,6 +46,31 @@ func (f *exemptionsFile) load(log *slog.Logger) *lifecycle.Exemptions {
 	f.ex, f.mod = ex, st.ModTime()
 	log.Info("lifecycle: exemptions loaded", "file", f.path)
 	return f.ex
+}
+
+// reload reads the file now, changed or not; a file that does not parse
+// keeps the last good exemptions and is the error.
+func (f *exemptionsFile) reload(log *slog.Logger) error {
+	if f.path == "" {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, err := os.Stat(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		f.ex, f.mod = nil, time.Time{}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("exemptions file: %w", err)
+	}
+	ex, err := lifecycle.LoadExemptions(f.path)
+	if err != nil {
+		return err
+	}
+	f.ex, f.mod = ex, st.ModTime()
+	log.Info("lifecycle: exemptions loaded", "file", f.path)
+	return nil
 }
 
 // atomicTime is a time read and written without a lock.

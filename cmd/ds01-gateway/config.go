@@ -75,6 +75,13 @@ type Config struct {
 
 	// Lifecycle: detached and idle containers, maximum runtime (lifecycle.go).
 	Lifecycle Lifecycle `yaml:"lifecycle"`
+
+	// Running as a service (service.go): the events file (JSON lines in
+	// DS01's envelope; "" for none), the log's format, and how long a
+	// shutdown waits for open sessions.
+	EventsFile      string   `yaml:"events_file"`
+	LogFormat       string   `yaml:"log_format"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
 
 // FakeGPU is one GPU of a fake inventory, for hosts without GPUs.
@@ -158,6 +165,9 @@ func defaultConfig() Config {
 		MaxStartups:          gateway.DefaultMaxStartups,
 		MaxStartupsPerSource: gateway.DefaultMaxStartupsPerSource,
 		Lifecycle:            defaultLifecycle(),
+
+		LogFormat:       "text",
+		ShutdownTimeout: Duration{30 * time.Second},
 	}
 }
 
@@ -346,7 +356,7 @@ func (c *Config) Validate() error {
 	if c.Limits.Memory > 0 && c.Limits.Memory < 6<<20 {
 		return errors.New("limits.memory: Docker needs at least 6m")
 	}
-	return nil
+	return c.validateService()
 }
 
 // validateConnLimits checks the per-connection and pre-authentication

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
-	"syscall"
-	"time"
 
 	"github.com/ds01/ds01-gateway/commands"
 	"github.com/ds01/ds01-gateway/gateway"
@@ -43,10 +38,9 @@ func serve(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := newLogger(cfg.LogLevel)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	log, level := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	ctx, sig := handleSignals(log)
+	defer sig.stop()
 
 	dataDir, err := cfg.absDataDir()
 	if err != nil {
@@ -60,6 +54,11 @@ func serve(args []string) error {
 		return err
 	}
 	defer st.Close()
+	events, err := openEvents(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	defer events.close()
 	signers, err := hostkeys.LoadOrGenerate(dataDir)
 	if err != nil {
 		return err
@@ -144,6 +143,7 @@ func serve(args []string) error {
 		MaxStartups:          cfg.MaxStartups,
 		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
 		IsAdmin:              isAdmin(cfg.AdminGroup),
+		Events:               st,
 	}, st, gateway.NewSessions(mgr, mgr.Transfers()), commands.Parts{
 		Catalog:    mgr.Catalog(),
 		Images:     mgr.Images(),
@@ -169,6 +169,9 @@ func serve(args []string) error {
 		}
 	}
 
+	rl := newReloader(cfg, func() (Config, error) { return c.reload(*listen) }, level, mgr, events, log)
+	go sig.reloads(ctx, rl.reload)
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -176,16 +179,5 @@ func serve(args []string) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
-}
-
-func newLogger(level string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		l = slog.LevelInfo // Validate refused it already
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	return shutdown(srv, mgr, cfg.ShutdownTimeout.Duration, sig, log)
 }
