@@ -272,7 +272,7 @@ func TestEvents(t *testing.T) {
 		SchemaVersion string         `json:"schema_version"`
 	}
 	if err := json.Unmarshal([]byte(recs[1]), &r); err != nil || r.EventType != "container.retire" || r.User != "ann" || r.SchemaVersion != "1" ||
-		r.Timestamp != "2026-12-01T09:01:00Z" || r.Details["project"] != "thesis" || r.Details["duration_s"] != 90.0 {
+		r.Timestamp != "2026-12-01T09:01:00.000000Z" || r.Details["project"] != "thesis" || r.Details["duration_s"] != 90.0 {
 		t.Errorf("envelope %+v, %v", r, err)
 	}
 	if err := json.Unmarshal([]byte(recs[0]), &r); err != nil || r.Details["text"] != "hi" {

@@ -2,13 +2,13 @@ package commands
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ds01/ds01-gateway/observe/eventlog"
 	"github.com/ds01/ds01-gateway/store"
 )
 
@@ -64,9 +64,9 @@ func events() *command {
 			}
 			slices.Reverse(es) // the store gives newest first; a log reads oldest first
 			if isJSON(p) {
-				enc := json.NewEncoder(env.Stdout)
+				// The events file's lines, DS01 names and all.
 				for _, e := range es {
-					if err := enc.Encode(envelope(e)); err != nil {
+					if _, err := env.Stdout.Write(eventlog.Line(e)); err != nil { // newline included
 						return err
 					}
 				}
@@ -125,42 +125,4 @@ func eventDetails(e store.Event) string {
 		return "-"
 	}
 	return strings.Join(parts, ", ")
-}
-
-// eventRecord is DS01's event envelope, as in the events file.
-// lead: use eventlog.Envelope (and eventlog.Record, eventlog.DS01Type).
-type eventRecord struct {
-	Timestamp     string         `json:"timestamp"`
-	EventType     string         `json:"event_type"`
-	User          string         `json:"user"`
-	Source        string         `json:"source"`
-	Details       map[string]any `json:"details"`
-	SchemaVersion string         `json:"schema_version"`
-}
-
-// envelope is a minimal stand-in for eventlog.Envelope.
-// lead: use eventlog.Envelope
-func envelope(e store.Event) eventRecord {
-	d := map[string]any{}
-	if e.Project != "" {
-		d["project"] = e.Project
-	}
-	if e.Container != "" {
-		d["container"] = e.Container
-	}
-	if e.Duration > 0 {
-		d["duration_s"] = round1(e.Duration.Seconds())
-	}
-	if e.Details != "" {
-		var obj map[string]any
-		if json.Unmarshal([]byte(e.Details), &obj) == nil {
-			for k, v := range obj {
-				d[k] = v
-			}
-		} else {
-			d["message"] = e.Details
-		}
-	}
-	return eventRecord{Timestamp: e.Time.UTC().Format(time.RFC3339Nano), EventType: e.Type, User: e.User,
-		Source: "ds01-gateway", Details: d, SchemaVersion: "1"}
 }
