@@ -107,6 +107,11 @@ func (sc *sessionChan) handle(req *gossh.Request) (ok bool, start *request) {
 		}
 	case "pty-req":
 		var p ptyRequest
+		if restrictionsOf(sc.gctx).NoPty {
+			// The client goes on without a terminal, as with sshd.
+			sc.log.Info("pty refused: no-pty for this key")
+			break
+		}
 		if gossh.Unmarshal(req.Payload, &p) == nil && !sc.started && sc.pty == nil {
 			sc.pty = &p
 			sc.win = window{Cols: p.Cols, Rows: p.Rows}
@@ -140,6 +145,10 @@ func (sc *sessionChan) handle(req *gossh.Request) (ok bool, start *request) {
 		sc.started, ok = true, true
 		start = &request{subsystem: sub.Name}
 	case "auth-agent-req@openssh.com":
+		if restrictionsOf(sc.gctx).NoAgentForwarding {
+			sc.log.Info("agent forwarding refused: no-agent-forwarding for this key")
+			break
+		}
 		if !sc.started {
 			sc.agent, ok = true, true
 		}
