@@ -146,7 +146,11 @@ type lockedBuf struct {
 	b  *bytes.Buffer
 }
 
-func (l lockedBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
 
 func newEnv(t *testing.T, cfg Config) *env {
 	e := &env{t: t, nss: &fakeNSS{accounts: map[string]Account{}, groups: map[string]int{}, members: map[string][]string{}, enumerate: true},
