@@ -41,6 +41,11 @@ type Env struct {
 	// InShell is set inside the interactive shell, where hints name the
 	// command alone.
 	InShell bool
+	// KeyFingerprint is the key this connection authenticated with
+	// (key-list marks it); Remote the client's address (key-add records
+	// it).
+	KeyFingerprint string
+	Remote         string
 }
 
 // hint is how the user runs a command from where they are.

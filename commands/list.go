@@ -373,5 +373,6 @@ func init() {
 	registered = []*command{
 		projectList(), imageCreate(), imageUpdate(), imageShow(), imageList(), imageRetire(),
 		containerList(), containerRetire(), containerKeep(), projectSet(), gpuStatus(), checkLimits(),
+		keyList(), keyAdd(), keyRemove(),
 	}
 }

@@ -19,6 +19,7 @@ type Service interface {
 	Retirer
 	GPUs
 	Keeper
+	Keys
 }
 
 // Keeper holds a container off its idle stop (container-keep);
@@ -75,6 +76,7 @@ type Parts struct {
 	Retirer
 	GPUs
 	Keeper
+	Keys
 }
 
 var (

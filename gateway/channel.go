@@ -188,15 +188,18 @@ func (sc *sessionChan) runSafely(ctx context.Context, r request) {
 // it until it ends or the client goes away; the caller closes the channel.
 // File transfers go elsewhere.
 func (sc *sessionChan) run(ctx context.Context, r request) {
-	u, err := sc.s.identity(ctx, sc.gctx)
+	u, key, err := sc.s.identityKey(ctx, sc.gctx)
 	if err != nil {
 		sc.log.Error("session without identity", "err", err)
 		sc.fail("access denied", 1)
 		return
 	}
 	log := sc.log.With("user", u.Name)
+	if key.Notice != "" {
+		sc.s.tellNewKey(ctx, log, key, sc.notices())
+	}
 	if sc.gctx.User() == sc.s.opts.CommandLogin {
-		sc.runCommands(ctx, log, u, r)
+		sc.runCommands(ctx, log, u, key.Fingerprint, r)
 		return
 	}
 	t, err := sc.s.route(sc.gctx.User())

@@ -98,3 +98,9 @@ func (d *Directory) Keys(name string) ([]authkeys.Entry, []string, error) {
 	es, problems := authkeys.Parse(data, time.Local)
 	return es, problems, nil
 }
+
+// Size is how many accounts and keys the index holds.
+func (d *Directory) Size() (accounts, keys int) {
+	idx := d.idx.Load()
+	return len(idx.users), len(idx.keys)
+}

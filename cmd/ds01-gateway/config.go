@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ds01/ds01-gateway/gateway"
+	"github.com/ds01/ds01-gateway/hostusers"
 	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/hostfw"
 	"github.com/ds01/ds01-gateway/session/image"
@@ -74,6 +75,14 @@ type Config struct {
 
 	// Lifecycle: detached and idle containers, maximum runtime (lifecycle.go).
 	Lifecycle Lifecycle `yaml:"lifecycle"`
+
+	// UsersFrom: "store" (users and keys registered with `user add`) or
+	// "host" (the host's accounts and their ~/.ssh/authorized_keys; see
+	// hostusers). AllowedGroups and MinUID decide which host accounts may
+	// log in.
+	UsersFrom     string   `yaml:"users_from"`
+	AllowedGroups []string `yaml:"allowed_groups"`
+	MinUID        int      `yaml:"min_uid"`
 }
 
 // FakeGPU is one GPU of a fake inventory, for hosts without GPUs.
@@ -156,6 +165,9 @@ func defaultConfig() Config {
 		MaxStartups:          gateway.DefaultMaxStartups,
 		MaxStartupsPerSource: gateway.DefaultMaxStartupsPerSource,
 		Lifecycle:            defaultLifecycle(),
+
+		UsersFrom: "store",
+		MinUID:    hostusers.DefaultMinUID,
 	}
 }
 
@@ -303,6 +315,9 @@ func (c *Config) Validate() error {
 	if err := c.validateConnLimits(); err != nil {
 		return err
 	}
+	if err := c.validateAccounts(); err != nil {
+		return err
+	}
 	if err := c.Lifecycle.validate(); err != nil {
 		return err
 	}
@@ -340,6 +355,27 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.Memory > 0 && c.Limits.Memory < 6<<20 {
 		return errors.New("limits.memory: Docker needs at least 6m")
+	}
+	return nil
+}
+
+// validateAccounts checks users_from, allowed_groups and min_uid.
+func (c *Config) validateAccounts() error {
+	switch c.UsersFrom {
+	case "store", "host":
+	default:
+		return fmt.Errorf("users_from: want store or host, got %q", c.UsersFrom)
+	}
+	if c.MinUID < 1 {
+		return fmt.Errorf("min_uid: must be at least 1 (uid 0 never logs in), got %d", c.MinUID)
+	}
+	if len(c.AllowedGroups) > 0 && c.UsersFrom != "host" {
+		return errors.New("allowed_groups: applies to users_from: host only")
+	}
+	for i, g := range c.AllowedGroups {
+		if g == "" || strings.ContainsAny(g, " :,\t\n") {
+			return fmt.Errorf("allowed_groups[%d]: want a group name, got %q", i, g)
+		}
 	}
 	return nil
 }

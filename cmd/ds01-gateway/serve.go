@@ -122,6 +122,7 @@ func serve(args []string) error {
 	if r := mgr.Reaper(); r != nil {
 		go r.Run(ctx)
 	}
+	users, keys := accountsFor(ctx, cfg, st, log)
 	srv, err := gateway.New(gateway.Options{
 		// Through /proc, so a user who cannot reach the binary's path can
 		// still run it as the transfer child.
@@ -143,13 +144,14 @@ func serve(args []string) error {
 		MaxForwardChannels:   cfg.MaxForwardChannels,
 		MaxStartups:          cfg.MaxStartups,
 		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
-	}, st, gateway.NewSessions(mgr, mgr.Transfers()), commands.Parts{
+	}, users, gateway.NewSessions(mgr, mgr.Transfers()), commands.Parts{
 		Catalog:    mgr.Catalog(),
 		Images:     mgr.Images(),
 		Workspaces: mgr.Workspaces(),
 		Retirer:    mgr,
 		GPUs:       mgr.GPUs(),
 		Keeper:     mgr.Reaper(),
+		Keys:       keys,
 	}, log)
 	if err != nil {
 		return err

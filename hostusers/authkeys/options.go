@@ -151,3 +151,24 @@ func parseExpiry(v string, loc *time.Location) (time.Time, error) {
 	}
 	return t, nil
 }
+
+// String writes the options back in authorized_keys form, for key-list.
+func (o Options) String() string {
+	var parts []string
+	add := func(on bool, name string) {
+		if on {
+			parts = append(parts, name)
+		}
+	}
+	add(o.NoPortForwarding, "no-port-forwarding")
+	add(o.NoAgentForwarding, "no-agent-forwarding")
+	add(o.NoPty, "no-pty")
+	add(o.NoX11Forwarding, "no-X11-forwarding")
+	if o.From != nil {
+		parts = append(parts, `from="`+strings.Join(o.From, ",")+`"`)
+	}
+	if !o.Expiry.IsZero() {
+		parts = append(parts, `expiry-time="`+o.Expiry.UTC().Format("20060102150405")+`Z"`)
+	}
+	return strings.Join(parts, ",")
+}
