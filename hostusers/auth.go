@@ -5,10 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
-
-	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/ds01/ds01-gateway/gateway"
 	"github.com/ds01/ds01-gateway/hostusers/authkeys"
@@ -33,7 +30,7 @@ func (d *Directory) UserByKey(ctx context.Context, fp string) (store.User, store
 		return store.User{}, store.Key{}, err
 	}
 	k := store.Key{User: u.Name, Type: e.entry.Key.Type(), Fingerprint: fp, Comment: e.entry.Comment,
-		AuthorizedKey: strings.TrimSpace(string(gossh.MarshalAuthorizedKey(e.entry.Key))), AddedVia: "authorized_keys"}
+		AuthorizedKey: e.line, AddedVia: "authorized_keys"}
 	return u, k, nil
 }
 

@@ -96,6 +96,7 @@ type member struct {
 type indexed struct {
 	acct  member
 	entry authkeys.Entry
+	line  string // the key in authorized_keys form, made once per scan
 }
 
 // New returns a Directory over the host's NSS; call Run, or Refresh, to

@@ -376,3 +376,33 @@ func TestUnsafeFileLoggedOnce(t *testing.T) {
 		t.Errorf("logged %d times, want once:\n%s", n, e.log())
 	}
 }
+
+// BenchmarkUserByKey is host mode's auth lookup for a known key: the map,
+// the synced check and KeyAccess.
+func BenchmarkUserByKey(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	e := newEnv(&testing.T{}, Config{})
+	var fp string
+	for i := range 50 {
+		line, f := key(&testing.T{})
+		home := filepath.Join(b.TempDir(), fmt.Sprint(i))
+		os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
+		os.WriteFile(filepath.Join(home, ".ssh", "authorized_keys"), []byte(line+"\n"), 0o600)
+		e.nss.accounts[fmt.Sprint("u", i)] = Account{Name: fmt.Sprint("u", i), UID: 27500 + i, GID: 27500 + i, Home: home}
+		fp = f
+	}
+	e.d.Refresh(context.Background())
+	ctx := context.Background()
+	remote := netip.MustParseAddr("192.0.2.1")
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, err := e.d.UserByKey(ctx, fp); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.d.KeyAccess(fp, remote, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/ds01/ds01-gateway/hostusers/authkeys"
 	"github.com/ds01/ds01-gateway/store"
 )
@@ -98,7 +100,7 @@ func (d *Directory) scan(ctx context.Context) *index {
 				dupes[e.Fingerprint] = append(dupes[e.Fingerprint], other.acct.Name, name)
 				continue
 			}
-			idx.keys[e.Fingerprint] = indexed{acct: m, entry: e}
+			idx.keys[e.Fingerprint] = indexed{acct: m, entry: e, line: strings.TrimSpace(string(gossh.MarshalAuthorizedKey(e.Key)))}
 		}
 	}
 	// A key in two accounts' files cannot tell who logs in. The account
@@ -116,7 +118,7 @@ func (d *Directory) scan(ctx context.Context) *index {
 		} else if cur := idx.keys[fp]; cur.acct.Name != keep {
 			for _, e := range read[keep] {
 				if e.Fingerprint == fp {
-					idx.keys[fp] = indexed{acct: idx.users[keep], entry: e}
+					idx.keys[fp] = indexed{acct: idx.users[keep], entry: e, line: cur.line}
 				}
 			}
 		}

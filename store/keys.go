@@ -136,20 +136,20 @@ func (s *Store) ListKeys(ctx context.Context, user string) ([]Key, error) {
 
 // UserByKey finds the user owning the key with this SHA256 fingerprint. It
 // is the authentication lookup; callers should still compare the returned
-// Key.AuthorizedKey with the key the client proved it holds.
+// Key.AuthorizedKey with the key the client proved it holds. Of the key's
+// record-keeping columns it reads only Notice (AddedVia and AddedFrom stay
+// empty): each column costs every login.
 func (s *Store) UserByKey(ctx context.Context, fingerprint string) (User, Key, error) {
 	row := s.db.QueryRowContext(ctx,
 		`SELECT u.name, u.uid, u.gid, u.group_name, u.created_at,
-		        k.user_name, k.type, k.fingerprint, k.authorized_key, k.comment, k.created_at,
-		        k.added_via, k.added_from, k.notice
+		        k.user_name, k.type, k.fingerprint, k.authorized_key, k.comment, k.created_at, k.notice
 		 FROM keys k JOIN users u ON u.name = k.user_name
 		 WHERE k.fingerprint = ?`, fingerprint)
 	var u User
 	var k Key
 	var uCreated, kCreated int64
 	err := row.Scan(&u.Name, &u.UID, &u.GID, &u.Group, &uCreated,
-		&k.User, &k.Type, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &kCreated,
-		&k.AddedVia, &k.AddedFrom, &k.Notice)
+		&k.User, &k.Type, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &kCreated, &k.Notice)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}
