@@ -18,15 +18,18 @@ var (
 )
 
 // UserByKey finds the host account whose authorized_keys holds the key.
-// A known key is a map lookup; the account is recorded in the store the
-// first time it is seen with these ids (a write only then).
+// A known key is a map lookup. The account is recorded in the store the
+// first time it is seen with these ids (a write only then; this runs
+// for a key the client offers, before it signs, which at worst records an
+// allowed account early). The user returned is the store's row, whose
+// group is the resource group limits use.
 func (d *Directory) UserByKey(ctx context.Context, fp string) (store.User, store.Key, error) {
 	e, ok := d.lookup(ctx, fp)
 	if !ok {
 		return store.User{}, store.Key{}, fmt.Errorf("user by key %s: %w", fp, store.ErrNotFound)
 	}
-	u := store.User{Name: e.acct.Name, UID: e.acct.UID, GID: e.acct.GID, Group: e.acct.group}
-	if err := d.sync(ctx, u); err != nil {
+	u, err := d.sync(ctx, e.acct)
+	if err != nil {
 		return store.User{}, store.Key{}, err
 	}
 	k := store.Key{User: u.Name, Type: e.entry.Key.Type(), Fingerprint: fp, Comment: e.entry.Comment,
@@ -34,23 +37,29 @@ func (d *Directory) UserByKey(ctx context.Context, fp string) (store.User, store
 	return u, k, nil
 }
 
-// sync records u in the store unless it holds u already.
-func (d *Directory) sync(ctx context.Context, u store.User) error {
-	if old, ok := d.synced.Load(u.Name); ok && old.(store.User) == u {
-		return nil
-	}
-	old, had := d.synced.Load(u.Name)
-	if _, err := d.st.UpsertUser(ctx, u); err != nil {
-		d.log.Error("host accounts: record user", "user", u.Name, "uid", u.UID, "err", err)
-		return fmt.Errorf("record host user %s: %w", u.Name, err)
-	}
+// sync returns the store's row for m, upserting it unless the store holds
+// m's ids already.
+func (d *Directory) sync(ctx context.Context, m member) (store.User, error) {
+	old, had := d.synced.Load(m.Name)
 	if had {
-		d.log.Warn("host accounts: user's ids changed; store updated", "user", u.Name, "was", fmt.Sprintf("%+v", old), "now", fmt.Sprintf("%+v", u))
-	} else {
+		if ou := old.(store.User); ou.UID == m.UID && ou.GID == m.GID {
+			return ou, nil
+		}
+	}
+	u, changed, err := d.st.UpsertUser(ctx, store.User{Name: m.Name, UID: m.UID, GID: m.GID, Group: m.group})
+	if err != nil {
+		d.log.Error("host accounts: record user", "user", m.Name, "uid", m.UID, "err", err)
+		return store.User{}, fmt.Errorf("record host user %s: %w", m.Name, err)
+	}
+	switch {
+	case changed && had:
+		ou := old.(store.User)
+		d.log.Warn("host accounts: user's ids changed; store updated", "user", u.Name, "uid_was", ou.UID, "gid_was", ou.GID, "uid", u.UID, "gid", u.GID)
+	case changed:
 		d.log.Info("host accounts: user recorded", "user", u.Name, "uid", u.UID, "gid", u.GID, "group", u.Group)
 	}
 	d.synced.Store(u.Name, u)
-	return nil
+	return u, nil
 }
 
 // KeyAccess applies the key's from= and expiry-time= and returns what its

@@ -59,7 +59,7 @@ type Config struct {
 // account on its first login, so projects and events have a user row.
 type Store interface {
 	ListUsers(ctx context.Context) ([]store.User, error)
-	UpsertUser(ctx context.Context, u store.User) (bool, error)
+	UpsertUser(ctx context.Context, u store.User) (store.User, bool, error)
 }
 
 // Directory is the host accounts' key index.
@@ -78,7 +78,8 @@ type Directory struct {
 	problems map[string]string
 
 	// synced is what the store holds for each account name (store.User),
-	// so a login upserts only when something changed.
+	// so a login upserts only when the ids changed, and gets the group
+	// recorded there.
 	synced sync.Map
 }
 

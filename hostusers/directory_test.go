@@ -111,12 +111,15 @@ func (s *fakeStore) ListUsers(context.Context) ([]store.User, error) {
 	return us, nil
 }
 
-func (s *fakeStore) UpsertUser(_ context.Context, u store.User) (bool, error) {
+func (s *fakeStore) UpsertUser(_ context.Context, u store.User) (store.User, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.upserts++
+	if old, ok := s.users[u.Name]; ok && old.Group != "" {
+		u.Group = old.Group
+	}
 	s.users[u.Name] = u
-	return true, nil
+	return u, true, nil
 }
 
 type clock struct {
@@ -404,5 +407,49 @@ func BenchmarkUserByKey(b *testing.B) {
 		if _, err := e.d.KeyAccess(fp, remote, time.Time{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A resource group the admin recorded in the store is the one logins get;
+// a known account with unchanged ids costs no store write.
+func TestStoreGroupWins(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	e := newEnv(t, Config{})
+	line, fp := key(t)
+	e.account("pat", 27501, 27501, line)
+	e.st.users["pat"] = store.User{Name: "pat", UID: 27501, GID: 27501, Group: "researcher"}
+	e.d.Refresh(context.Background())
+	u, _, err := e.d.UserByKey(context.Background(), fp)
+	if err != nil || u.Group != "researcher" || e.st.upserts != 0 {
+		t.Errorf("got %+v, %v after %d upserts; want group researcher, no write", u, err, e.st.upserts)
+	}
+}
+
+// Without enumeration (SSSD's default), allowed_groups' listed members
+// are still found; an account in no group list and unknown to the store
+// is not.
+func TestNoEnumeration(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	e := newEnv(t, Config{AllowedGroups: []string{"gpu"}})
+	e.nss.enumerate = false
+	e.nss.groups["gpu"] = 2000
+	e.nss.members["gpu"] = []string{"sam"}
+	sam, samFP := key(t)
+	pat, patFP := key(t)
+	e.account("sam", 27502, 27502, sam)
+	e.account("pat", 27501, 2000, pat) // in gpu by primary group only
+	e.d.Refresh(context.Background())
+	if e.who(samFP) != "sam" {
+		t.Error("a listed member is not found without enumeration")
+	}
+	if e.who(patFP) != "" {
+		t.Error("a primary-only member was found without enumeration: the README's limit is wrong")
+	}
+	if !strings.Contains(e.log(), "cannot enumerate accounts") {
+		t.Errorf("the enumeration failure is not logged:\n%s", e.log())
 	}
 }

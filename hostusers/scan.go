@@ -11,7 +11,6 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/ds01/ds01-gateway/hostusers/authkeys"
-	"github.com/ds01/ds01-gateway/store"
 )
 
 // scan builds a new index. The candidates are:
@@ -62,7 +61,7 @@ func (d *Directory) scan(ctx context.Context) *index {
 		d.log.Warn("host accounts: list known users", "err", err)
 	} else {
 		for _, u := range us {
-			d.synced.Store(u.Name, store.User{Name: u.Name, UID: u.UID, GID: u.GID, Group: u.Group})
+			d.synced.Store(u.Name, u)
 			d.addByName(cands, u.Name)
 		}
 	}

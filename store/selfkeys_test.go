@@ -83,19 +83,26 @@ func TestSelfServiceKeys(t *testing.T) {
 func TestUpsertUser(t *testing.T) {
 	ctx := context.Background()
 	s, _ := openTest(t)
-	if ch, err := s.UpsertUser(ctx, User{Name: "hal", UID: 1500, GID: 1500, Group: "hal"}); err != nil || !ch {
-		t.Fatalf("insert: %v %v", ch, err)
+	if u, ch, err := s.UpsertUser(ctx, User{Name: "hal", UID: 1500, GID: 1500, Group: "hal"}); err != nil || !ch || u.Group != "hal" || u.CreatedAt.IsZero() {
+		t.Fatalf("insert: %+v %v %v", u, ch, err)
 	}
-	if ch, err := s.UpsertUser(ctx, User{Name: "hal", UID: 1500, GID: 1500, Group: "hal"}); err != nil || ch {
+	if _, ch, err := s.UpsertUser(ctx, User{Name: "hal", UID: 1500, GID: 1500, Group: "hal"}); err != nil || ch {
 		t.Fatalf("same again: %v %v", ch, err)
 	}
-	if ch, err := s.UpsertUser(ctx, User{Name: "hal", UID: 1501, GID: 100, Group: "users"}); err != nil || !ch {
-		t.Fatalf("update: %v %v", ch, err)
+	if u, ch, err := s.UpsertUser(ctx, User{Name: "hal", UID: 1501, GID: 100, Group: "users"}); err != nil || !ch || u.UID != 1501 || u.GID != 100 || u.Group != "hal" {
+		t.Fatalf("update: %+v %v %v", u, ch, err)
 	}
-	if u, _ := s.GetUser(ctx, "hal"); u.UID != 1501 || u.GID != 100 || u.Group != "users" {
-		t.Errorf("after update: %+v", u)
+	if u, _ := s.GetUser(ctx, "hal"); u.UID != 1501 || u.GID != 100 || u.Group != "hal" {
+		t.Errorf("after update: %+v (the recorded group stays)", u)
 	}
-	if _, err := s.UpsertUser(ctx, User{Name: "other", UID: 1501, GID: 1501}); !errors.Is(err, ErrDuplicate) {
+	if _, _, err := s.UpsertUser(ctx, User{Name: "other", UID: 1501, GID: 1501}); !errors.Is(err, ErrDuplicate) {
 		t.Errorf("uid taken: %v", err)
+	}
+	// An account the admin added without a group gets the primary group.
+	if err := s.AddUser(ctx, User{Name: "ida", UID: 1600, GID: 1600}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if u, ch, err := s.UpsertUser(ctx, User{Name: "ida", UID: 1600, GID: 1600, Group: "ida"}); err != nil || !ch || u.Group != "ida" {
+		t.Errorf("group filled in: %+v %v %v", u, ch, err)
 	}
 }
