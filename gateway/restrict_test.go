@@ -3,11 +3,14 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	gssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/ds01/ds01-gateway/store"
@@ -106,3 +109,60 @@ func TestKeyAccessRefused(t *testing.T) {
 }
 
 var _ = context.Background
+
+// authCtx is the per-connection context gliderlabs gives the auth
+// callback, for calling authorize directly.
+type authCtx struct {
+	context.Context
+	sync.Mutex
+	perms *gssh.Permissions
+	vals  map[any]any
+}
+
+func (c *authCtx) User() string                   { return "thesis" }
+func (c *authCtx) SessionID() string              { return "x" }
+func (c *authCtx) ClientVersion() string          { return "SSH-2.0-test" }
+func (c *authCtx) ServerVersion() string          { return "SSH-2.0-test" }
+func (c *authCtx) RemoteAddr() net.Addr           { return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 5000} }
+func (c *authCtx) LocalAddr() net.Addr            { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 22} }
+func (c *authCtx) Permissions() *gssh.Permissions { return c.perms }
+func (c *authCtx) SetValue(k, v any)              { c.vals[k] = v }
+func (c *authCtx) Value(k any) any {
+	if v, ok := c.vals[k]; ok {
+		return v
+	}
+	return c.Context.Value(k)
+}
+
+// The restrictions are those of the last key approved, which x/crypto's
+// one-entry cache makes the key that signed (a bad signature ends the
+// connection): approving another key after a restricted one, or a
+// restricted one after another, replaces them; a refused key changes
+// nothing.
+func TestRestrictionsFollowTheLastApprovedKey(t *testing.T) {
+	p := &policyUsers{rules: map[string]Restrictions{}, deny: map[string]error{}, seen: make(chan netip.Addr, 16)}
+	g := startGateway(t, Options{}, nil, withPolicy(p))
+	free, restricted, refused := g.addUser("alice", 1001), g.addUser("alice2", 1002), g.addUser("alice3", 1003)
+	p.rules[gossh.FingerprintSHA256(restricted.PublicKey())] = Restrictions{NoPortForwarding: true, NoPty: true}
+	p.deny[gossh.FingerprintSHA256(refused.PublicKey())] = errors.New("from= mismatch")
+	ctx := &authCtx{Context: context.Background(), perms: &gssh.Permissions{Permissions: &gossh.Permissions{}}, vals: map[any]any{}}
+	want := Restrictions{NoPortForwarding: true, NoPty: true}
+	for i, step := range []struct {
+		key  gossh.Signer
+		ok   bool
+		want Restrictions
+	}{
+		{restricted, true, want},
+		{free, true, Restrictions{}},
+		{restricted, true, want},
+		{refused, false, want},
+		{free, true, Restrictions{}},
+	} {
+		if ok := g.srv.authorize(ctx, step.key.PublicKey()); ok != step.ok {
+			t.Fatalf("step %d: authorize = %v", i, ok)
+		}
+		if got := restrictionsOf(ctx); got != step.want {
+			t.Errorf("step %d: restrictions %+v, want %+v", i, got, step.want)
+		}
+	}
+}
