@@ -90,7 +90,7 @@ func TestHostAccounts(t *testing.T) {
 		priv, pub := newKey(t, dir, n)
 		key[n], line[n] = priv, pubLine(t, pub)
 	}
-	hostAccount(t, nil, "ds01hana", 27501, true, line["hana"])
+	hana := hostAccount(t, nil, "ds01hana", 27501, true, line["hana"])
 	hostAccount(t, nil, "ds01hugo", 27502, false, line["hugo"])
 	holly := hostAccount(t, nil, "ds01holly", 27503, true, line["holly"])
 	os.Chmod(filepath.Join(holly, ".ssh", "authorized_keys"), 0o664)
@@ -154,6 +154,27 @@ func TestHostAccounts(t *testing.T) {
 	r = runSSH(t, timeoutShort, strings.NewReader(line["hugo"]+"\n"), append(g.sshArgs(key["hana"], "ds01"), "key-add")...)
 	if r.code != 1 || !strings.Contains(r.stderr, "~/.ssh/authorized_keys on the host") {
 		t.Errorf("host key-add: %s", r)
+	}
+
+	// A key the user appends to their file works without a restart: an
+	// unknown key starts a rescan (at most one per 10 s).
+	newPriv, newPub := newKey(t, dir, "hana-new")
+	f, err := os.OpenFile(filepath.Join(hana, ".ssh", "authorized_keys"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, pubLine(t, newPub))
+	f.Close()
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		r = runSSH(t, timeoutShort, nil, append(g.sshArgs(newPriv, "ds01"), "key-list")...)
+		if r.code == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	if r.code != 0 || !strings.HasPrefix(lineWith(r.stdout, "hana-new"), "*") {
+		t.Errorf("a key appended to authorized_keys: %s", r)
 	}
 }
 
