@@ -122,7 +122,9 @@ func serve(args []string) error {
 	if r := mgr.Reaper(); r != nil {
 		go r.Run(ctx)
 	}
-	users, keys := accountsFor(ctx, cfg, st, log)
+	// lead: hostDir.InGroup(u.Name, cfg.AdminGroup) is the admin test in host mode (nil in store mode).
+	users, keys, hostDir := accountsFor(ctx, cfg, st, log)
+	_ = hostDir
 	srv, err := gateway.New(gateway.Options{
 		// Through /proc, so a user who cannot reach the binary's path can
 		// still run it as the transfer child.
