@@ -44,6 +44,11 @@ type Env struct {
 	// Admin is set for the lab's admins (admin_group): they may use the
 	// admin commands and flags, which act on every user.
 	Admin bool
+	// KeyFingerprint is the key this connection authenticated with
+	// (key-list marks it); Remote the client's address (key-add records
+	// it).
+	KeyFingerprint string
+	Remote         string
 }
 
 // hint is how the user runs a command from where they are.

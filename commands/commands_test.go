@@ -21,6 +21,7 @@ import (
 // fakeService records what the commands asked for; the real one is
 // exercised end to end in e2e.
 type fakeService struct {
+	Keys    // key commands' fake (keys_test.go); nil elsewhere
 	df      []byte
 	changes []session.Change
 	updErr  error

@@ -392,5 +392,6 @@ func init() {
 		projectList(), imageCreate(), imageUpdate(), imageShow(), imageList(), imageRetire(),
 		containerList(), containerRetire(), containerKeep(), projectSet(), gpuStatus(), checkLimits(),
 		events(), announce(), userList(),
+		keyList(), keyAdd(), keyRemove(),
 	}
 }

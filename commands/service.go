@@ -21,6 +21,7 @@ type Service interface {
 	Keeper
 	Admin
 	EventLog
+	Keys
 }
 
 // Keeper holds a container off its idle stop (container-keep);
@@ -79,6 +80,7 @@ type Parts struct {
 	Keeper
 	Admin
 	EventLog
+	Keys
 }
 
 var (

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	gssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -31,6 +32,14 @@ func (s *Server) authorize(ctx gssh.Context, key gssh.PublicKey) bool {
 		s.noteDenied(ctx, "unknown key", fp)
 		return false
 	}
+	if kp, ok := s.users.(KeyPolicy); ok {
+		r, err := kp.KeyAccess(fp, remoteAddr(ctx.RemoteAddr()), time.Now())
+		if err != nil {
+			s.failure(ctx.RemoteAddr(), slog.LevelInfo, "key refused", "user", u.Name, "login", logName(ctx.User()), "key", fp, "reason", err)
+			return false
+		}
+		setRestrictions(ctx, r)
+	}
 	s.log.Debug("key accepted", "user", u.Name, "login", logName(ctx.User()), "key", fp)
 	return true
 }
@@ -46,13 +55,20 @@ func (s *Server) authorize(ctx gssh.Context, key gssh.PublicKey) bool {
 // user is looked up afresh, so a removed user or key stops working on the
 // next connection.
 func (s *Server) identity(ctx context.Context, gctx gssh.Context) (store.User, error) {
+	u, _, err := s.identityKey(ctx, gctx)
+	return u, err
+}
+
+// identityKey is identity with the key's row: what the key commands and
+// the new-key notice need.
+func (s *Server) identityKey(ctx context.Context, gctx gssh.Context) (store.User, store.Key, error) {
 	key, _ := gctx.Value(gssh.ContextKeyPublicKey).(gssh.PublicKey)
 	if key == nil {
-		return store.User{}, errNoIdentity
+		return store.User{}, store.Key{}, errNoIdentity
 	}
-	u, _, err := s.users.UserByKey(ctx, gossh.FingerprintSHA256(key))
+	u, k, err := s.users.UserByKey(ctx, gossh.FingerprintSHA256(key))
 	if err != nil {
-		return store.User{}, fmt.Errorf("resolve user: %w", err)
+		return store.User{}, store.Key{}, fmt.Errorf("resolve user: %w", err)
 	}
-	return u, nil
+	return u, k, nil
 }

@@ -108,6 +108,11 @@ func (sc *sessionChan) handle(req *gossh.Request) (ok bool, start *request) {
 		}
 	case "pty-req":
 		var p ptyRequest
+		if restrictionsOf(sc.gctx).NoPty {
+			// The client goes on without a terminal, as with sshd.
+			sc.log.Info("pty refused: no-pty for this key")
+			break
+		}
 		if gossh.Unmarshal(req.Payload, &p) == nil && !sc.started && sc.pty == nil {
 			sc.pty = &p
 			sc.win = window{Cols: p.Cols, Rows: p.Rows}
@@ -141,6 +146,10 @@ func (sc *sessionChan) handle(req *gossh.Request) (ok bool, start *request) {
 		sc.started, ok = true, true
 		start = &request{subsystem: sub.Name}
 	case "auth-agent-req@openssh.com":
+		if restrictionsOf(sc.gctx).NoAgentForwarding {
+			sc.log.Info("agent forwarding refused: no-agent-forwarding for this key")
+			break
+		}
 		if !sc.started {
 			sc.agent, ok = true, true
 		}
@@ -180,15 +189,18 @@ func (sc *sessionChan) runSafely(ctx context.Context, r request) {
 // it until it ends or the client goes away; the caller closes the channel.
 // File transfers go elsewhere.
 func (sc *sessionChan) run(ctx context.Context, r request) {
-	u, err := sc.s.identity(ctx, sc.gctx)
+	u, key, err := sc.s.identityKey(ctx, sc.gctx)
 	if err != nil {
 		sc.log.Error("session without identity", "err", err)
 		sc.fail("access denied", 1)
 		return
 	}
 	log := sc.log.With("user", u.Name)
+	if key.Notice != "" {
+		sc.s.tellNewKey(ctx, log, key, sc.notices())
+	}
 	if sc.gctx.User() == sc.s.opts.CommandLogin {
-		sc.runCommands(ctx, log, u, r)
+		sc.runCommands(ctx, log, u, key.Fingerprint, r)
 		return
 	}
 	t, err := sc.s.route(sc.gctx.User())

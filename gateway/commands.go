@@ -12,7 +12,7 @@ import (
 
 // runCommands serves a session on the command login: built-in commands,
 // run by the gateway itself, never in a container.
-func (sc *sessionChan) runCommands(ctx context.Context, log *slog.Logger, u store.User, r request) {
+func (sc *sessionChan) runCommands(ctx context.Context, log *slog.Logger, u store.User, keyFP string, r request) {
 	if r.subsystem != "" {
 		sc.fail("file transfer needs a project: use sftp PROJECT@"+sc.s.opts.PublicName, 2)
 		return
@@ -26,6 +26,9 @@ func (sc *sessionChan) runCommands(ctx context.Context, log *slog.Logger, u stor
 		Stdout:  sc.ch,
 		Stderr:  sc.ch.Stderr(),
 		Admin:   sc.s.opts.IsAdmin != nil && sc.s.opts.IsAdmin(ctx, u),
+
+		KeyFingerprint: keyFP,
+		Remote:         remoteAddr(sc.gctx.RemoteAddr()).String(),
 	}
 	sc.mu.Lock()
 	pty, win := sc.pty != nil, sc.win

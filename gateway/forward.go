@@ -56,6 +56,11 @@ func forwardTarget(host string, port uint32, project string, allow []string) (st
 // forwardOwner resolves who asks for a forward and which project it is
 // for; it rejects the channel and returns false when either fails.
 func (s *Server) forwardOwner(gctx gssh.Context, newChan gossh.NewChannel) (store.User, target, bool) {
+	if restrictionsOf(gctx).NoPortForwarding {
+		s.log.Info("forward refused: no-port-forwarding for this key", "login", logName(gctx.User()), "type", newChan.ChannelType())
+		newChan.Reject(gossh.Prohibited, errNoPortForwarding)
+		return store.User{}, target{}, false
+	}
 	u, err := s.identity(gctx, gctx)
 	if err != nil {
 		newChan.Reject(gossh.Prohibited, "ds01: access denied")

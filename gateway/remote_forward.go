@@ -65,6 +65,10 @@ func (s *Server) tcpipForward(gctx gssh.Context, _ *gssh.Server, req *gossh.Requ
 	if err := gossh.Unmarshal(req.Payload, &f); err != nil || f.BindPort > 65535 {
 		return false, nil
 	}
+	if restrictionsOf(gctx).NoPortForwarding {
+		s.log.Info("remote forward refused: no-port-forwarding for this key", "login", logName(gctx.User()))
+		return false, nil
+	}
 	conn, _ := gctx.Value(gssh.ContextKeyConn).(*gossh.ServerConn)
 	u, err := s.identity(gctx, gctx)
 	if err != nil || conn == nil {

@@ -25,6 +25,13 @@ type Key struct {
 	AuthorizedKey string
 	Comment       string
 	CreatedAt     time.Time // set to now when zero
+	// AddedVia is how the key was registered: "admin" (the default) or
+	// "key-add" (the user, over ssh); AddedFrom the client's address then.
+	AddedVia  string
+	AddedFrom string
+	// Notice is the fingerprint of a key the user added since this one
+	// last logged in ("" when none); see TakeKeyNotice.
+	Notice string
 }
 
 // normalizeKey parses AuthorizedKey and checks that Type and Fingerprint
@@ -49,6 +56,9 @@ func normalizeKey(k Key) (Key, error) {
 		k.Comment = comment
 	}
 	k.CreatedAt = orNow(k.CreatedAt)
+	if k.AddedVia == "" {
+		k.AddedVia = "admin"
+	}
 	return k, nil
 }
 
@@ -62,9 +72,9 @@ func insertKey(ctx context.Context, tx *sql.Tx, k Key) error {
 		return err
 	}
 	_, err = tx.ExecContext(ctx,
-		`INSERT INTO keys (fingerprint, user_name, type, authorized_key, comment, created_at)
-		 VALUES (?, ?, ?, ?, ?, ?)`,
-		k.Fingerprint, k.User, k.Type, k.AuthorizedKey, k.Comment, toNanos(k.CreatedAt))
+		`INSERT INTO keys (fingerprint, user_name, type, authorized_key, comment, created_at, added_via, added_from)
+		 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.Fingerprint, k.User, k.Type, k.AuthorizedKey, k.Comment, toNanos(k.CreatedAt), k.AddedVia, k.AddedFrom)
 	return mapErr(err)
 }
 
@@ -96,8 +106,7 @@ func (s *Store) AddKey(ctx context.Context, user string, k Key) error {
 // does not exist (an empty list would hide a typo in the name).
 func (s *Store) ListKeys(ctx context.Context, user string) ([]Key, error) {
 	rows, err := s.db.QueryContext(ctx,
-		`SELECT user_name, type, fingerprint, authorized_key, comment, created_at
-		 FROM keys WHERE user_name = ? ORDER BY created_at, fingerprint`, user)
+		`SELECT `+keyColumns+` FROM keys WHERE user_name = ? ORDER BY created_at, fingerprint`, user)
 	if err != nil {
 		return nil, fmt.Errorf("list keys of %s: %w", user, err)
 	}
@@ -127,18 +136,20 @@ func (s *Store) ListKeys(ctx context.Context, user string) ([]Key, error) {
 
 // UserByKey finds the user owning the key with this SHA256 fingerprint. It
 // is the authentication lookup; callers should still compare the returned
-// Key.AuthorizedKey with the key the client proved it holds.
+// Key.AuthorizedKey with the key the client proved it holds. Of the key's
+// record-keeping columns it reads only Notice (AddedVia and AddedFrom stay
+// empty): each column costs every login.
 func (s *Store) UserByKey(ctx context.Context, fingerprint string) (User, Key, error) {
 	row := s.db.QueryRowContext(ctx,
 		`SELECT u.name, u.uid, u.gid, u.group_name, u.created_at,
-		        k.user_name, k.type, k.fingerprint, k.authorized_key, k.comment, k.created_at
+		        k.user_name, k.type, k.fingerprint, k.authorized_key, k.comment, k.created_at, k.notice
 		 FROM keys k JOIN users u ON u.name = k.user_name
 		 WHERE k.fingerprint = ?`, fingerprint)
 	var u User
 	var k Key
 	var uCreated, kCreated int64
 	err := row.Scan(&u.Name, &u.UID, &u.GID, &u.Group, &uCreated,
-		&k.User, &k.Type, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &kCreated)
+		&k.User, &k.Type, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &kCreated, &k.Notice)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = ErrNotFound
 	}
@@ -150,10 +161,13 @@ func (s *Store) UserByKey(ctx context.Context, fingerprint string) (User, Key, e
 	return u, k, nil
 }
 
+// keyColumns are the columns scanKey reads, in its order.
+const keyColumns = `user_name, type, fingerprint, authorized_key, comment, created_at, added_via, added_from, notice`
+
 func scanKey(r scanner) (Key, error) {
 	var k Key
 	var created int64
-	if err := r.Scan(&k.User, &k.Type, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &created); err != nil {
+	if err := r.Scan(&k.User, &k.Type, &k.Fingerprint, &k.AuthorizedKey, &k.Comment, &created, &k.AddedVia, &k.AddedFrom, &k.Notice); err != nil {
 		return Key{}, err
 	}
 	k.CreatedAt = fromNanos(created)

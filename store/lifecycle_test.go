@@ -183,7 +183,8 @@ func TestMigrateFromV4(t *testing.T) {
 		t.Errorf("journal_mode = %q, %v", mode, err)
 	}
 	var v int
-	if err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil || v != 5 {
+	all, _ := loadMigrations()
+	if err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil || len(all) == 0 || v != all[len(all)-1].version {
 		t.Errorf("schema version %d, %v", v, err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ds01/ds01-gateway/gateway"
+	"github.com/ds01/ds01-gateway/hostusers"
 	"github.com/ds01/ds01-gateway/session"
 	"github.com/ds01/ds01-gateway/session/hostfw"
 	"github.com/ds01/ds01-gateway/session/image"
@@ -82,6 +83,13 @@ type Config struct {
 	EventsFile      string   `yaml:"events_file"`
 	LogFormat       string   `yaml:"log_format"`
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// UsersFrom: "store" (users and keys registered with `user add`) or
+	// "host" (the host's accounts and their ~/.ssh/authorized_keys; see
+	// hostusers). AllowedGroups and MinUID decide which host accounts may
+	// log in.
+	UsersFrom     string   `yaml:"users_from"`
+	AllowedGroups []string `yaml:"allowed_groups"`
+	MinUID        int      `yaml:"min_uid"`
 }
 
 // FakeGPU is one GPU of a fake inventory, for hosts without GPUs.
@@ -168,6 +176,8 @@ func defaultConfig() Config {
 
 		LogFormat:       "text",
 		ShutdownTimeout: Duration{30 * time.Second},
+		UsersFrom:       "store",
+		MinUID:          hostusers.DefaultMinUID,
 	}
 }
 
@@ -300,8 +310,10 @@ func (c *Config) Validate() error {
 	if err := session.ValidateProject(c.CommandLogin, ""); err != nil {
 		return fmt.Errorf("command_login: %w", err)
 	}
-	if c.AdminGroup != "" && !groupRE.MatchString(c.AdminGroup) {
-		return fmt.Errorf("admin_group: use 1-32 lowercase letters, digits, '-' and '_' (or \"\" for no admins), got %q", c.AdminGroup)
+	// A host group (users_from: host) may be named as the directory
+	// likes ("Lab-Admins"); only what no group name holds is refused.
+	if c.AdminGroup != "" && (len(c.AdminGroup) > 64 || strings.ContainsAny(c.AdminGroup, " :,\t\n/")) {
+		return fmt.Errorf("admin_group: want a group name (or \"\" for no admins), got %q", c.AdminGroup)
 	}
 	if c.HandshakeTimeout.Duration <= 0 {
 		return errors.New("handshake_timeout: must be positive")
@@ -316,6 +328,9 @@ func (c *Config) Validate() error {
 		return errors.New("max_auth_tries: must be at least 1")
 	}
 	if err := c.validateConnLimits(); err != nil {
+		return err
+	}
+	if err := c.validateAccounts(); err != nil {
 		return err
 	}
 	if err := c.Lifecycle.validate(); err != nil {
@@ -357,6 +372,27 @@ func (c *Config) Validate() error {
 		return errors.New("limits.memory: Docker needs at least 6m")
 	}
 	return c.validateService()
+}
+
+// validateAccounts checks users_from, allowed_groups and min_uid.
+func (c *Config) validateAccounts() error {
+	switch c.UsersFrom {
+	case "store", "host":
+	default:
+		return fmt.Errorf("users_from: want store or host, got %q", c.UsersFrom)
+	}
+	if c.MinUID < 1 {
+		return fmt.Errorf("min_uid: must be at least 1 (uid 0 never logs in), got %d", c.MinUID)
+	}
+	if len(c.AllowedGroups) > 0 && c.UsersFrom != "host" {
+		return errors.New("allowed_groups: applies to users_from: host only")
+	}
+	for i, g := range c.AllowedGroups {
+		if g == "" || strings.ContainsAny(g, " :,\t\n") {
+			return fmt.Errorf("allowed_groups[%d]: want a group name, got %q", i, g)
+		}
+	}
+	return nil
 }
 
 // validateConnLimits checks the per-connection and pre-authentication

@@ -121,6 +121,11 @@ func serve(args []string) error {
 	if r := mgr.Reaper(); r != nil {
 		go r.Run(ctx)
 	}
+	users, keys, hostDir := accountsFor(ctx, cfg, st, log)
+	var member memberOf
+	if hostDir != nil {
+		member = hostDir.InGroup
+	}
 	srv, err := gateway.New(gateway.Options{
 		// Through /proc, so a user who cannot reach the binary's path can
 		// still run it as the transfer child.
@@ -142,9 +147,9 @@ func serve(args []string) error {
 		MaxForwardChannels:   cfg.MaxForwardChannels,
 		MaxStartups:          cfg.MaxStartups,
 		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
-		IsAdmin:              isAdmin(cfg.AdminGroup),
+		IsAdmin:              isAdmin(cfg.AdminGroup, member, log),
 		Events:               st,
-	}, st, gateway.NewSessions(mgr, mgr.Transfers()), commands.Parts{
+	}, users, gateway.NewSessions(mgr, mgr.Transfers()), commands.Parts{
 		Catalog:    mgr.Catalog(),
 		Images:     mgr.Images(),
 		Workspaces: mgr.Workspaces(),
@@ -153,6 +158,7 @@ func serve(args []string) error {
 		Keeper:     mgr.Reaper(),
 		Admin:      mgr.Admin(),
 		EventLog:   st,
+		Keys:       keys,
 	}, log)
 	if err != nil {
 		return err
