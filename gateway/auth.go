@@ -23,13 +23,16 @@ var errNoIdentity = errors.New("no authenticated key on this connection")
 func (s *Server) authorize(ctx gssh.Context, key gssh.PublicKey) bool {
 	fp := gossh.FingerprintSHA256(key)
 	u, _, err := s.users.UserByKey(ctx, fp)
+	cs := stateOf(ctx)
 	if err != nil {
+		cs.unknownKey.Store(true)
 		if !errors.Is(err, store.ErrNotFound) {
 			s.failure(ctx.RemoteAddr(), slog.LevelError, "key lookup", "err", err)
 		}
 		s.failure(ctx.RemoteAddr(), slog.LevelInfo, "unknown key", "login", logName(ctx.User()), "key", fp)
 		return false
 	}
+	cs.knownKey.Store(true)
 	s.log.Debug("key accepted", "user", u.Name, "login", logName(ctx.User()), "key", fp)
 	return true
 }

@@ -74,6 +74,9 @@ type Config struct {
 
 	// Lifecycle: detached and idle containers, maximum runtime (lifecycle.go).
 	Lifecycle Lifecycle `yaml:"lifecycle"`
+
+	// MetricsListen serves Prometheus' /metrics there; "" is off (metrics.go).
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // FakeGPU is one GPU of a fake inventory, for hosts without GPUs.
@@ -304,6 +307,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Lifecycle.validate(); err != nil {
+		return err
+	}
+	if err := c.validateMetrics(); err != nil {
 		return err
 	}
 	for i, a := range c.ForwardAllow {

@@ -122,6 +122,10 @@ func serve(args []string) error {
 	if r := mgr.Reaper(); r != nil {
 		go r.Run(ctx)
 	}
+	obs, err := startMetrics(ctx, cfg, log, st, mgr)
+	if err != nil {
+		return err
+	}
 	srv, err := gateway.New(gateway.Options{
 		// Through /proc, so a user who cannot reach the binary's path can
 		// still run it as the transfer child.
@@ -143,6 +147,7 @@ func serve(args []string) error {
 		MaxForwardChannels:   cfg.MaxForwardChannels,
 		MaxStartups:          cfg.MaxStartups,
 		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
+		Observer:             obs,
 	}, st, gateway.NewSessions(mgr, mgr.Transfers()), commands.Parts{
 		Catalog:    mgr.Catalog(),
 		Images:     mgr.Images(),
