@@ -59,6 +59,8 @@ type fakeSessions struct {
 	procs   chan *fakeProc           // every process started, in order
 	signal  func(sig syscall.Signal) // runs in Signal; may block
 	leases  int                      // held now
+	// launched is what the leases' Launched says: a cold login.
+	launched bool
 	touches int                      // Lease.Touch calls, all leases
 	retired chan struct{}
 }
@@ -147,6 +149,14 @@ func (l *fakeLease) Listen(_ context.Context, network, addr string) (net.Listene
 }
 
 func (l *fakeLease) SocketDir() (string, string, bool) { return "", "", false }
+
+// Launched is *session.Lease's: the gateway asks for it to time a cold
+// login.
+func (l *fakeLease) Launched() bool {
+	l.f.mu.Lock()
+	defer l.f.mu.Unlock()
+	return l.f.launched
+}
 func (l *fakeLease) User() store.User                  { return l.u }
 func (l *fakeLease) Shell() string                     { return "/bin/fakesh" }
 func (l *fakeLease) Retired() <-chan struct{}          { return l.f.retired }

@@ -135,7 +135,7 @@ func New(opts Options, users Users, sessions Sessions, cmds commands.Service, lo
 		},
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
 			s.failure(conn.RemoteAddr(), slog.LevelDebug, "handshake failed", "err", err)
-			cs, _ := s.handshakes.Load(conn.RemoteAddr().String())
+			cs, _ := s.handshakes.LoadAndDelete(conn.RemoteAddr().String())
 			st, _ := cs.(*connState)
 			if st == nil || !st.authenticated.Load() {
 				s.obs.AuthFailed(authFailure(err, st))
@@ -218,7 +218,13 @@ func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
 		<-ctx.Done()
 		t.Stop()
 		release()
-		s.handshakes.CompareAndDelete(remote, cs)
+		if cs.authenticated.Load() {
+			s.handshakes.CompareAndDelete(remote, cs)
+			return
+		}
+		// x/crypto closes a failed connection, which ends ctx, before
+		// the failure callback runs: leave that callback the state.
+		time.AfterFunc(time.Second, func() { s.handshakes.CompareAndDelete(remote, cs) })
 	}()
 	if s.opts.KeepaliveInterval > 0 {
 		go s.keepalive(ctx, conn)
