@@ -109,14 +109,12 @@ func TestObserverAuthFailures(t *testing.T) {
 
 	// An idle connection times out; three more from one source are one
 	// too many.
-	var idle []net.Conn
 	for range 4 {
 		c, err := net.Dial("tcp", g.addr)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		idle = append(idle, c)
 	}
 	obs.waitAuth(t, AuthMaxStartupsPerSource)
 	obs.waitAuth(t, AuthTimeout)
