@@ -53,16 +53,16 @@ type fakeSessions struct {
 	// GPU queue), fail or panic.
 	attach func(ctx context.Context, project string) error
 	// dial and listen serve the leases' Dial and Listen.
-	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
-	dialed []string
-	listen func(network, addr string) (net.Listener, error)
-	procs  chan *fakeProc           // every process started, in order
-	signal func(sig syscall.Signal) // runs in Signal; may block
-	leases int                      // held now
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	dialed  []string
+	listen  func(network, addr string) (net.Listener, error)
+	procs   chan *fakeProc           // every process started, in order
+	signal  func(sig syscall.Signal) // runs in Signal; may block
+	leases  int                      // held now
+	touches int                      // Lease.Touch calls, all leases
+	retired chan struct{}
 	// launched is what the leases' Launched says: a cold login.
 	launched bool
-	touches  int // Lease.Touch calls, all leases
-	retired  chan struct{}
 }
 
 func newFakeSessions() *fakeSessions {
@@ -149,6 +149,10 @@ func (l *fakeLease) Listen(_ context.Context, network, addr string) (net.Listene
 }
 
 func (l *fakeLease) SocketDir() (string, string, bool) { return "", "", false }
+func (l *fakeLease) User() store.User                  { return l.u }
+func (l *fakeLease) Shell() string                     { return "/bin/fakesh" }
+func (l *fakeLease) Retired() <-chan struct{}          { return l.f.retired }
+func (l *fakeLease) RetiredWhy() string                { return "retired by test" }
 
 // Launched is *session.Lease's: the gateway asks for it to time a cold
 // login.
@@ -157,10 +161,6 @@ func (l *fakeLease) Launched() bool {
 	defer l.f.mu.Unlock()
 	return l.f.launched
 }
-func (l *fakeLease) User() store.User         { return l.u }
-func (l *fakeLease) Shell() string            { return "/bin/fakesh" }
-func (l *fakeLease) Retired() <-chan struct{} { return l.f.retired }
-func (l *fakeLease) RetiredWhy() string       { return "retired by test" }
 
 func (l *fakeLease) Touch() {
 	l.f.mu.Lock()
