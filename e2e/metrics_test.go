@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,13 @@ func TestMetrics(t *testing.T) {
 
 	hold := g.startSSH(t, mia, "p", gpuEnv+"; sleep 300")
 	hold.waitOutput(t, "gpus=GPU-", timeoutLong)
+
+	// A file transfer counts its bytes, and is no session.
+	local := t.TempDir()
+	if err := os.WriteFile(filepath.Join(local, "data.bin"), make([]byte, 100<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.mustSFTP(t, mia, "p", local, "put data.bin\n")
 
 	// The state is refreshed every few seconds: wait for a reading taken
 	// after the container started (during its launch the GPU is held
@@ -69,6 +77,9 @@ func TestMetrics(t *testing.T) {
 		if len(s) != 1 || s[0].value != want.value {
 			t.Errorf("%s{%s}: %+v, want %v", want.name, want.label, s, want.value)
 		}
+	}
+	if s := series(text, "ds01_transfer_bytes_total", `direction="in"`); len(s) != 1 || s[0].value < 100<<10 {
+		t.Errorf("bytes into the workspace after a 100 KiB upload: %+v", s)
 	}
 	if s := series(text, "ds01_gpu_utilization_ratio", ""); len(s) != 2 {
 		t.Errorf("utilisation of 2 fake GPUs: %+v", s)
