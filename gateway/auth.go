@@ -24,7 +24,9 @@ var errNoIdentity = errors.New("no authenticated key on this connection")
 func (s *Server) authorize(ctx gssh.Context, key gssh.PublicKey) bool {
 	fp := gossh.FingerprintSHA256(key)
 	u, _, err := s.users.UserByKey(ctx, fp)
+	cs := stateOf(ctx)
 	if err != nil {
+		cs.unknownKey.Store(true)
 		if !errors.Is(err, store.ErrNotFound) {
 			s.failure(ctx.RemoteAddr(), slog.LevelError, "key lookup", "err", err)
 		}
@@ -36,10 +38,12 @@ func (s *Server) authorize(ctx gssh.Context, key gssh.PublicKey) bool {
 		r, err := kp.KeyAccess(fp, remoteAddr(ctx.RemoteAddr()), time.Now())
 		if err != nil {
 			s.failure(ctx.RemoteAddr(), slog.LevelInfo, "key refused", "user", u.Name, "login", logName(ctx.User()), "key", fp, "reason", err)
+			s.noteDenied(ctx, "key refused by its options", fp)
 			return false
 		}
 		setRestrictions(ctx, r)
 	}
+	cs.knownKey.Store(true)
 	s.log.Debug("key accepted", "user", u.Name, "login", logName(ctx.User()), "key", fp)
 	return true
 }

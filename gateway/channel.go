@@ -269,6 +269,8 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 		return
 	}
 	defer proc.Close()
+	sc.observeStart(u.Name, lease)
+	defer sc.s.obs.SessionEnded(u.Name)
 	sigDone := make(chan struct{})
 	defer close(sigDone)
 	go sc.deliverSignals(sigDone, proc)
@@ -335,6 +337,23 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 		return
 	}
 	sc.exit(status)
+}
+
+// observeStart tells the observer that a session's process started and,
+// for the connection's first such session, the login's latency since
+// authentication (see Observer.Login).
+func (sc *sessionChan) observeStart(user string, lease Lease) {
+	sc.s.obs.SessionStarted(user)
+	cs := stateOf(sc.gctx)
+	at := cs.authAt.Load()
+	if at == 0 || !cs.loginTimed.CompareAndSwap(false, true) {
+		return
+	}
+	kind := LoginWarm
+	if l, ok := lease.(interface{ Launched() bool }); ok && l.Launched() {
+		kind = LoginCold
+	}
+	sc.s.obs.Login(kind, time.Since(time.Unix(0, at)))
 }
 
 // sessionArgv is the argv for a session: the user's login shell for

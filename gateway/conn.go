@@ -33,6 +33,14 @@ type connState struct {
 	// when authentication succeeds or the connection ends.
 	unauthenticated func()
 
+	// What authentication saw, for the observer: a key that belongs to
+	// nobody, a registered key, the handshake timeout, success and when
+	// (Unix nanoseconds); loginTimed is set once the login's latency has
+	// been told.
+	unknownKey, knownKey, timedOut, authenticated atomic.Bool
+	authAt                                        atomic.Int64
+	loginTimed                                    atomic.Bool
+
 	globalOnce sync.Once
 	global     chan globalRequest
 }

@@ -61,6 +61,8 @@ type fakeSessions struct {
 	leases  int                      // held now
 	touches int                      // Lease.Touch calls, all leases
 	retired chan struct{}
+	// launched is what the leases' Launched says: a cold login.
+	launched bool
 }
 
 func newFakeSessions() *fakeSessions {
@@ -151,6 +153,14 @@ func (l *fakeLease) User() store.User                  { return l.u }
 func (l *fakeLease) Shell() string                     { return "/bin/fakesh" }
 func (l *fakeLease) Retired() <-chan struct{}          { return l.f.retired }
 func (l *fakeLease) RetiredWhy() string                { return "retired by test" }
+
+// Launched is *session.Lease's: the gateway asks for it to time a cold
+// login.
+func (l *fakeLease) Launched() bool {
+	l.f.mu.Lock()
+	defer l.f.mu.Unlock()
+	return l.f.launched
+}
 
 func (l *fakeLease) Touch() {
 	l.f.mu.Lock()

@@ -127,6 +127,14 @@ func (s *startups) acquire(src string) (release func(), refused string) {
 	}, ""
 }
 
+// refusedReason is the observer's reason for a refusal by acquire.
+func refusedReason(refused string) string {
+	if strings.Contains(refused, "max_startups_per_source") {
+		return AuthMaxStartupsPerSource
+	}
+	return AuthMaxStartups
+}
+
 // failureLog bounds the log lines about failed connections (unknown keys,
 // refused or timed-out handshakes): up to perSource lines per source and
 // window, and up to total lines in all; the rest are counted, and each
@@ -222,6 +230,8 @@ func (s *Server) countAuthenticated(config func(gssh.Context) *gossh.ServerConfi
 		cs := stateOf(ctx)
 		cfg.AuthLogCallback = func(_ gossh.ConnMetadata, _ string, err error) {
 			if err == nil {
+				cs.authAt.Store(time.Now().UnixNano())
+				cs.authenticated.Store(true)
 				cs.unauthenticated()
 			}
 		}

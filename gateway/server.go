@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	gssh "github.com/gliderlabs/ssh"
@@ -66,6 +67,9 @@ type Options struct {
 	IsAdmin func(ctx context.Context, u store.User) bool
 	// Events records auth.denied events (authlog.go); nil records none.
 	Events EventRecorder
+	// Observer hears failed logins, sessions, login latency and transfer
+	// volume (observe.go); nil means nobody does.
+	Observer Observer
 }
 
 // Users finds the account a public key belongs to.
@@ -86,6 +90,11 @@ type Server struct {
 	failures *failureLog
 	denied   *authDenials // nil without Options.Events
 	open     openSessions // for the shutdown notice (shutdown.go)
+	obs      Observer
+	// handshakes maps a connection's remote address to its state until
+	// the connection ends: the handshake's failure callback is given the
+	// connection only, and needs what authentication saw.
+	handshakes sync.Map
 }
 
 // New builds a server; call Serve to accept connections. Sessions serve
@@ -112,7 +121,11 @@ func New(opts Options, users Users, sessions Sessions, cmds commands.Service, lo
 	opts.MaxForwardChannels = orDefault(opts.MaxForwardChannels, DefaultMaxForwardChannels)
 	opts.MaxStartups = orDefault(opts.MaxStartups, DefaultMaxStartups)
 	opts.MaxStartupsPerSource = orDefault(opts.MaxStartupsPerSource, DefaultMaxStartupsPerSource)
-	s := &Server{opts: opts, users: users, sessions: sessions, commands: cmds, log: log,
+	obs := opts.Observer
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	s := &Server{opts: opts, users: users, sessions: sessions, commands: cmds, log: log, obs: obs,
 		startups: newStartups(opts.MaxStartups, opts.MaxStartupsPerSource),
 		failures: newFailureLog(failureLinesPerSource, failureLinesTotal, failureWindow, func(src string, n int) {
 			log.Info("connection failures not logged", "source", src, "suppressed", n, "window", failureWindow)
@@ -130,6 +143,11 @@ func New(opts Options, users Users, sessions Sessions, cmds commands.Service, lo
 		},
 		ConnectionFailedCallback: func(conn net.Conn, err error) {
 			s.failure(conn.RemoteAddr(), slog.LevelDebug, "handshake failed", "err", err)
+			cs, _ := s.handshakes.LoadAndDelete(conn.RemoteAddr().String())
+			st, _ := cs.(*connState)
+			if st == nil || !st.authenticated.Load() {
+				s.obs.AuthFailed(authFailure(err, st))
+			}
 		},
 		// Local forwards connect inside the user's own container only;
 		// other channel types are refused.
@@ -182,12 +200,17 @@ func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
 	release, refused := s.startups.acquire(sourceOf(conn.RemoteAddr()))
 	if release == nil {
 		s.failure(conn.RemoteAddr(), slog.LevelInfo, "connection refused", "reason", refused)
+		s.obs.AuthFailed(refusedReason(refused))
 		return nil // gliderlabs closes it
 	}
-	ctx.SetValue(connStateKey, &connState{unauthenticated: release})
+	cs := &connState{unauthenticated: release}
+	ctx.SetValue(connStateKey, cs)
+	remote := conn.RemoteAddr().String()
+	s.handshakes.Store(remote, cs)
 	t := time.AfterFunc(s.opts.HandshakeTimeout, func() {
 		if ctx.Value(gssh.ContextKeyConn) == nil {
 			s.failure(conn.RemoteAddr(), slog.LevelInfo, "handshake timeout")
+			cs.timedOut.Store(true)
 			conn.Close()
 		}
 	})
@@ -195,6 +218,13 @@ func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
 		<-ctx.Done()
 		t.Stop()
 		release()
+		if cs.authenticated.Load() {
+			s.handshakes.CompareAndDelete(remote, cs)
+			return
+		}
+		// x/crypto closes a failed connection, which ends ctx, before
+		// the failure callback runs: leave that callback the state.
+		time.AfterFunc(time.Second, func() { s.handshakes.CompareAndDelete(remote, cs) })
 	}()
 	if s.opts.KeepaliveInterval > 0 {
 		go s.keepalive(ctx, conn)

@@ -76,6 +76,7 @@ func (sc *sessionChan) serveFiles(ctx context.Context, log *slog.Logger, u store
 		Args:   args,
 	}, sc.ch, sc.ch, sc.ch.Stderr())
 	sc.s.sessions.RecordTransfer(ctx, u, project, mode, session.TransferStats{BytesIn: st.BytesIn, BytesOut: st.BytesOut}, time.Since(start))
+	sc.s.observeTransfer(st.BytesIn, st.BytesOut)
 	if err != nil {
 		if ctx.Err() != nil {
 			// The client closed the channel without waiting for the exit
@@ -105,7 +106,9 @@ func (sc *sessionChan) serveRsync(ctx context.Context, log *slog.Logger, u store
 	in := &countingReader{r: sc.ch}
 	out := &countingWriter{w: sc.ch}
 	status, err := sc.s.sessions.RunTransfer(ctx, u, project, cmd, in, out, sc.ch.Stderr())
-	sc.s.sessions.RecordTransfer(ctx, u, project, "rsync", session.TransferStats{BytesIn: in.n.Load(), BytesOut: out.n.Load()}, time.Since(start))
+	bytesIn, bytesOut := in.n.Load(), out.n.Load()
+	sc.s.sessions.RecordTransfer(ctx, u, project, "rsync", session.TransferStats{BytesIn: bytesIn, BytesOut: bytesOut}, time.Since(start))
+	sc.s.observeTransfer(bytesIn, bytesOut)
 	if errors.Is(err, session.ErrLimit) {
 		log.Info("rsync", "err", err)
 		sc.fail(userMessage(err), 1)
@@ -119,6 +122,16 @@ func (sc *sessionChan) serveRsync(ctx context.Context, log *slog.Logger, u store
 		return
 	}
 	sc.exit(status)
+}
+
+// observeTransfer tells the observer what a transfer moved.
+func (s *Server) observeTransfer(in, out int64) {
+	if in > 0 {
+		s.obs.TransferBytes(TransferIn, in)
+	}
+	if out > 0 {
+		s.obs.TransferBytes(TransferOut, out)
+	}
 }
 
 // clip shortens s for a log line: a refused command may be long.

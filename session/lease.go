@@ -95,3 +95,9 @@ func (l *Lease) RetiredWhy() string {
 		return ""
 	}
 }
+
+// Launched says whether this Attach waited for the container to be
+// launched (a build, the GPU queue, creating and starting it), its own
+// launch or another connection's, rather than joining one that ran: the
+// metrics' "cold" login.
+func (l *Lease) Launched() bool { return l.launched }

@@ -203,6 +203,9 @@ type Lease struct {
 	once     sync.Once
 	attached time.Time
 	ret      *retirement
+	// launched: this Attach waited for a launch of the container (see
+	// Launched).
+	launched bool
 }
 
 // retirement is the end of one container: done closes when it is retired,
@@ -251,10 +254,12 @@ func (m *Manager) Attach(ctx context.Context, u store.User, project string, want
 	m.mu.Unlock()
 
 	l := &Lease{m: m, e: e, k: k, user: u, attached: time.Now()}
-	if err := m.ensureRunning(ctx, e, u, want, notice); err != nil {
+	launched, err := m.ensureRunning(ctx, e, u, want, notice)
+	if err != nil {
 		l.Release()
 		return nil, err
 	}
+	l.launched = launched
 	if err := e.mu.LockContext(ctx); err != nil {
 		l.Release()
 		return nil, err
@@ -278,11 +283,12 @@ func (e *entry) containerIDLocked() string {
 }
 
 // ensureRunning makes sure e has a running container: it joins the one
-// that runs, or follows the launch under way, or starts one.
-func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, want Want, notice io.Writer) error {
+// that runs, or follows the launch under way, or starts one. launched
+// says it waited for a launch (its own or another caller's).
+func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, want Want, notice io.Writer) (launched bool, _ error) {
 	for {
 		if err := e.mu.LockContext(ctx); err != nil {
-			return err
+			return false, err
 		}
 		e.user = u // the latest record: a key or group may have changed
 		op, id, held := e.launch, e.containerID, len(e.gpus)
@@ -292,27 +298,27 @@ func (m *Manager) ensureRunning(ctx context.Context, e *entry, u store.User, wan
 		e.mu.Unlock()
 		if op != nil {
 			if err := op.follow(ctx, notice); err != nil {
-				return err
+				return true, err
 			}
 			if op.want != want {
 				m.mismatch(e, want, notice)
 			}
-			return nil
+			return true, nil
 		}
 		ok, err := m.rt.Running(ctx, id)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if ok {
 			if want.GPUs >= 0 && want.GPUs != held {
 				fmt.Fprintf(notice, "ds01: joined the running container of %s, which has %d GPU(s) (you asked for %d); to change: container-retire %s, then connect again\n",
 					e.project, held, want.GPUs, e.project)
 			}
-			return nil
+			return false, nil
 		}
 		// It died on its own or an admin removed it: clean up, relaunch.
 		if err := e.mu.LockContext(ctx); err != nil {
-			return err
+			return false, err
 		}
 		if e.containerID == id {
 			m.log.Warn("container gone, relaunching", "user", u.Name, "project", e.project, "container", id)

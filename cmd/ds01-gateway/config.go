@@ -90,6 +90,8 @@ type Config struct {
 	UsersFrom     string   `yaml:"users_from"`
 	AllowedGroups []string `yaml:"allowed_groups"`
 	MinUID        int      `yaml:"min_uid"`
+	// MetricsListen serves Prometheus' /metrics there; "" is off (metrics.go).
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // FakeGPU is one GPU of a fake inventory, for hosts without GPUs.
@@ -334,6 +336,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Lifecycle.validate(); err != nil {
+		return err
+	}
+	if err := c.validateMetrics(); err != nil {
 		return err
 	}
 	for i, a := range c.ForwardAllow {

@@ -126,6 +126,10 @@ func serve(args []string) error {
 	if hostDir != nil {
 		member = hostDir.InGroup
 	}
+	obs, err := startMetrics(ctx, cfg, log, st, mgr)
+	if err != nil {
+		return err
+	}
 	srv, err := gateway.New(gateway.Options{
 		// Through /proc, so a user who cannot reach the binary's path can
 		// still run it as the transfer child.
@@ -149,6 +153,7 @@ func serve(args []string) error {
 		MaxStartupsPerSource: cfg.MaxStartupsPerSource,
 		IsAdmin:              isAdmin(cfg.AdminGroup, member, log),
 		Events:               st,
+		Observer:             obs,
 	}, users, gateway.NewSessions(mgr, mgr.Transfers()), commands.Parts{
 		Catalog:    mgr.Catalog(),
 		Images:     mgr.Images(),
