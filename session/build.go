@@ -199,6 +199,10 @@ func (im *Images) UpdateImage(ctx context.Context, u store.User, project string,
 		im.log.Warn("remove failed Dockerfile", "project", project, "err", err)
 	}
 	res.Running = im.runsOtherImage(u, project, res.ImageID)
+	if res.Built {
+		// The slot is still held: no other build's image is half made.
+		im.pruneProject(ctx, u.UID, u.Name, project)
+	}
 	return res, nil
 }
 
@@ -258,6 +262,7 @@ func (im *Images) buildLocked(ctx context.Context, u store.User, project string,
 	}
 	d := time.Since(start)
 	fctx := context.WithoutCancel(ctx)
+	im.pruneBuildCache(fctx)
 	if err != nil {
 		switch cause := context.Cause(ctx); {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
