@@ -11,7 +11,6 @@ import (
 	"github.com/ds01/ds01-gateway/store"
 )
 
-
 // Three rebuilds with no container leave the project one image: each
 // previous one goes as soon as its successor is tagged.
 func TestRebuildsLeaveOneImage(t *testing.T) {

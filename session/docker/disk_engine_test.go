@@ -51,7 +51,9 @@ func TestRemoveUnusedImage(t *testing.T) {
 	ctx := context.Background()
 	ref := fmt.Sprintf("ds01-disktest/p%d:latest", time.Now().UnixNano())
 	label := fmt.Sprintf("LABEL ds01.disktest=%q\n", ref)
-	t.Cleanup(func() { d.cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true}) })
+	t.Cleanup(func() {
+		d.cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	})
 	first, err := buildTest(t, d, ref, "FROM "+usageTestImage+"\nRUN echo one > /v\n"+label)
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +99,9 @@ func TestFailedBuildLeftovers(t *testing.T) {
 	d := engine(t)
 	needBase(t, d)
 	ref := fmt.Sprintf("ds01-disktest/f%d:latest", time.Now().UnixNano())
-	t.Cleanup(func() { d.cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true}) })
+	t.Cleanup(func() {
+		d.cli.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	})
 	step := fmt.Sprintf("RUN echo %d > /v\n", time.Now().UnixNano())
 	if _, err := buildTest(t, d, ref, "FROM "+usageTestImage+"\n"+step+"RUN false\n"); err == nil {
 		t.Fatal("the build did not fail")
