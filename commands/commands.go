@@ -41,6 +41,9 @@ type Env struct {
 	// InShell is set inside the interactive shell, where hints name the
 	// command alone.
 	InShell bool
+	// Admin is set for a member of admin_group (lead: H1 adds the same
+	// field; keep one).
+	Admin bool
 }
 
 // hint is how the user runs a command from where they are.

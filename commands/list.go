@@ -221,18 +221,20 @@ func imageList() *command {
 			}
 			if isJSON(p) {
 				type imageJSON struct {
-					Project   string     `json:"project"`
-					Image     string     `json:"image"`
-					ImageID   string     `json:"image_id"`
-					State     string     `json:"state"`
-					Stale     bool       `json:"stale"`
+					Project string `json:"project"`
+					Image   string `json:"image"`
+					ImageID string `json:"image_id"`
+					State   string `json:"state"`
+					Stale   bool   `json:"stale"`
+					// Size is kept for scripts written before size_bytes.
 					Size      int64      `json:"size"`
+					SizeBytes int64      `json:"size_bytes"`
 					Created   *time.Time `json:"created"`
 					LastBuild *buildJSON `json:"last_build"`
 				}
 				return writeJSONList(env.Stdout, ps, func(pr session.ProjectInfo) imageJSON {
 					j := toProjectJSON(pr)
-					return imageJSON{pr.Name, j.Image, j.ImageID, j.ImageState, j.ImageStale, j.ImageSize, j.ImageCreated, j.LastBuild}
+					return imageJSON{pr.Name, j.Image, j.ImageID, j.ImageState, j.ImageStale, j.ImageSize, j.ImageSize, j.ImageCreated, j.LastBuild}
 				})
 			}
 			tw := table(env.Stdout)
@@ -373,5 +375,6 @@ func init() {
 	registered = []*command{
 		projectList(), imageCreate(), imageUpdate(), imageShow(), imageList(), imageRetire(),
 		containerList(), containerRetire(), containerKeep(), projectSet(), gpuStatus(), checkLimits(),
+		diskUsage(),
 	}
 }

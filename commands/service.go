@@ -19,6 +19,7 @@ type Service interface {
 	Retirer
 	GPUs
 	Keeper
+	Disk
 }
 
 // Keeper holds a container off its idle stop (container-keep);
@@ -75,6 +76,7 @@ type Parts struct {
 	Retirer
 	GPUs
 	Keeper
+	Disk
 }
 
 var (
@@ -85,4 +87,5 @@ var (
 	_ Retirer    = (*session.Manager)(nil)
 	_ GPUs       = (*session.GPUs)(nil)
 	_ Keeper     = (*session.Reaper)(nil)
+	_ Disk       = (*session.Disk)(nil)
 )

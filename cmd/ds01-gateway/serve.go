@@ -102,6 +102,7 @@ func serve(args []string) error {
 		BaseImage:        cfg.BaseImage,
 		AllowedBases:     cfg.AllowedBases,
 		BuildTimeout:     cfg.BuildTimeout.Duration,
+		BuildCacheMax:    int64(cfg.BuildCacheMax),
 		RetireAfter:      cfg.RetireAfter.Duration,
 		Instance:         instance,
 		RunDir:           filepath.Join(dataDir, "run"),
@@ -150,6 +151,7 @@ func serve(args []string) error {
 		Retirer:    mgr,
 		GPUs:       mgr.GPUs(),
 		Keeper:     mgr.Reaper(),
+		Disk:       mgr.Disk(),
 	}, log)
 	if err != nil {
 		return err
