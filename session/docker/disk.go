@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -10,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/versions"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
@@ -144,4 +146,43 @@ func (d *Docker) keepLeftovers(ref string, buildErr error, committed []string) {
 		}
 	}
 	d.log.Info("removed a failed build's images", "ref", ref, "removed", removed, "of", len(ids))
+}
+
+// networkGone reports whether err is the engine not finding the network
+// name, which this process believed to exist: someone removed it (user
+// remove --purge, an admin). It then creates it again, so the caller can
+// retry once.
+func (d *Docker) networkGone(ctx context.Context, err error, name string, labels map[string]string) bool {
+	if name == "" || !strings.Contains(err.Error(), "network "+name+" not found") {
+		return false
+	}
+	d.networks.Delete(name)
+	if nerr := d.ensureNetwork(ctx, name, labels); nerr != nil {
+		d.log.Warn("recreate network", "network", name, "err", nerr)
+		return false
+	}
+	return true
+}
+
+// RemoveNetwork removes the network name if it carries every one of
+// labels (so only a network the gateway made), and reports whether it
+// did. The engine refuses a network a container is attached to.
+func (d *Docker) RemoveNetwork(ctx context.Context, name string, labels map[string]string) (bool, error) {
+	n, err := d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect network %s: %w", name, err)
+	}
+	for k, v := range labels {
+		if n.Labels[k] != v {
+			return false, fmt.Errorf("network %s is not this gateway's (label %s=%q): left alone", name, k, n.Labels[k])
+		}
+	}
+	if err := d.cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+		return false, fmt.Errorf("remove network %s: %w", name, err)
+	}
+	d.networks.Delete(name)
+	return true, nil
 }

@@ -86,6 +86,10 @@ func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Write
 		opts.CPUPeriod = cpuPeriod
 		opts.CPUQuota = cpuQuota(spec.Limits.NanoCPUs)
 	}
+	// A build looks again rather than trust what it remembers: the
+	// network may have gone with its user (user remove --purge). The
+	// stream of a build cannot be replayed as a launch can.
+	d.networks.Delete(spec.Network)
 	if err := d.ensureNetwork(ctx, spec.Network, spec.NetworkLabels); err != nil {
 		return "", fmt.Errorf("build %s: %w", ref, err)
 	}

@@ -44,3 +44,23 @@ func TestUsage(t *testing.T) {
 		t.Errorf("Usage with a cancelled context = %+v, want partial", u)
 	}
 }
+
+// RemoveAll removes the tree, not what a symlink in it points at.
+func TestRemoveAllFollowsNoSymlink(t *testing.T) {
+	d, dir, secret := openWS(t)
+	if err := os.MkdirAll(filepath.Join(dir, "proj", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, filepath.Join(dir, "proj", "sub", "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RemoveAll("proj"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "proj")); !os.IsNotExist(err) {
+		t.Errorf("proj still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(secret, "shadow")); err != nil {
+		t.Errorf("the symlink's target went too: %v", err)
+	}
+}
