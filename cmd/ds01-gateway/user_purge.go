@@ -30,6 +30,7 @@ type purgeEngine interface {
 	Images(ctx context.Context, labels map[string]string) ([]runtime.Image, error)
 	RemoveImage(ctx context.Context, ref string) error
 	RemoveUnused(ctx context.Context, id string) (bool, error)
+	ImageID(ctx context.Context, ref string) (string, error)
 	RemoveNetwork(ctx context.Context, name string, labels map[string]string) (bool, error)
 }
 
@@ -135,11 +136,13 @@ func (p *purge) images(ctx context.Context, u store.User, ours map[string]string
 				}
 			}
 		}
-		ok, err := p.eng.RemoveUnused(ctx, img.ID)
-		if err != nil {
+		if _, err := p.eng.RemoveUnused(ctx, img.ID); err != nil {
 			return err
 		}
-		if !ok {
+		// Untagging removed it already if nothing else used it.
+		if left, err := p.eng.ImageID(ctx, img.ID); err != nil {
+			return err
+		} else if left != "" {
 			kept++
 			continue
 		}

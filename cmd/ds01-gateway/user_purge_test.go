@@ -48,9 +48,14 @@ func (f *fakeEngine) Images(_ context.Context, want map[string]string) ([]runtim
 	return out, nil
 }
 
-func (f *fakeEngine) RemoveImage(_ context.Context, ref string) error {
+// RemoveImage untags ref, and removes the image if that was its last tag
+// and no container uses it, as the engine does.
+func (f *fakeEngine) RemoveImage(ctx context.Context, ref string) error {
 	for id, tags := range f.images {
-		f.images[id] = slices.DeleteFunc(tags, func(t string) bool { return t == ref })
+		if slices.Contains(tags, ref) {
+			f.images[id] = slices.DeleteFunc(tags, func(t string) bool { return t == ref })
+			f.RemoveUnused(ctx, id)
+		}
 	}
 	return nil
 }
@@ -66,6 +71,13 @@ func (f *fakeEngine) RemoveUnused(_ context.Context, id string) (bool, error) {
 	}
 	delete(f.images, id)
 	return true, nil
+}
+
+func (f *fakeEngine) ImageID(_ context.Context, id string) (string, error) {
+	if _, ok := f.images[id]; ok {
+		return id, nil
+	}
+	return "", nil
 }
 
 func (f *fakeEngine) RemoveNetwork(_ context.Context, name string, want map[string]string) (bool, error) {
