@@ -142,7 +142,16 @@ func (im *Images) UpdateImage(ctx context.Context, u store.User, project string,
 	if err != nil {
 		return BuildResult{}, err
 	}
-	defer release()
+	built := false
+	defer func() {
+		release()
+		if built {
+			// Once the slot is free, on its own: removing a 20 GB image
+			// takes seconds the user's command need not wait for. A
+			// build that takes the slot first prunes when it ends.
+			go im.pruneIdle(u.UID, u.Name, project)
+		}
+	}()
 	out = teeWriter{followers: bc, owner: out}
 
 	ref := image.Ref(u.UID, project)
@@ -174,6 +183,7 @@ func (im *Images) UpdateImage(ctx context.Context, u store.User, project string,
 	if err != nil {
 		return BuildResult{}, err
 	}
+	built = true
 	res, err := im.buildLocked(ctx, u, project, ws, df, bases, c, out)
 	if err != nil {
 		var be *BuildError
@@ -199,10 +209,6 @@ func (im *Images) UpdateImage(ctx context.Context, u store.User, project string,
 		im.log.Warn("remove failed Dockerfile", "project", project, "err", err)
 	}
 	res.Running = im.runsOtherImage(u, project, res.ImageID)
-	if res.Built {
-		// The slot is still held: no other build's image is half made.
-		im.pruneProject(ctx, u.UID, u.Name, project)
-	}
 	return res, nil
 }
 

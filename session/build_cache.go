@@ -45,8 +45,8 @@ func (im *Images) trimBuildCache(ctx context.Context, limit int64) {
 
 // startupPrune removes what a crash or the previous run left: unused
 // previous images, and build cache beyond the limit.
-func (im *Images) startupPrune() {
-	ctx, cancel := context.WithTimeout(context.Background(), buildCacheTimeout)
+func (im *Images) startupPrune(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, buildCacheTimeout)
 	defer cancel()
 	im.pruneAll(ctx)
 	if im.cfg.BuildCacheMax > 0 {

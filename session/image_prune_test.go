@@ -25,13 +25,11 @@ func TestRebuildsLeaveOneImage(t *testing.T) {
 		}
 	}
 	cur, _ := rt.ImageID(ctx, image.Ref(u.UID, "p"))
-	if ids := rt.imageIDs(u.UID, "p"); !slices.Equal(ids, []string{cur}) {
-		t.Errorf("images after 3 rebuilds = %v, want only the current %s", ids, cur)
-	}
-	evs, _ := m.store.ListEvents(ctx, store.EventFilter{User: u.Name, Type: "image.remove"})
-	if len(evs) != 3 {
-		t.Errorf("%d image.remove events, want 3", len(evs))
-	}
+	waitFor(t, "only the current image", func() bool { return slices.Equal(rt.imageIDs(u.UID, "p"), []string{cur}) })
+	waitFor(t, "3 image.remove events", func() bool {
+		evs, _ := m.store.ListEvents(ctx, store.EventFilter{User: u.Name, Type: "image.remove"})
+		return len(evs) == 3
+	})
 }
 
 // A container running on the first image keeps it through rebuilds (the
@@ -52,9 +50,7 @@ func TestRunningContainerKeepsItsImage(t *testing.T) {
 	cur, _ := rt.ImageID(ctx, image.Ref(u.UID, "p"))
 	want := []string{first, cur}
 	slices.Sort(want)
-	if ids := rt.imageIDs(u.UID, "p"); !slices.Equal(ids, want) {
-		t.Fatalf("images with a container on the first = %v, want %v", ids, want)
-	}
+	waitFor(t, "the first and the current image", func() bool { return slices.Equal(rt.imageIDs(u.UID, "p"), want) })
 	if err := m.RetireContainer(ctx, u, "p", "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -70,6 +66,7 @@ func TestPruneLeavesOthersImages(t *testing.T) {
 	if _, err := m.images.CreateImage(ctx, u, "p", ImageSpec{}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+	first, _ := rt.ImageID(ctx, image.Ref(u.UID, "p"))
 	foreign := map[string]runtime.Image{
 		"sha256:other-instance": {ID: "sha256:other-instance", Labels: map[string]string{LabelInstance: "other", LabelUID: "25001", LabelProject: "p"}},
 		"sha256:other-project":  {ID: "sha256:other-project", Labels: map[string]string{LabelInstance: "test", LabelUID: "25001", LabelProject: "q"}},
@@ -86,7 +83,8 @@ func TestPruneLeavesOthersImages(t *testing.T) {
 	if _, err := m.images.UpdateImage(ctx, u, "p", Change{Rebuild: true}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	m.images.startupPrune()
+	waitFor(t, "the prune after the build", func() bool { return !slices.Contains(rt.imageIDs(u.UID, "p"), first) })
+	m.images.startupPrune(ctx)
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	for id := range foreign {

@@ -85,8 +85,8 @@ func (r reconciler) run(ctx context.Context) error {
 		}
 	}
 	// Images the containers removed above ran, or that a crash left
-	// behind: on their own, not to delay the start.
-	go r.containers.images.startupPrune()
+	// behind: on their own, not to delay the start; a shutdown stops it.
+	go r.containers.images.startupPrune(ctx)
 	return nil
 }
 

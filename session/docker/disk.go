@@ -3,6 +3,7 @@ package docker
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -88,7 +89,7 @@ func (d *Docker) PruneBuildCache(ctx context.Context, keep int64) (int64, error)
 	if err != nil {
 		return 0, fmt.Errorf("prune build cache: %w", err)
 	}
-	return int64(rep.SpaceReclaimed), nil
+	return int64(min(rep.SpaceReclaimed, math.MaxInt64)), nil
 }
 
 // BuildCacheSize is the engine's build cache, as docker system df counts it.
