@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Build the minimal Debian base image the gateway and its tests use, from
 # what this machine can reach (Debian mirrors only): debootstrap + docker import.
-# Cached by tag: if the image exists, this is a no-op.
+# Cached by tag and recipe: if the image exists and was made from this
+# package list, this is a no-op; a changed list rebuilds it once.
 set -euo pipefail
 
 TAG="${1:-ds01-base:bookworm}"
 SUITE="${DS01_BASE_SUITE:-bookworm}"
 MIRROR="${DS01_BASE_MIRROR:-http://deb.debian.org/debian}"
-INCLUDE="netcat-openbsd,procps,rsync,ca-certificates"
+# What the gateway needs (netcat, procps, rsync, ca-certificates), then
+# DS01's standard tools, which its image template installs: every new
+# project has git without an apt step.
+INCLUDE="netcat-openbsd,procps,rsync,ca-certificates,git,curl,wget,vim,htop"
+# The recipe's fingerprint, kept as a label on the image: a changed list
+# rebuilds the image once on every machine that has the old one.
+RECIPE="$(printf '%s\n' "$SUITE" "$INCLUDE" | sha256sum | cut -c1-16)"
+LABEL=org.ds01.base-recipe  # not ds01.*: those belong to the gateway (build_check.go)
 
 log() { echo "base-image: $*" >&2; }
 
-if docker image inspect "$TAG" >/dev/null 2>&1; then
-	exit 0
+if have="$(docker image inspect --format "{{index .Config.Labels \"$LABEL\"}}" "$TAG" 2>/dev/null)"; then
+	if [ "$have" = "$RECIPE" ]; then
+		exit 0
+	fi
+	log "$TAG was made from another package list ($have, now $RECIPE): rebuilding"
 fi
 
 if ! command -v debootstrap >/dev/null 2>&1; then
@@ -36,5 +47,5 @@ fi
 rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
 
 log "importing as $TAG"
-tar -C "$dir" -c . | docker import -c 'CMD ["/bin/bash"]' - "$TAG" >/dev/null
-log "done in $((SECONDS - start))s"
+tar -C "$dir" -c . | docker import -c 'CMD ["/bin/bash"]' -c "LABEL $LABEL=$RECIPE" - "$TAG" >/dev/null
+log "done in $((SECONDS - start))s, $(docker image inspect --format '{{.Size}}' "$TAG" | awk '{printf "%d MB", $1/1048576}')"

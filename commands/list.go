@@ -222,18 +222,20 @@ func imageList() *command {
 			}
 			if isJSON(p) {
 				type imageJSON struct {
-					Project   string     `json:"project"`
-					Image     string     `json:"image"`
-					ImageID   string     `json:"image_id"`
-					State     string     `json:"state"`
-					Stale     bool       `json:"stale"`
+					Project string `json:"project"`
+					Image   string `json:"image"`
+					ImageID string `json:"image_id"`
+					State   string `json:"state"`
+					Stale   bool   `json:"stale"`
+					// Size is kept for scripts written before size_bytes.
 					Size      int64      `json:"size"`
+					SizeBytes int64      `json:"size_bytes"`
 					Created   *time.Time `json:"created"`
 					LastBuild *buildJSON `json:"last_build"`
 				}
 				return writeJSONList(env.Stdout, ps, func(pr session.ProjectInfo) imageJSON {
 					j := toProjectJSON(pr)
-					return imageJSON{pr.Name, j.Image, j.ImageID, j.ImageState, j.ImageStale, j.ImageSize, j.ImageCreated, j.LastBuild}
+					return imageJSON{pr.Name, j.Image, j.ImageID, j.ImageState, j.ImageStale, j.ImageSize, j.ImageSize, j.ImageCreated, j.LastBuild}
 				})
 			}
 			tw := table(env.Stdout)
@@ -393,5 +395,6 @@ func init() {
 		containerList(), containerRetire(), containerKeep(), projectSet(), gpuStatus(), checkLimits(),
 		events(), announce(), userList(),
 		keyList(), keyAdd(), keyRemove(),
+		diskUsage(),
 	}
 }

@@ -22,6 +22,7 @@ type Service interface {
 	Admin
 	EventLog
 	Keys
+	Disk
 }
 
 // Keeper holds a container off its idle stop (container-keep);
@@ -81,6 +82,7 @@ type Parts struct {
 	Admin
 	EventLog
 	Keys
+	Disk
 }
 
 var (
@@ -93,6 +95,7 @@ var (
 	_ Keeper     = (*session.Reaper)(nil)
 	_ Admin      = (*session.Admin)(nil)
 	_ EventLog   = (*store.Store)(nil)
+	_ Disk       = (*session.Disk)(nil)
 )
 
 // Admin is what admins do across users (Env.Admin); *session.Admin

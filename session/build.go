@@ -142,7 +142,16 @@ func (im *Images) UpdateImage(ctx context.Context, u store.User, project string,
 	if err != nil {
 		return BuildResult{}, err
 	}
-	defer release()
+	built := false
+	defer func() {
+		release()
+		if built {
+			// Once the slot is free, on its own: removing a 20 GB image
+			// takes seconds the user's command need not wait for. A
+			// build that takes the slot first prunes when it ends.
+			go im.pruneIdle(u.UID, u.Name, project)
+		}
+	}()
 	out = teeWriter{followers: bc, owner: out}
 
 	ref := image.Ref(u.UID, project)
@@ -174,6 +183,7 @@ func (im *Images) UpdateImage(ctx context.Context, u store.User, project string,
 	if err != nil {
 		return BuildResult{}, err
 	}
+	built = true
 	res, err := im.buildLocked(ctx, u, project, ws, df, bases, c, out)
 	if err != nil {
 		var be *BuildError
@@ -258,6 +268,7 @@ func (im *Images) buildLocked(ctx context.Context, u store.User, project string,
 	}
 	d := time.Since(start)
 	fctx := context.WithoutCancel(ctx)
+	im.pruneBuildCache(fctx)
 	if err != nil {
 		switch cause := context.Cause(ctx); {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):

@@ -18,6 +18,9 @@ var errNobodyWaits = errors.New("everyone waiting for it has gone")
 // requests that arrive meanwhile. Guarded by Images.mu.
 type buildSlot struct {
 	cur *broadcast
+	// pruning is closed when a prune of the project's old images ends
+	// (image_prune.go); a build waits for it.
+	pruning chan struct{}
 }
 
 // acquireBuild takes the project's build slot, following the output of
@@ -34,6 +37,16 @@ func (im *Images) acquireBuild(ctx context.Context, k key, project string, out i
 		if s == nil {
 			s = &buildSlot{}
 			im.builds[k] = s
+		}
+		if s.cur == nil && s.pruning != nil {
+			done := s.pruning
+			im.mu.Unlock()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return nil, nil, nil, context.Cause(ctx)
+			}
+			continue
 		}
 		if s.cur == nil {
 			bctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))

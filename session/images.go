@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ds01/ds01-gateway/session/image"
 	"github.com/ds01/ds01-gateway/session/workspace"
@@ -25,6 +26,8 @@ type Images struct {
 
 	mu     sync.Mutex
 	builds map[key]*buildSlot
+	// cachePruning is set while a prune of the build cache runs.
+	cachePruning atomic.Bool
 }
 
 // ensureProject creates the project on first use and builds its image if

@@ -82,7 +82,17 @@ func (m *Manager) launch(ctx context.Context, e *entry, u store.User, want Want,
 	if err != nil {
 		return err
 	}
-	if err := m.startContainer(ctx, e, u, ws, imageID, slots, m.limits.container(limits), notice); err != nil {
+	err = m.startContainer(ctx, e, u, ws, imageID, slots, m.limits.container(limits), notice)
+	if err != nil {
+		// A rebuild that ended during the wait for GPUs may have removed
+		// the image this launch looked up (image_prune.go): start from
+		// the project's image of now.
+		if cur, ierr := m.builder.ImageID(ctx, image.Ref(u.UID, e.project)); ierr == nil && cur != "" && cur != imageID {
+			m.log.Info("launch: image replaced meanwhile, retrying", "user", u.Name, "project", e.project)
+			err = m.startContainer(ctx, e, u, ws, cur, slots, m.limits.container(limits), notice)
+		}
+	}
+	if err != nil {
 		m.gpus.free(ctx, u, e.project)
 		return err
 	}

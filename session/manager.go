@@ -46,6 +46,9 @@ type Config struct {
 	AllowedBases []string
 	// BuildTimeout bounds one image build; zero means none.
 	BuildTimeout time.Duration
+	// BuildCacheMax is the engine's build cache in bytes beyond which it
+	// is pruned after each build and at start; zero turns pruning off.
+	BuildCacheMax int64
 
 	// Inventory and Alloc are the host's GPU slots and who holds them;
 	// nil on a host without GPUs.

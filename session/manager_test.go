@@ -11,6 +11,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +36,12 @@ type memRuntime struct {
 	// before that every image exists.
 	images map[string]runtime.Image
 	builds []string
+	// untagged holds the images a build moved a tag away from, by ID;
+	// removed lists the IDs RemoveUnused removed.
+	untagged map[string]runtime.Image
+	removed  []string
+	// cachePrunes are the keep values PruneBuildCache was called with.
+	cachePrunes []int64
 	// afterList runs after List has made its answer, before it returns.
 	afterList func()
 }
@@ -131,8 +141,93 @@ func (r *memRuntime) Build(_ context.Context, spec runtime.BuildSpec, out io.Wri
 	if r.images == nil {
 		r.images = map[string]runtime.Image{}
 	}
-	r.images[spec.Ref] = runtime.Image{ID: id, Labels: spec.Labels}
+	if old, ok := r.images[spec.Ref]; ok {
+		if r.untagged == nil {
+			r.untagged = map[string]runtime.Image{}
+		}
+		r.untagged[old.ID] = old
+	}
+	r.images[spec.Ref] = runtime.Image{ID: id, Labels: labelsOf(df)}
 	return id, nil
+}
+
+// labelsOf reads the LABEL line the gateway adds to the Dockerfile.
+func labelsOf(df []byte) map[string]string {
+	labels := map[string]string{}
+	for _, line := range strings.Split(string(df), "\n") {
+		if strings.HasPrefix(line, "LABEL ") {
+			for _, m := range labelRE.FindAllStringSubmatch(line, -1) {
+				labels[m[1]] = m[2]
+			}
+		}
+	}
+	return labels
+}
+
+var labelRE = regexp.MustCompile(`(\S+)="([^"]*)"`)
+
+func (r *memRuntime) Images(_ context.Context, labels map[string]string) ([]runtime.Image, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []runtime.Image
+	match := func(img runtime.Image) bool {
+		for k, v := range labels {
+			if img.Labels[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	for ref, img := range r.images {
+		if match(img) {
+			img.Tags = []string{ref}
+			out = append(out, img)
+		}
+	}
+	for _, img := range r.untagged {
+		if match(img) {
+			out = append(out, img)
+		}
+	}
+	return out, nil
+}
+
+// RemoveUnused removes an untagged image no container was launched from.
+func (r *memRuntime) RemoveUnused(_ context.Context, id string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.untagged[id]; !ok {
+		return false, nil
+	}
+	for _, c := range r.running {
+		if c.Image == id {
+			return false, nil
+		}
+	}
+	delete(r.untagged, id)
+	r.removed = append(r.removed, id)
+	return true, nil
+}
+
+func (r *memRuntime) PruneBuildCache(_ context.Context, keep int64) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cachePrunes = append(r.cachePrunes, keep)
+	return 0, nil
+}
+
+func (r *memRuntime) BuildCacheSize(context.Context) (int64, error) { return 0, nil }
+
+// imageIDs lists the IDs of the images labelled for uid's project, tagged
+// or not.
+func (r *memRuntime) imageIDs(uid int, project string) []string {
+	imgs, _ := r.Images(context.Background(), map[string]string{LabelUID: strconv.Itoa(uid), LabelProject: project})
+	var ids []string
+	for _, img := range imgs {
+		ids = append(ids, img.ID)
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 func dockerfileOf(tarStream io.Reader) ([]byte, error) {

@@ -84,6 +84,9 @@ func (r reconciler) run(ctx context.Context) error {
 			r.closeRow(ctx, row.ID, row.User, row.Project, "reconcile: gone")
 		}
 	}
+	// Images the containers removed above ran, or that a crash left
+	// behind: on their own, not to delay the start; a shutdown stops it.
+	go r.containers.images.startupPrune(ctx)
 	return nil
 }
 

@@ -76,6 +76,9 @@ func (m *Manager) retireLocked(ctx context.Context, e *entry, why string) {
 	}
 	e.containerID = ""
 	e.publish()
+	if m.images != nil {
+		m.images.retired(e.user, e.project, e.imageID)
+	}
 	if len(e.gpus) > 0 {
 		m.gpus.hold(ctx, e.user, e.project, id, e.gpus)
 	}

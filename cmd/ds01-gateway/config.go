@@ -56,6 +56,9 @@ type Config struct {
 	// TransferTimeout bounds one rsync transfer container.
 	TransferTimeout Duration `yaml:"transfer_timeout"`
 
+	// BuildCacheMax bounds the engine's build cache; 0 leaves it alone.
+	BuildCacheMax Size `yaml:"build_cache_max"`
+
 	// GPUs: NVML's inventory unless fake_gpus or fake_inventory is set.
 	FakeGPUs        int       `yaml:"fake_gpus"`
 	FakeInventory   []FakeGPU `yaml:"fake_inventory"`
@@ -290,6 +293,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BuildTimeout.Duration < 0 {
 		return errors.New("build_timeout: must not be negative (0 means no limit)")
+	}
+	if c.BuildCacheMax < 0 {
+		return errors.New("build_cache_max: must not be negative (0 leaves the build cache alone)")
 	}
 	if c.PublicName != "" && strings.ContainsAny(c.PublicName, " \t\n@/") {
 		return fmt.Errorf("public_name: want a host name, got %q", c.PublicName)

@@ -108,3 +108,16 @@ func TestParseAllowsFlagsAfterPositionals(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildCacheMax(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, "build_cache_max: 20g\n"))
+	if err != nil || cfg.Validate() != nil || cfg.BuildCacheMax != 20<<30 {
+		t.Fatalf("build_cache_max: 20g = %d, %v", cfg.BuildCacheMax, err)
+	}
+	if cfg, _ := loadConfig(writeConfig(t, "")); cfg.BuildCacheMax != 0 {
+		t.Errorf("default build_cache_max = %d, want 0 (off)", cfg.BuildCacheMax)
+	}
+	if _, err := loadConfig(writeConfig(t, "build_cache_max: lots\n")); err == nil || !strings.Contains(err.Error(), "size like") {
+		t.Errorf("build_cache_max: lots: %v", err)
+	}
+}

@@ -16,7 +16,7 @@ const usage = `usage:
   ds01-gateway user add NAME --uid N [--gid N] [--group G] [--system] --key-file FILE
   ds01-gateway user key add NAME --key-file FILE
   ds01-gateway user list
-  ds01-gateway user remove NAME
+  ds01-gateway user remove NAME [--purge [--force] [--purge-workspaces]]
   ds01-gateway gpu-check               print the NVML GPU inventory
 (every user command also takes --config FILE and --data-dir DIR)
 `

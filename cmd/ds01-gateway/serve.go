@@ -101,6 +101,7 @@ func serve(args []string) error {
 		BaseImage:        cfg.BaseImage,
 		AllowedBases:     cfg.AllowedBases,
 		BuildTimeout:     cfg.BuildTimeout.Duration,
+		BuildCacheMax:    int64(cfg.BuildCacheMax),
 		RetireAfter:      cfg.RetireAfter.Duration,
 		Instance:         instance,
 		RunDir:           filepath.Join(dataDir, "run"),
@@ -164,6 +165,7 @@ func serve(args []string) error {
 		Admin:      mgr.Admin(),
 		EventLog:   st,
 		Keys:       keys,
+		Disk:       mgr.Disk(),
 	}, log)
 	if err != nil {
 		return err

@@ -198,9 +198,14 @@ func userRemove(args []string) error {
 	fs := flag.NewFlagSet("user remove", flag.ContinueOnError)
 	var c common
 	c.register(fs)
+	var po purgeFlags
+	po.register(fs)
 	pos, err := parse(fs, args)
 	if err != nil || len(pos) != 1 {
 		return errUsage
+	}
+	if po.wanted() {
+		return userPurge(c, po, pos[0])
 	}
 	ctx := context.Background()
 	st, err := openStore(ctx, c)

@@ -72,6 +72,9 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 		}}
 	}
 	created, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	if err != nil && d.networkGone(ctx, err, spec.Network, spec.NetworkLabels) {
+		created, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	}
 	if err != nil {
 		return "", fmt.Errorf("create container: %w", err)
 	}

@@ -37,6 +37,10 @@ type Docker struct {
 
 	// readers maps a container ID to its *cgroup.Reader (usage.go).
 	readers sync.Map
+
+	// leftovers maps an image reference to the images its last build
+	// committed before failing (disk.go).
+	leftovers sync.Map
 }
 
 // ioMountPoint is where a container sees its FIFO directory; labelIODir

@@ -86,6 +86,10 @@ func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Write
 		opts.CPUPeriod = cpuPeriod
 		opts.CPUQuota = cpuQuota(spec.Limits.NanoCPUs)
 	}
+	// A build looks again rather than trust what it remembers: the
+	// network may have gone with its user (user remove --purge). The
+	// stream of a build cannot be replayed as a launch can.
+	d.networks.Delete(spec.Network)
 	if err := d.ensureNetwork(ctx, spec.Network, spec.NetworkLabels); err != nil {
 		return "", fmt.Errorf("build %s: %w", ref, err)
 	}
@@ -107,6 +111,7 @@ func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Write
 	log := &buildLog{out: out}
 	id, err := d.runBuild(ctx, spec.Context, opts, log)
 	log.Flush()
+	d.keepLeftovers(ref, err, log.committed)
 	// cgroup v2 counts the forks the group's limit refused; v1 counts them
 	// only in the step's own cgroup, gone by now, so there the step's
 	// output has to tell.
@@ -243,6 +248,10 @@ type buildLog struct {
 	buf []byte
 	// forkFailed is set once a line says a process could not be started.
 	forkFailed bool
+	// committed are the images this build's steps committed, in order
+	// (cache hits and bases left out); running is set while a step runs.
+	committed []string
+	running   bool
 }
 
 func (b *buildLog) Write(p []byte) (int, error) {
@@ -274,6 +283,7 @@ func (b *buildLog) emit(line []byte) {
 		line = line[i+1:]
 	}
 	t := string(bytes.TrimSpace(line))
+	b.track(t)
 	if t == "" || strings.HasPrefix(t, "---> ") || strings.HasPrefix(t, "Removing intermediate container") || strings.HasPrefix(t, "Successfully built") || strings.HasPrefix(t, "Successfully tagged") {
 		return
 	}
@@ -283,6 +293,29 @@ func (b *buildLog) emit(line []byte) {
 	}
 	// The session's progress writer: a reader who left is no build error.
 	_, _ = b.out.Write(append(line, '\n'))
+}
+
+// stepImage is the classic builder's line naming the image a step ended
+// with: " ---> 6a2e104c58fd".
+var stepImage = regexp.MustCompile(`^---> ([0-9a-f]{12})$`)
+
+// track notes the images the steps commit: a step that ran in a container
+// ("---> Running in ...") ends with the image it committed; a cache hit or
+// a FROM names an image some other build made.
+func (b *buildLog) track(t string) {
+	switch {
+	case strings.HasPrefix(t, "Step "):
+		b.running = false
+	case strings.HasPrefix(t, "---> Running in "):
+		b.running = true
+	default:
+		if m := stepImage.FindStringSubmatch(t); m != nil {
+			if b.running {
+				b.committed = append(b.committed, m[1])
+			}
+			b.running = false
+		}
+	}
 }
 
 func containsAny(s string, subs ...string) bool {

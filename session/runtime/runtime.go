@@ -74,6 +74,18 @@ type Builder interface {
 	// ImageFiles reads regular files out of an image; a missing file
 	// reads as empty.
 	ImageFiles(ctx context.Context, image string, paths ...string) (map[string][]byte, error)
+
+	// Images lists the images carrying every one of labels, tagged or not.
+	Images(ctx context.Context, labels map[string]string) ([]Image, error)
+	// RemoveUnused removes the untagged image id unless a container of
+	// any state uses it or another image builds on it, and reports
+	// whether it did. A tagged or missing image is left alone.
+	RemoveUnused(ctx context.Context, id string) (bool, error)
+	// PruneBuildCache removes build cache beyond keep bytes (keep > 0),
+	// least recently used first, and returns the bytes freed.
+	PruneBuildCache(ctx context.Context, keep int64) (int64, error)
+	// BuildCacheSize is the build cache's size in bytes.
+	BuildCacheSize(ctx context.Context) (int64, error)
 }
 
 // BuildSpec describes one image build.
@@ -105,6 +117,9 @@ type Image struct {
 	Created time.Time
 	Size    int64 // bytes
 	Labels  map[string]string
+	// Tags are the references naming it; empty for an untagged image.
+	// Only Images fills them in.
+	Tags []string
 }
 
 // ContainerSpec describes one project container.
