@@ -30,21 +30,9 @@ func (f *exemptionsFile) load(log *slog.Logger) *lifecycle.Exemptions {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	st, err := os.Stat(f.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		f.ex, f.mod = nil, time.Time{}
-		return nil
-	}
-	if err != nil || st.ModTime().Equal(f.mod) {
-		return f.ex
-	}
-	ex, err := lifecycle.LoadExemptions(f.path)
-	if err != nil {
+	if err := f.readLocked(log, false); err != nil {
 		log.Error("lifecycle: exemptions file; keeping the last good one", "err", err)
-		return f.ex
 	}
-	f.ex, f.mod = ex, st.ModTime()
-	log.Info("lifecycle: exemptions loaded", "file", f.path)
 	return f.ex
 }
 
@@ -56,6 +44,12 @@ func (f *exemptionsFile) reload(log *slog.Logger) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.readLocked(log, true)
+}
+
+// readLocked reads the file if it changed (or if force); a missing file
+// means no exemptions, one that does not parse keeps the last good ones.
+func (f *exemptionsFile) readLocked(log *slog.Logger, force bool) error {
 	st, err := os.Stat(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		f.ex, f.mod = nil, time.Time{}
@@ -63,6 +57,9 @@ func (f *exemptionsFile) reload(log *slog.Logger) error {
 	}
 	if err != nil {
 		return fmt.Errorf("exemptions file: %w", err)
+	}
+	if !force && st.ModTime().Equal(f.mod) {
+		return nil
 	}
 	ex, err := lifecycle.LoadExemptions(f.path)
 	if err != nil {

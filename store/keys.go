@@ -81,6 +81,12 @@ func insertKey(ctx context.Context, tx *sql.Tx, k Key) error {
 // AddKey registers k for user. It returns ErrNotFound if the user does not
 // exist and ErrDuplicate if the key is already registered (to anyone).
 func (s *Store) AddKey(ctx context.Context, user string, k Key) error {
+	return s.addKey(ctx, user, k, nil)
+}
+
+// addKey inserts k for user and runs then, if any, in the same
+// transaction.
+func (s *Store) addKey(ctx context.Context, user string, k Key, then func(tx *sql.Tx, nk Key) error) error {
 	k.User = user
 	nk, err := normalizeKey(k)
 	if err != nil {
@@ -94,7 +100,13 @@ func (s *Store) AddKey(ctx context.Context, user string, k Key) error {
 		if !ok {
 			return fmt.Errorf("user %w", ErrNotFound)
 		}
-		return insertKey(ctx, tx, nk)
+		if err := insertKey(ctx, tx, nk); err != nil {
+			return err
+		}
+		if then != nil {
+			return then(tx, nk)
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("add key for %s: %w", user, err)

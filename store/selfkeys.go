@@ -19,29 +19,11 @@ const AddedViaKeyAdd = "key-add"
 // notice of it for its next login, in the same transaction. Errors as
 // AddKey: ErrNotFound, ErrDuplicate (the key is registered, to anyone).
 func (s *Store) AddOwnKey(ctx context.Context, user string, k Key) error {
-	k.User, k.AddedVia = user, AddedViaKeyAdd
-	nk, err := normalizeKey(k)
-	if err != nil {
-		return fmt.Errorf("add key for %s: %w", user, err)
-	}
-	err = s.withTx(ctx, func(tx *sql.Tx) error {
-		ok, err := userExists(ctx, tx, user)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("user %w", ErrNotFound)
-		}
-		if err := insertKey(ctx, tx, nk); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE keys SET notice = ? WHERE user_name = ? AND fingerprint <> ?`, nk.Fingerprint, user, nk.Fingerprint)
+	k.AddedVia = AddedViaKeyAdd
+	return s.addKey(ctx, user, k, func(tx *sql.Tx, nk Key) error {
+		_, err := tx.ExecContext(ctx, `UPDATE keys SET notice = ? WHERE user_name = ? AND fingerprint <> ?`, nk.Fingerprint, user, nk.Fingerprint)
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("add key for %s: %w", user, err)
-	}
-	return nil
 }
 
 // RemoveOwnKey removes the user's key with this fingerprint: ErrNotFound
