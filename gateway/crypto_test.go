@@ -96,6 +96,7 @@ func startAlgoServer(t *testing.T, opts Options) string {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
+		ln.Close() // in case Serve had not registered it yet
 	})
 	return ln.Addr().String()
 }

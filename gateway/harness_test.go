@@ -101,6 +101,10 @@ func startGateway(t *testing.T, opts Options, fs *fakeSessions, tweaks ...func(*
 	}()
 	t.Cleanup(func() {
 		srv.srv.Close()
+		// A test may end before Serve has registered the listener with
+		// gliderlabs, whose Close then misses it: close it ourselves, or
+		// Serve accepts forever.
+		ln.Close()
 		<-done
 		if t.Failed() {
 			t.Logf("gateway log:\n%s", logs.String())
