@@ -4,12 +4,15 @@
 #   warm   ssh proj@gw true, container up      vs  ssh to a private OpenSSH sshd
 #   stream 1 GiB of zeros to the client        vs  the same through that sshd
 #   sftp   1 GiB put and get through sftp -b   vs  the same through that sshd's sftp-server
+#   cold-20ms  cold login through a relay adding 10 ms each way (bench/delayrelay)
+#          vs  OpenSSH's ssh true through the same relay plus docker run --rm
 #   sweep100  CPU time of one lifecycle sampling sweep of 100 real containers vs the 50 ms budget
 #   detached50  the gateway's share of one core with 50 detached containers vs 1 % (bench/detached.sh)
 # Prints medians and ratios beside the targets. Run via `make bench` (root).
 #
 # Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_SFTP_N (3), BENCH_GW_PORT (2298),
-#      BENCH_SSHD_PORT (2223), BENCH_STRICT=1 (exit 1 when a target is missed),
+#      BENCH_SSHD_PORT (2223), BENCH_RELAY_GW_PORT (2297), BENCH_RELAY_SSHD_PORT (2224),
+#      BENCH_STRICT=1 (exit 1 when a target is missed),
 #      BENCH_BIN (the gateway binary; compare two builds with it), BENCH_LIFECYCLE=0 (skip sweep100
 #      and detached50, the slow rows that do not touch the login path).
 set -euo pipefail
@@ -43,8 +46,10 @@ fi
 
 TMP="$(mktemp -d /tmp/ds01-bench.XXXXXX)"
 GW_PID= SSHD_PID= HOLD_PID=
+RELAY_PIDS=
 cleanup() {
 	set +e
+	[ -n "$RELAY_PIDS" ] && kill $RELAY_PIDS 2>/dev/null
 	[ -n "$HOLD_PID" ] && kill "$HOLD_PID" 2>/dev/null
 	[ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
 	[ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null && wait "$SSHD_PID" 2>/dev/null
@@ -177,6 +182,47 @@ for _ in $(seq 1 "$N"); do
 done
 wait_gone
 
+# --- cold-20ms: the same over a link with a 20 ms round trip ---
+# The kernel has no netem qdisc: bench/delayrelay holds every chunk 10 ms
+# each way. The baseline is what a user would otherwise wait for: an
+# OpenSSH login through the same relay, then docker run.
+RELAY_GW_PORT="${BENCH_RELAY_GW_PORT:-2297}"
+RELAY_SSHD_PORT="${BENCH_RELAY_SSHD_PORT:-2224}"
+port_free "$RELAY_GW_PORT" || die "port $RELAY_GW_PORT in use (set BENCH_RELAY_GW_PORT)"
+port_free "$RELAY_SSHD_PORT" || die "port $RELAY_SSHD_PORT in use (set BENCH_RELAY_SSHD_PORT)"
+"${GO:-go}" build -o "$TMP/delayrelay" ./bench/delayrelay
+for p in "$RELAY_GW_PORT:$GW_PORT" "$RELAY_SSHD_PORT:$SSHD_PORT"; do
+	"$TMP/delayrelay" --listen "127.0.0.1:${p%%:*}" --target "127.0.0.1:${p##*:}" --delay 10ms >/dev/null 2>>"$TMP/relay.log" &
+	RELAY_PIDS="$RELAY_PIDS $!"
+	wait_port "${p%%:*}" "$!" "$TMP/relay.log"
+done
+gw_ssh20() { ssh "${SSH_OPTS[@]}" -p "$RELAY_GW_PORT" -l "$PROJ" 127.0.0.1 "$@"; }
+sshd_ssh20() { ssh "${SSH_OPTS[@]}" -p "$RELAY_SSHD_PORT" -l root 127.0.0.1 "$@"; }
+log "cold-20ms: $N x ssh through the relay vs OpenSSH through it plus docker run"
+cold20_gw=() cold20_base=() warm20_gw=() warm20_sshd=()
+for _ in $(seq 1 "$N"); do
+	wait_gone
+	cold20_gw+=("$(time_us gw_ssh20 true)")
+	wait_gone
+	a=$(time_us sshd_ssh20 true)
+	b=$(time_us docker run --rm "$IMAGE" true)
+	cold20_base+=("$((a + b))")
+done
+wait_gone
+ssh "${SSH_OPTS[@]}" -p "$GW_PORT" -l "$PROJ" 127.0.0.1 sleep 600 </dev/null >/dev/null 2>&1 &
+HOLD_PID=$!
+wait_running
+for _ in $(seq 1 "$N"); do
+	warm20_gw+=("$(time_us gw_ssh20 true)")
+	warm20_sshd+=("$(time_us sshd_ssh20 true)")
+done
+kill "$HOLD_PID" 2>/dev/null || true
+wait "$HOLD_PID" 2>/dev/null || true
+HOLD_PID=
+kill $RELAY_PIDS 2>/dev/null || true
+RELAY_PIDS=
+wait_gone
+
 log "warm: $N x ssh vs OpenSSH"
 # ssh itself in the background (not a subshell), so that killing HOLD_PID hangs up.
 ssh "${SSH_OPTS[@]}" -p "$GW_PORT" -l "$PROJ" 127.0.0.1 sleep 600 </dev/null >/dev/null 2>&1 &
@@ -293,6 +339,7 @@ row warm "$(printf '%s\n' "${warm_gw[@]}" | median)" "openssh" "$(printf '%s\n' 
 row stream "$(printf '%s\n' "${stream_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${stream_sshd[@]}" | median)" 1.25
 row sftp-put "$(printf '%s\n' "${put_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${put_sshd[@]}" | median)" 1.11
 row sftp-get "$(printf '%s\n' "${get_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${get_sshd[@]}" | median)" 1.11
+row cold-20ms "$(printf '%s\n' "${cold20_gw[@]}" | median)" "ssh+dockrun" "$(printf '%s\n' "${cold20_base[@]}" | median)" 1.00
 if [ "$LIFECYCLE" = 1 ]; then
 	row sweep100 "$(usage_kv sweep_cpu)" "budget" 0.050 1.00
 	for iv in ${BENCH_DETACHED_INTERVALS:-60s 5s}; do
@@ -300,12 +347,14 @@ if [ "$LIFECYCLE" = 1 ]; then
 	done
 fi
 echo "(stream target: throughput >= 0.8x OpenSSH, i.e. time ratio <= 1.25; default ciphers: ds01 $GW_CIPHER, openssh $SSHD_CIPHER)"
+echo "(cold-20ms: through bench/delayrelay, 10 ms each way; baseline: OpenSSH ssh true through the same relay plus docker run --rm, summed per run)"
 echo "(sftp targets: throughput >= 0.9x OpenSSH's sftp-server, i.e. time ratio <= 1.11)"
 [ "$LIFECYCLE" = 1 ] && echo "(sweep100: gateway CPU time of one sampling sweep of $(usage_kv containers) idle containers, mean of ${BENCH_USAGE_SWEEPS:-20}; budget 50 ms)"
 [ "$LIFECYCLE" = 1 ] && echo "(detached$(detached_kv containers): gateway CPU seconds per second, i.e. share of one core, over $(detached_kv window_s) s with $(detached_kv containers) detached containers, lifecycle check_interval as named (60s is the default), retire_after $(detached_kv retire_after); budget 1 % of a core; $(detached_kv launch_s) s to launch them; $(detached_kv gw_warnings) gateway warnings)"
 echo "informational, no target:"
 info() { printf '%-18s %9ss vs %-16s %9ss %7sx\n' "$1" "$2" "$3" "$4" "$(awk -v a="$2" -v b="$4" 'BEGIN {printf "%.2f", a/b}')"; }
 info "cold" "$(printf '%s\n' "${cold_gw[@]}" | median)" "docker-run-usernet" "$(printf '%s\n' "${cold_usernet[@]}" | median)"
+info "warm-20ms" "$(printf '%s\n' "${warm20_gw[@]}" | median)" "openssh-20ms" "$(printf '%s\n' "${warm20_sshd[@]}" | median)"
 info "stream aes128-gcm" "$(printf '%s\n' "${gcm_gw[@]}" | median)" "openssh aes128-gcm" "$(printf '%s\n' "${gcm_sshd[@]}" | median)"
 [ "$LIFECYCLE" = 1 ] && awk -v s="$(usage_kv sweep_cpu)" -v n="$(usage_kv containers)" -v f="$(usage_kv first_sweep_cpu)" -v w="$(usage_kv sweep_wall)" 'BEGIN {
 	printf "sampling: sweep wall %.1f ms; first sweep (one inspect per container) %.1f ms CPU; sampling 50 containers every 60s: %.4f%% of a core\n", w*1000, f*1000, s/n*50/60*100 }'
