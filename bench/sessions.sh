@@ -90,6 +90,9 @@ workspace_root: $TMP/ws/{user}
 base_image: $BASE_IMAGE
 command_login: ds01
 limits_file: $TMP/resource-limits.yaml
+# Every client comes from 127.0.0.1: room for the launch's handshakes.
+max_startups: $((SESSIONS + 10))
+max_startups_per_source: $((SESSIONS + 10))
 EOF
 
 log "adding $USERS users"
