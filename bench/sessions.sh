@@ -15,7 +15,8 @@
 #      BENCH_SESSIONS_PARALLEL (10 users launched at a time),
 #      BENCH_SESSIONS_UID (27600: users get uids from there up),
 #      BENCH_SESSIONS_PORT (first free from 2400), BENCH_SESSIONS_LOG (a
-#      path to keep the gateway's log at), BENCH_BIN, BASE_IMAGE.
+#      path to keep the gateway's log at), BENCH_SESSIONS_CONFIG (lines
+#      added to the gateway's YAML config), BENCH_BIN, BASE_IMAGE.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -93,6 +94,7 @@ limits_file: $TMP/resource-limits.yaml
 # Every client comes from 127.0.0.1: room for the launch's handshakes.
 max_startups: $((SESSIONS + 10))
 max_startups_per_source: $((SESSIONS + 10))
+${BENCH_SESSIONS_CONFIG:-}
 EOF
 
 log "adding $USERS users"
