@@ -8,13 +8,16 @@
 #          vs  OpenSSH's ssh true through the same relay plus docker run --rm
 #   sweep100  CPU time of one lifecycle sampling sweep of 100 real containers vs the 50 ms budget
 #   detached50  the gateway's share of one core with 50 detached containers vs 1 % (bench/detached.sh)
+#   sessions500  500 idle sessions (50 users x 10): gateway CPU vs 0.5 % of a core, warm login p99 vs
+#                2x the idle gateway's, RSS per session vs 0.5 MiB (bench/sessions.sh)
 # Prints medians and ratios beside the targets. Run via `make bench` (root).
 #
 # Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_SFTP_N (3), BENCH_GW_PORT (2298),
 #      BENCH_SSHD_PORT (2223), BENCH_RELAY_GW_PORT (2297), BENCH_RELAY_SSHD_PORT (2224),
 #      BENCH_STRICT=1 (exit 1 when a target is missed),
 #      BENCH_BIN (the gateway binary; compare two builds with it), BENCH_LIFECYCLE=0 (skip sweep100
-#      and detached50, the slow rows that do not touch the login path).
+#      and detached50, the slow rows that do not touch the login path), BENCH_SESSIONS=0 (skip
+#      sessions500; also skipped with BENCH_LIFECYCLE=0).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -322,6 +325,14 @@ if [ "$LIFECYCLE" = 1 ]; then
 fi
 detached_kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $DETACHED"; }
 
+# --- a gateway of its own with 500 idle sessions (bench/sessions.sh) ---
+SESSIONS_ROW=0 SESSIONS_OUT=""
+[ "$LIFECYCLE" = 1 ] && [ "${BENCH_SESSIONS:-1}" = 1 ] && SESSIONS_ROW=1
+if [ "$SESSIONS_ROW" = 1 ]; then
+	SESSIONS_OUT=$(bench/sessions.sh) || die "bench/sessions.sh failed"
+fi
+sessions_kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $SESSIONS_OUT"; }
+
 # --- report ---
 fail=0
 row() { # name ours baseline-name baseline target-ratio
@@ -346,11 +357,18 @@ if [ "$LIFECYCLE" = 1 ]; then
 		row "detached$(detached_kv containers) ($iv)" "$(detached_kv "core_$iv")" "budget" 0.010 1.00
 	done
 fi
+if [ "$SESSIONS_ROW" = 1 ]; then
+	ns=$(sessions_kv sessions)
+	row "sessions$ns cpu" "$(sessions_kv core)" "budget" 0.005 1.00
+	row "sessions$ns p99" "$(sessions_kv login_p99)" "idle-p99" "$(sessions_kv login_idle_p99)" 2.00
+	row "sessions$ns rss" "$(sessions_kv rss_per_session_mib)" "budget" 0.5 1.00
+fi
 echo "(stream target: throughput >= 0.8x OpenSSH, i.e. time ratio <= 1.25; default ciphers: ds01 $GW_CIPHER, openssh $SSHD_CIPHER)"
 echo "(cold-20ms: through bench/delayrelay, 10 ms each way; baseline: OpenSSH ssh true through the same relay plus docker run --rm, summed per run)"
 echo "(sftp targets: throughput >= 0.9x OpenSSH's sftp-server, i.e. time ratio <= 1.11)"
 [ "$LIFECYCLE" = 1 ] && echo "(sweep100: gateway CPU time of one sampling sweep of $(usage_kv containers) idle containers, mean of ${BENCH_USAGE_SWEEPS:-20}; budget 50 ms)"
 [ "$LIFECYCLE" = 1 ] && echo "(detached$(detached_kv containers): gateway CPU seconds per second, i.e. share of one core, over $(detached_kv window_s) s with $(detached_kv containers) detached containers, lifecycle check_interval as named (60s is the default), retire_after $(detached_kv retire_after); budget 1 % of a core; $(detached_kv launch_s) s to launch them; $(detached_kv gw_warnings) gateway warnings)"
+[ "$SESSIONS_ROW" = 1 ] && echo "(sessions$(sessions_kv sessions): $(sessions_kv users) users' idle non-terminal sessions; cpu: gateway share of one core over $(sessions_kv window_s) s (dockerd's: $(sessions_kv dockerd_core)); p99: warm login with them open vs the same gateway with one session (p50 $(sessions_kv login_p50) s vs $(sessions_kv login_idle_p50) s); rss: MiB per session above the idle gateway's ($(sessions_kv rss_mib) MiB in all), unit of the figures 's' aside; $(sessions_kv threads) threads)"
 echo "informational, no target:"
 info() { printf '%-18s %9ss vs %-16s %9ss %7sx\n' "$1" "$2" "$3" "$4" "$(awk -v a="$2" -v b="$4" 'BEGIN {printf "%.2f", a/b}')"; }
 info "cold" "$(printf '%s\n' "${cold_gw[@]}" | median)" "docker-run-usernet" "$(printf '%s\n' "${cold_usernet[@]}" | median)"

@@ -165,10 +165,19 @@ func (p *execRef) hostPID() (int, error) {
 }
 
 func (p *execRef) running() bool {
+	running, err := p.state()
+	return err == nil && running
+}
+
+// state asks the engine whether the exec still runs.
+func (p *execRef) state() (running bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	info, err := p.d.cli.ContainerExecInspect(ctx, p.id)
-	return err == nil && info.Running
+	if err != nil {
+		return false, fmt.Errorf("exec inspect: %w", err)
+	}
+	return info.Running, nil
 }
 
 func (p *execRef) Signal(sig syscall.Signal) error {

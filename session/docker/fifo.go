@@ -295,22 +295,10 @@ func (p *fifoProcess) Stream(stdout, stderr io.Writer) error {
 // cutAfterExit ends the stream drainAfterExit after the process exits, in
 // case a background child still holds its stdout or stderr.
 func (p *fifoProcess) cutAfterExit(done <-chan struct{}) {
-	delay := 100 * time.Millisecond
-	for {
-		select {
-		case <-done:
-			return
-		case <-time.After(delay):
-		}
-		if !p.running() {
-			deadline := time.Now().Add(drainAfterExit)
-			p.out.SetReadDeadline(deadline)
-			p.err.SetReadDeadline(deadline)
-			return
-		}
-		if delay < time.Second {
-			delay *= 2
-		}
+	if p.waitExit(done) {
+		deadline := time.Now().Add(drainAfterExit)
+		p.out.SetReadDeadline(deadline)
+		p.err.SetReadDeadline(deadline)
 	}
 }
 

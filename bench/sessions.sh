@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Gateway cost of many idle sessions: starts the real gateway, times
+# BENCH_SESSIONS_LOGINS warm logins against it while one session is open
+# (the idle gateway), then has BENCH_SESSIONS_USERS users open
+# BENCH_SESSIONS_PER_USER non-terminal `sleep` sessions each (50 x 10), waits
+# until every sleep runs, and reads over BENCH_SESSIONS_WINDOW seconds the
+# gateway's CPU time (/proc/<pid>/stat), its RSS and threads, and dockerd's
+# CPU time (informational: what the gateway asks of the engine while idle).
+# Then times the same warm logins again with all those sessions open.
+# Prints one line of key=value pairs; bench/run.sh turns it into rows.
+# Runs alone too (root, Docker; run make build first).
+#
+# Env: BENCH_SESSIONS_USERS (50), BENCH_SESSIONS_PER_USER (10),
+#      BENCH_SESSIONS_WINDOW (seconds, 30), BENCH_SESSIONS_LOGINS (40),
+#      BENCH_SESSIONS_PARALLEL (10 users launched at a time),
+#      BENCH_SESSIONS_UID (27600: users get uids from there up),
+#      BENCH_SESSIONS_PORT (first free from 2400), BENCH_SESSIONS_LOG (a
+#      path to keep the gateway's log at), BENCH_SESSIONS_CONFIG (lines
+#      added to the gateway's YAML config), BENCH_BIN, BASE_IMAGE.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+USERS="${BENCH_SESSIONS_USERS:-50}"
+PER="${BENCH_SESSIONS_PER_USER:-10}"
+WINDOW="${BENCH_SESSIONS_WINDOW:-30}"
+LOGINS="${BENCH_SESSIONS_LOGINS:-40}"
+PARALLEL="${BENCH_SESSIONS_PARALLEL:-10}"
+UID0="${BENCH_SESSIONS_UID:-27600}"
+BIN="${BENCH_BIN:-$PWD/bin/ds01-gateway}"
+BASE_IMAGE="${BASE_IMAGE:-ds01-base:bookworm}"
+SESSIONS=$((USERS * PER))
+# The sessions' command, distinctive so that counting them finds only ours.
+SLEEP="sleep $((100000 + UID0))"
+
+log() { echo "bench: sessions: $*" >&2; }
+die() {
+	log "$*"
+	exit 1
+}
+
+[ "$(id -u)" = 0 ] || die "must run as root (the gateway needs it)"
+[ -x "$BIN" ] || die "$BIN not found: run make build"
+docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE missing: run make base-image"
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PORT="${BENCH_SESSIONS_PORT:-}"
+if [ -z "$PORT" ]; then
+	for p in $(seq 2400 2499); do
+		port_free "$p" && { PORT=$p; break; }
+	done
+	[ -n "$PORT" ] || die "no free port in 2400-2499 (set BENCH_SESSIONS_PORT)"
+fi
+port_free "$PORT" || die "port $PORT in use (set BENCH_SESSIONS_PORT)"
+
+TMP="$(mktemp -d /tmp/ds01-bench-sessions.XXXXXX)"
+GW_PID=
+CLIENTS=() # the ssh clients holding the sessions
+cleanup() {
+	set +e
+	[ "${#CLIENTS[@]}" -gt 0 ] && kill "${CLIENTS[@]}" 2>/dev/null
+	wait "${CLIENTS[@]}" 2>/dev/null
+	[ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+	[ -n "${BENCH_SESSIONS_LOG:-}" ] && cp "$TMP/gw.log" "$BENCH_SESSIONS_LOG"
+	for i in $(seq 0 $((USERS - 1))); do
+		u=$((UID0 + i))
+		ids=$(docker ps -a -q --filter "label=ds01.uid=$u")
+		[ -n "$ids" ] && docker rm -f -v $ids >/dev/null
+		imgs=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep "^ds01-$u/")
+		[ -n "$imgs" ] && docker rmi -f $imgs >/dev/null
+		docker network rm "ds01-u$u" >/dev/null 2>&1
+	done
+	# A workspace staging mount left by a killed gateway: never remove through it.
+	awk -v t="$TMP/" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+		umount -l "$m"
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat >"$TMP/resource-limits.yaml" <<EOF
+defaults:
+  max_cpus: 0.1
+  memory: 256m
+  pids_limit: 64
+EOF
+cat >"$TMP/gw.yaml" <<EOF
+listen: 127.0.0.1:$PORT
+data_dir: $TMP/data
+workspace_root: $TMP/ws/{user}
+base_image: $BASE_IMAGE
+command_login: ds01
+limits_file: $TMP/resource-limits.yaml
+# Every client comes from 127.0.0.1: room for the launch's handshakes.
+max_startups: $((SESSIONS + 10))
+max_startups_per_source: $((SESSIONS + 10))
+${BENCH_SESSIONS_CONFIG:-}
+EOF
+
+log "adding $USERS users"
+for i in $(seq 0 $((USERS - 1))); do
+	ssh-keygen -q -t ed25519 -N '' -C "bench$i" -f "$TMP/key$i"
+	"$BIN" user add "bench$i" --uid $((UID0 + i)) --key-file "$TMP/key$i.pub" --config "$TMP/gw.yaml" >/dev/null
+done
+"$BIN" serve --config "$TMP/gw.yaml" >"$TMP/gw.log" 2>&1 &
+GW_PID=$!
+for _ in $(seq 1 100); do
+	(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+	kill -0 "$GW_PID" 2>/dev/null || { tail -n 20 "$TMP/gw.log" >&2; die "the gateway exited"; }
+	sleep 0.1
+done
+
+ssh_as() { # user-index command...
+	local i=$1
+	shift
+	ssh -F /dev/null -i "$TMP/key$i" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
+		-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -p "$PORT" p@127.0.0.1 "$@"
+}
+running_sleeps() { pgrep -c -x -f "$SLEEP" || true; }
+wait_sleeps() { # count timeout_s
+	local n=0 end=$((SECONDS + $2))
+	while [ "$SECONDS" -lt "$end" ]; do
+		n=$(running_sleeps)
+		[ "$n" -ge "$1" ] && return 0
+		sleep 1
+	done
+	tail -n 30 "$TMP/gw.log" >&2
+	die "only $n of $1 sessions run after $2 s"
+}
+now_us() { echo $(($(date +%s%N) / 1000)); }
+# logins: LOGINS warm logins of user 0, one microsecond figure a line.
+logins() {
+	local s
+	for _ in $(seq 1 "$LOGINS"); do
+		s=$(now_us)
+		ssh_as 0 true </dev/null >/dev/null 2>>"$TMP/client.log" || die "a warm login failed"
+		echo $(($(now_us) - s))
+	done
+}
+quantile() { # q: of seconds from microseconds on stdin, nearest rank
+	sort -n | awk -v q="$1" '{a[NR]=$1} END {i=int(q*NR+0.999999); if (i<1) i=1; printf "%.3f", a[i]/1e6}'
+}
+status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$GW_PID/status"; }
+cpu_ticks() { # pid: utime+stime+cutime+cstime
+	local s
+	s=$(<"/proc/$1/stat")
+	s=${s##*) }
+	# shellcheck disable=SC2086 # split into fields on purpose
+	set -- $s
+	echo $((${12} + ${13} + ${14} + ${15}))
+}
+
+log "idle gateway: one session open, $LOGINS warm logins"
+ssh_as 0 "$SLEEP" </dev/null >/dev/null 2>&1 &
+CLIENTS+=($!)
+wait_sleeps 1 60
+logins >"$TMP/idle.us"
+sleep 2
+RSS_IDLE=$(status_kib VmRSS)
+
+log "opening $SESSIONS sessions: $USERS users x $PER, $PARALLEL users at a time"
+t0=$SECONDS
+for i in $(seq 0 $((USERS - 1))); do
+	n=$PER
+	[ "$i" = 0 ] && n=$((PER - 1)) # the holder is one of user 0's
+	for _ in $(seq 1 "$n"); do
+		ssh_as "$i" "$SLEEP" </dev/null >/dev/null 2>>"$TMP/client.log" &
+		CLIENTS+=($!)
+	done
+	if [ $(((i + 1) % PARALLEL)) = 0 ]; then
+		wait_sleeps $(((i + 1) * PER)) 120
+	fi
+done
+wait_sleeps "$SESSIONS" 120
+LAUNCH_S=$((SECONDS - t0))
+log "$SESSIONS sessions run after $LAUNCH_S s; settling, then measuring for $WINDOW s"
+sleep 5
+DOCKERD=$(pgrep -x -o dockerd || true)
+CLK_TCK=$(getconf CLK_TCK)
+a=$(cpu_ticks "$GW_PID")
+[ -n "$DOCKERD" ] && da=$(cpu_ticks "$DOCKERD")
+sleep "$WINDOW"
+b=$(cpu_ticks "$GW_PID")
+[ -n "$DOCKERD" ] && db=$(cpu_ticks "$DOCKERD")
+RSS=$(status_kib VmRSS)
+THREADS=$(status_kib Threads)
+n=$(running_sleeps)
+[ "$n" -ge "$SESSIONS" ] || die "only $n of $SESSIONS sessions still run after the window"
+core=$(awk -v d=$((b - a)) -v hz="$CLK_TCK" -v w="$WINDOW" 'BEGIN {printf "%.5f", d/hz/w}')
+dcore=na
+[ -n "$DOCKERD" ] && dcore=$(awk -v d=$((db - da)) -v hz="$CLK_TCK" -v w="$WINDOW" 'BEGIN {printf "%.5f", d/hz/w}')
+log "gateway $((b - a)) ticks in $WINDOW s ($core of a core), dockerd $dcore; RSS $((RSS / 1024)) MiB, $THREADS threads"
+
+log "$LOGINS warm logins with $SESSIONS sessions open"
+logins >"$TMP/busy.us"
+
+per=$(awk -v r="$RSS" -v i="$RSS_IDLE" -v n="$SESSIONS" 'BEGIN {printf "%.3f", (r-i)/1024/n}')
+echo "sessions=$SESSIONS users=$USERS launch_s=$LAUNCH_S window_s=$WINDOW core=$core dockerd_core=$dcore" \
+	"rss_mib=$((RSS / 1024)) rss_idle_mib=$((RSS_IDLE / 1024)) rss_per_session_mib=$per threads=$THREADS" \
+	"login_idle_p50=$(quantile 0.5 <"$TMP/idle.us") login_idle_p99=$(quantile 0.99 <"$TMP/idle.us")" \
+	"login_p50=$(quantile 0.5 <"$TMP/busy.us") login_p99=$(quantile 0.99 <"$TMP/busy.us")"
