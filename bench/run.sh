@@ -286,24 +286,40 @@ log "sftp: $SFTP_N x 1 GiB put and get vs OpenSSH sftp-server ($SFTP_SERVER)"
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$GW_PID/status"; }
 HWM_BEFORE=$(hwm_kib)
 put_gw=() put_sshd=() get_gw=() get_sshd=()
+# CPU of each side, in clock ticks: the process and its reaped children
+# (the gateway's transfer child; sshd's session process and sftp-server).
+ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
+declare -A cpu=([put_gw]=0 [put_sshd]=0 [get_gw]=0 [get_sshd]=0)
+cpu_us() { # key pid CMD...: time_us CMD, adding its CPU to cpu[key]
+	local k=$1 p=$2 c0 us
+	shift 2
+	c0=$(ticks "$p")
+	us=$(time_us "$@")
+	cpu[$k]=$((cpu[$k] + $(ticks "$p") - c0))
+	echo "$us"
+}
 for i in $(seq 1 "$SFTP_N"); do
 	rm -f "$GW_WS/big.bin" "$SSHD_DIR/big.bin"
 	sync
-	put_gw+=("$(time_us gw_sftp "$TMP/gw-put.batch")")
+	cpu_us put_gw "$GW_PID" gw_sftp "$TMP/gw-put.batch" >"$TMP/us"
+	put_gw+=("$(<"$TMP/us")")
 	check_sftp "$GW_WS/big.bin"
 	sync
-	put_sshd+=("$(time_us sshd_sftp "$TMP/sshd-put.batch")")
+	cpu_us put_sshd "$SSHD_PID" sshd_sftp "$TMP/sshd-put.batch" >"$TMP/us"
+	put_sshd+=("$(<"$TMP/us")")
 	check_sftp "$SSHD_DIR/big.bin"
 	rm -f "$TMP/got.bin"
 	sync
-	get_gw+=("$(time_us gw_sftp "$TMP/gw-get.batch")")
+	cpu_us get_gw "$GW_PID" gw_sftp "$TMP/gw-get.batch" >"$TMP/us"
+	get_gw+=("$(<"$TMP/us")")
 	check_sftp "$TMP/got.bin"
 	if [ "$i" = 1 ]; then
 		cmp -s "$TMP/big.bin" "$TMP/got.bin" || die "sftp: the file got back through the gateway differs"
 	fi
 	rm -f "$TMP/got.bin"
 	sync
-	get_sshd+=("$(time_us sshd_sftp "$TMP/sshd-get.batch")")
+	cpu_us get_sshd "$SSHD_PID" sshd_sftp "$TMP/sshd-get.batch" >"$TMP/us"
+	get_sshd+=("$(<"$TMP/us")")
 	check_sftp "$TMP/got.bin"
 	rm -f "$TMP/got.bin"
 done
@@ -376,6 +392,8 @@ info "warm-20ms" "$(printf '%s\n' "${warm20_gw[@]}" | median)" "openssh-20ms" "$
 info "stream aes128-gcm" "$(printf '%s\n' "${gcm_gw[@]}" | median)" "openssh aes128-gcm" "$(printf '%s\n' "${gcm_sshd[@]}" | median)"
 [ "$LIFECYCLE" = 1 ] && awk -v s="$(usage_kv sweep_cpu)" -v n="$(usage_kv containers)" -v f="$(usage_kv first_sweep_cpu)" -v w="$(usage_kv sweep_wall)" 'BEGIN {
 	printf "sampling: sweep wall %.1f ms; first sweep (one inspect per container) %.1f ms CPU; sampling 50 containers every 60s: %.4f%% of a core\n", w*1000, f*1000, s/n*50/60*100 }'
+cpu_gib() { awk -v t="${cpu[$1]}" -v hz="$(getconf CLK_TCK)" -v n="$SFTP_N" 'BEGIN {printf "%.2f", t/hz/n}'; }
+echo "sftp CPU s/GiB (process + reaped children): put ds01 $(cpu_gib put_gw) vs openssh $(cpu_gib put_sshd), get ds01 $(cpu_gib get_gw) vs openssh $(cpu_gib get_sshd)"
 echo "gateway peak RSS (VmHWM): $((HWM_BEFORE / 1024)) MiB before the sftp runs, $((HWM_AFTER / 1024)) MiB after (memory must stay flat)"
 
 if [ "$fail" = 1 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then

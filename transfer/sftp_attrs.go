@@ -28,13 +28,17 @@ const (
 )
 
 // modeTap passes the client's packets through unchanged, noting the
-// requested modes of OPEN and MKDIR.
+// requested modes of OPEN and MKDIR, except the EXTENDED requests that
+// answer takes.
 type modeTap struct {
 	r     io.Reader
 	book  *modeBook
 	start func(string) string // the path as the request server will clean it
 	left  int                 // bytes of the current packet still to pass
 	buf   []byte              // bytes read ahead, to pass before any more
+	// answer, if set, sees the body of each small EXTENDED request and
+	// returns true if it answered it itself (limits.go).
+	answer func(body []byte) bool
 }
 
 func (m *modeTap) Read(p []byte) (int, error) {
@@ -51,28 +55,39 @@ func (m *modeTap) Read(p []byte) (int, error) {
 		m.left -= n
 		return n, err
 	}
-	var hdr [5]byte
-	if n, err := io.ReadFull(m.r, hdr[:]); err != nil {
-		if n == 0 {
-			return 0, err
+	for {
+		var hdr [5]byte
+		if n, err := io.ReadFull(m.r, hdr[:]); err != nil {
+			if n == 0 {
+				return 0, err
+			}
+			return 0, io.ErrUnexpectedEOF
 		}
-		return 0, io.ErrUnexpectedEOF
-	}
-	length := int(binary.BigEndian.Uint32(hdr[:4]))
-	m.buf = append(m.buf[:0], hdr[:]...)
-	if length < 1 {
-		return m.Read(p) // malformed: the server will say so
-	}
-	body := length - 1
-	if (hdr[4] == fxpOpen || hdr[4] == fxpMkdir) && body <= 64<<10 {
+		length := int(binary.BigEndian.Uint32(hdr[:4]))
+		m.buf = append(m.buf[:0], hdr[:]...)
+		if length < 1 {
+			break // malformed: the server will say so
+		}
+		body := length - 1
+		tapped := (hdr[4] == fxpOpen || hdr[4] == fxpMkdir) && body <= 64<<10
+		answer := hdr[4] == fxpExtended && m.answer != nil && body <= maxAnswered
+		if !tapped && !answer {
+			m.left = body
+			break
+		}
 		b := make([]byte, body)
 		if _, err := io.ReadFull(m.r, b); err != nil {
 			return 0, io.ErrUnexpectedEOF
 		}
-		m.note(hdr[4], b)
+		if answer && m.answer(b) {
+			m.buf = m.buf[:0]
+			continue // answered here: the server never sees it
+		}
+		if tapped {
+			m.note(hdr[4], b)
+		}
 		m.buf = append(m.buf, b...)
-	} else {
-		m.left = body
+		break
 	}
 	return m.Read(p)
 }
@@ -183,10 +198,4 @@ func (b *modeBook) take(typ byte, p string) (fs.FileMode, bool) {
 	}
 	b.count--
 	return q[0].mode, q[0].has
-}
-
-// tappedRWC is the server's stream with the tap on its input.
-type tappedRWC struct {
-	io.Reader
-	io.WriteCloser
 }

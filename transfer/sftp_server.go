@@ -19,9 +19,12 @@ func ServeSFTP(ctx context.Context, mounts []Mount, rw io.ReadWriteCloser) (Stat
 	}
 	defer t.close()
 	h := &sftpHandlers{t: t, book: &modeBook{}}
-	in := &modeTap{r: rw, book: h.book, start: t.abs}
-	srv := sftp.NewRequestServer(tappedRWC{in, rw}, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
+	stream := &limitsRWC{w: rw}
+	stream.Reader = &modeTap{r: rw, book: h.book, start: t.abs, answer: stream.answer}
+	srv := sftp.NewRequestServer(stream, sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h},
 		sftp.WithStartDirectory(t.start),
+		// What the limits reply promises (sftp_limits.go).
+		sftp.WithRSMaxTxPacket(maxSFTPData),
 		// Reusing packet buffers (at most one 256 KiB page per request in
 		// flight) cut the CPU of a 1 GiB put by about 3x, the GC of one
 		// fresh buffer per packet, and its time from ~2x OpenSSH's
