@@ -217,7 +217,11 @@ func (s *fifoStdin) abort() {
 // FIFO's writer has written or come and gone. A read before that would
 // return end-of-file at once: for a FIFO no writer yet and no writer any
 // more look the same to read(2), but not to poll(2).
-func awaitWriter(f *os.File) error {
+func awaitWriter(f *os.File) error { return awaitReadable(f) }
+
+// awaitReadable waits, in the poller rather than on a thread, until f
+// polls readable.
+func awaitReadable(f *os.File) error {
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return err

@@ -35,25 +35,10 @@ func openPidfd(pid int) (*os.File, error) {
 	return os.NewFile(uintptr(fd), fmt.Sprintf("pidfd:%d", pid)), nil
 }
 
-// awaitExit waits, in the poller, until the pidfd's process has exited.
-// Closing f ends the wait with an error (os.ErrClosed).
-func awaitExit(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var pollErr error
-	err = rc.Read(func(fd uintptr) bool {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}} //nolint:gosec // a descriptor number fits
-		n, err := unix.Poll(fds, 0)
-		if err != nil && err != unix.EINTR {
-			pollErr = err
-			return true
-		}
-		return n > 0
-	})
-	return errors.Join(err, pollErr)
-}
+// awaitExit waits, in the poller, until the pidfd's process has exited
+// (a pidfd reads ready then). Closing f ends the wait with an error
+// (os.ErrClosed).
+func awaitExit(f *os.File) error { return awaitReadable(f) }
 
 // waitExit returns true once the exec's process has exited, false when
 // done closes first.
