@@ -34,6 +34,12 @@ type sessionChan struct {
 	gctx gssh.Context
 	log  *slog.Logger
 
+	// eofMu orders the shutdown notice (tell) before our EOF: x/crypto's
+	// channel reads its sent-EOF flag on every write without a lock, so a
+	// write racing CloseWrite is a data race. eof is set once EOF is sent.
+	eofMu sync.Mutex
+	eof   bool
+
 	// mu guards the fields below. It is never held across I/O (Docker
 	// calls, file system, the network): the channel's request loop takes
 	// it for every request and must not wait on the engine.
@@ -405,7 +411,7 @@ func (sc *sessionChan) deliverSignals(done <-chan struct{}, proc runtime.Process
 // once it has sent its own EOF, answers ours with a close, after which
 // x/crypto drops a status still to be sent, and plink exits 0.
 func (sc *sessionChan) exit(st runtime.ExitStatus) {
-	defer sc.ch.CloseWrite()
+	defer sc.closeWrite()
 	if name, ok := signalName[st.Signal]; ok && st.Signal != 0 {
 		sc.ch.SendRequest("exit-signal", false, gossh.Marshal(struct {
 			Signal     string
@@ -422,12 +428,20 @@ func (sc *sessionChan) exit(st runtime.ExitStatus) {
 func (sc *sessionChan) fail(msg string, code uint32) {
 	fmt.Fprintf(sc.notices(), "ds01: %s\n", msg)
 	sc.ch.SendRequest("exit-status", false, gossh.Marshal(struct{ Status uint32 }{code}))
-	sc.ch.CloseWrite()
+	sc.closeWrite()
 }
 
 // notices is where the gateway's own messages go: stderr, with "\r\n"
 // line ends when the client's terminal is in raw mode (a pty session), or
 // each line would start where the last one ended.
+// closeWrite sends EOF; nothing is written to the channel after it.
+func (sc *sessionChan) closeWrite() {
+	sc.eofMu.Lock()
+	defer sc.eofMu.Unlock()
+	sc.eof = true
+	sc.ch.CloseWrite()
+}
+
 func (sc *sessionChan) notices() io.Writer {
 	sc.mu.Lock()
 	pty := sc.pty != nil

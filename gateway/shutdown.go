@@ -63,7 +63,14 @@ func (s *Server) openCount() int {
 // tell writes one "ds01: " line on the session's stderr. It may block on
 // a client that reads nothing (SSH flow control): callers run it on its
 // own goroutine.
+// It holds eofMu, so it never writes after (or while) the session sends
+// its EOF; an exit waits for it, at worst until Close ends the connection.
 func (sc *sessionChan) tell(msg string) {
+	sc.eofMu.Lock()
+	defer sc.eofMu.Unlock()
+	if sc.eof {
+		return
+	}
 	fmt.Fprintf(sc.notices(), "ds01: %s\n", msg)
 }
 
