@@ -129,6 +129,7 @@ func (d *Docker) Retire(ctx context.Context, id string) error {
 		d.log.Warn("stop container", "container", id, "err", err)
 	}
 	d.ioDirs.Delete(id)
+	d.forgetInit(id)
 	d.Forget(id)
 	err = d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) {

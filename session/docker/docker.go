@@ -35,6 +35,11 @@ type Docker struct {
 	// or "" for containers without one.
 	ioDirs sync.Map
 
+	// inits maps a container ID to its pidfd-pinned init (pty.go);
+	// ptyFallback logs once why a terminal fell back to the engine's.
+	inits       sync.Map
+	ptyFallback sync.Once
+
 	// readers maps a container ID to its *cgroup.Reader (usage.go).
 	readers sync.Map
 

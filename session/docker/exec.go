@@ -34,6 +34,8 @@ func (d *Docker) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (ru
 		if dir := d.ioDir(ctx, id); dir != "" {
 			return d.execFIFO(ctx, id, dir, spec)
 		}
+	} else if p, ok, err := d.execPty(ctx, id, spec); ok || err != nil {
+		return p, err
 	}
 	var size *[2]uint
 	if spec.Tty && spec.Rows > 0 && spec.Cols > 0 {
