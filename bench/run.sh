@@ -249,6 +249,39 @@ for _ in $(seq 1 "$STREAM_N"); do
 	gcm_gw+=("$(time_us stream gw_gcm)")
 	gcm_sshd+=("$(time_us stream sshd_gcm)")
 done
+# --- pty: 100 MiB of output through a terminal session (ssh -tt) vs OpenSSH's ---
+# The container is still held. CPU in clock ticks as for sftp below: the
+# gateway alone (the session's process runs in the container), sshd's
+# listener with its reaped children (per-connection sshd, the shell and its
+# head: the command's own CPU is in sshd's figure), and dockerd's, which
+# the engine's attach relay used to load.
+PTY_BYTES=104857600
+pty_ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
+gw_pty() { ssh "${SSH_OPTS[@]}" -tt -p "$GW_PORT" -l "$PROJ" 127.0.0.1 "head -c $PTY_BYTES /dev/zero" </dev/null; }
+sshd_pty() { ssh "${SSH_OPTS[@]}" -tt -p "$SSHD_PORT" -l root 127.0.0.1 "head -c $PTY_BYTES /dev/zero" </dev/null; }
+for f in gw_pty sshd_pty; do # once, untimed: output cut short would look fast
+	n=$("$f" 2>>"$TMP/client.log" | wc -c)
+	[ "$n" = "$PTY_BYTES" ] || die "pty through $f: got $n bytes, want $PTY_BYTES"
+done
+log "pty: $STREAM_N x ssh -tt 100 MiB vs OpenSSH"
+DOCKERD_PID=$(pidof dockerd 2>/dev/null | awk '{print $1}')
+pty_gw=() pty_sshd=() pty_cpu_gw=0 pty_cpu_sshd=0 pty_cpu_dockerd=0
+for _ in $(seq 1 "$STREAM_N"); do
+	c0=$(pty_ticks "$GW_PID") d0=$([ -n "$DOCKERD_PID" ] && pty_ticks "$DOCKERD_PID" || echo 0)
+	pty_gw+=("$(time_us gw_pty)")
+	pty_cpu_gw=$((pty_cpu_gw + $(pty_ticks "$GW_PID") - c0))
+	pty_cpu_dockerd=$((pty_cpu_dockerd + $([ -n "$DOCKERD_PID" ] && pty_ticks "$DOCKERD_PID" || echo 0) - d0))
+	c0=$(pty_ticks "$SSHD_PID")
+	pty_sshd+=("$(time_us sshd_pty)")
+	pty_cpu_sshd=$((pty_cpu_sshd + $(pty_ticks "$SSHD_PID") - c0))
+done
+pty_report() { # called from the report below
+	row pty "$(printf '%s\n' "${pty_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${pty_sshd[@]}" | median)" 1.00
+	awk -v g="$pty_cpu_gw" -v s="$pty_cpu_sshd" -v d="$pty_cpu_dockerd" -v hz="$(getconf CLK_TCK)" -v n="$STREAM_N" -v b="$PTY_BYTES" 'BEGIN {
+		f = hz * n * b / 1073741824
+		printf "(pty: ssh -tt head -c 100 MiB; CPU s/GiB: ds01 %.2f (dockerd meanwhile %.2f) vs openssh %.2f incl. the command)\n", g/f, d/f, s/f }'
+}
+
 cipher() { # port user: the cipher a default client negotiates
 	ssh "${SSH_OPTS[@]}" -v -p "$1" -l "$2" 127.0.0.1 true 2>&1 |
 		sed -n 's/.*kex: server->client cipher: \([^ ]*\).*/\1/p' | head -n 1
@@ -367,6 +400,7 @@ row stream "$(printf '%s\n' "${stream_gw[@]}" | median)" "openssh" "$(printf '%s
 row sftp-put "$(printf '%s\n' "${put_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${put_sshd[@]}" | median)" 1.11
 row sftp-get "$(printf '%s\n' "${get_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${get_sshd[@]}" | median)" 1.11
 row cold-20ms "$(printf '%s\n' "${cold20_gw[@]}" | median)" "ssh+dockrun" "$(printf '%s\n' "${cold20_base[@]}" | median)" 1.00
+pty_report
 if [ "$LIFECYCLE" = 1 ]; then
 	row sweep100 "$(usage_kv sweep_cpu)" "budget" 0.050 1.00
 	for iv in ${BENCH_DETACHED_INTERVALS:-60s 5s}; do

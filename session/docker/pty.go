@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -243,7 +245,7 @@ func (d *Docker) execPty(ctx context.Context, id string, spec runtime.ExecSpec) 
 	}
 	// The shell opens the terminal, which becomes its controlling one, and
 	// replaces itself with the command, which keeps the exec's PID.
-	cmd := append([]string{"/bin/sh", "-c", `exec "$@" <>"$0" >&0 2>&0`, "/dev/pts/" + strconv.Itoa(n)}, spec.Cmd...)
+	cmd := append([]string{ttyShell(spec.Cmd), "-c", `exec "$@" <>"$0" >&0 2>&0`, "/dev/pts/" + strconv.Itoa(n)}, spec.Cmd...)
 	created, err := d.cli.ContainerExecCreate(ctx, id, container.ExecOptions{
 		User: spec.User, Env: spec.Env, WorkingDir: spec.Dir, Cmd: cmd,
 	})
@@ -257,6 +259,20 @@ func (d *Docker) execPty(ctx context.Context, id string, spec runtime.ExecSpec) 
 		return fail(fmt.Errorf("exec start: %w", err))
 	}
 	return &ptyProcess{execRef: execRef{d: d, id: created.ID}, master: master, peer: peer}, true, nil
+}
+
+// posixShells are shells that run ttyShell's script.
+var posixShells = map[string]bool{"sh": true, "bash": true, "dash": true, "zsh": true, "ksh": true, "mksh": true, "ash": true, "yash": true}
+
+// ttyShell is the shell that opens the terminal: the session's own shell
+// when it is a POSIX one, else /bin/sh. The image decides what /bin/sh is
+// (one whose /bin/sh never runs must still give its users a terminal
+// login), while the session's shell is the one its user logs in with.
+func ttyShell(cmd []string) string {
+	if len(cmd) > 0 && strings.HasPrefix(cmd[0], "/") && posixShells[path.Base(cmd[0])] {
+		return cmd[0]
+	}
+	return "/bin/sh"
 }
 
 // ptyProcess is a terminal exec on a pty whose master the gateway holds.
