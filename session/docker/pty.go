@@ -330,10 +330,45 @@ func (p *ptyProcess) Resize(_ context.Context, rows, cols uint32) error {
 // Hangup closes the master: the kernel hangs the terminal up, sending
 // SIGHUP (and SIGCONT) to the session leader and SIGHUP to the foreground
 // job, which is what sshd's close of the pty gives. Nothing else is
-// signalled, so a shell's HUP trap runs once.
+// signalled then, so a shell's HUP trap runs once. A process that never
+// got the terminal (its shell never opened it) gets the engine path's
+// SIGHUP to its process group instead.
 func (p *ptyProcess) Hangup() error {
+	onTTY := p.onTTY()
 	p.Close()
-	return nil
+	if onTTY {
+		return nil
+	}
+	return p.execRef.Hangup()
+}
+
+// onTTY reports whether the exec's process has a controlling terminal.
+func (p *ptyProcess) onTTY() bool {
+	pid, err := p.hostPID()
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	return statTTY(string(b)) != 0
+}
+
+// statTTY is the tty_nr field of a /proc/PID/stat line; the command name
+// before it is in parentheses and may itself hold spaces and parentheses.
+func statTTY(stat string) int {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0
+	}
+	// After the name: state ppid pgrp session tty_nr ...
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 5 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[4])
+	return n
 }
 
 func (p *ptyProcess) Close() error {

@@ -106,3 +106,16 @@ func openPTMXAt(t *testing.T, root string) (*os.File, error) {
 	defer unix.Close(fd)
 	return openPTMXIn(fd)
 }
+
+func TestStatTTY(t *testing.T) {
+	for stat, want := range map[string]int{
+		"42 (bash) S 1 42 42 34816 42 4194560 ...": 34816,
+		"42 (a) b) (c) S 1 42 42 34817 42 0":       34817,
+		"42 (sleep) S 1 42 42 0 -1 4194560":        0,
+		"garbage":                                  0,
+	} {
+		if got := statTTY(stat); got != want {
+			t.Errorf("statTTY(%q) = %d, want %d", stat, got, want)
+		}
+	}
+}
