@@ -85,8 +85,8 @@ func TestPtyDirect(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, out := startPtySession(t, c, `sh -c 'trap "echo hup >/workspace/hup.job; exit 0" HUP; while :; do sleep 0.05; done' & echo ready; wait`)
-		waitPty(t, out, "ready")
+		_, out := startPtySession(t, c, `sh -c 'trap "echo hup >/workspace/hup.job; exit 0" HUP; echo ready; while :; do sleep 0.05; done' & wait`)
+		waitPty(t, out, "ready") // the job's trap is set
 		c.Close() // the client goes away: the job on the terminal is hung up
 		for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			if b, _ := os.ReadFile(mark); string(b) == "hup\n" {
