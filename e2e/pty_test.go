@@ -87,7 +87,7 @@ func TestPtyDirect(t *testing.T) {
 		}
 		_, out := startPtySession(t, c, `sh -c 'trap "echo hup >/workspace/hup.job; exit 0" HUP; echo ready; while :; do sleep 0.05; done' & wait`)
 		waitPty(t, out, "ready") // the job's trap is set
-		c.Close() // the client goes away: the job on the terminal is hung up
+		c.Close()                // the client goes away: the job on the terminal is hung up
 		for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 			if b, _ := os.ReadFile(mark); string(b) == "hup\n" {
 				break
