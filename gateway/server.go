@@ -94,7 +94,7 @@ type Server struct {
 	// keepalives watches connections for a vanished client; nil when
 	// Options.KeepaliveInterval is zero.
 	keepalives *keepalives
-	obs      Observer
+	obs        Observer
 	// handshakes maps a connection's remote address to its state until
 	// the connection ends: the handshake's failure callback is given the
 	// connection only, and needs what authentication saw.
