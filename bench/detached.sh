@@ -31,92 +31,39 @@ BUID="${BENCH_DETACHED_UID:-27000}"
 BIN="${BENCH_BIN:-$PWD/bin/ds01-gateway}"
 BASE_IMAGE="${BASE_IMAGE:-ds01-base:bookworm}"
 
-log() { echo "bench: detached: $*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+BENCH_NAME=detached
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
-[ "$(id -u)" = 0 ] || die "must run as root (the gateway needs it)"
-[ -x "$BIN" ] || die "$BIN not found: run make build"
-docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE missing: run make base-image"
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT="${BENCH_DETACHED_PORT:-}"
-if [ -z "$PORT" ]; then
-	for p in $(seq 2299 2399); do
-		port_free "$p" && { PORT=$p; break; }
-	done
-	[ -n "$PORT" ] || die "no free port in 2299-2399 (set BENCH_DETACHED_PORT)"
-fi
-port_free "$PORT" || die "port $PORT in use (set BENCH_DETACHED_PORT)"
+bench_checks
+bench_port BENCH_DETACHED_PORT 2299 2399
 
 TMP="$(mktemp -d /tmp/ds01-bench-detached.XXXXXX)"
 GW_PID=
-stop_gw() {
-	[ -n "$GW_PID" ] || return 0
-	kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
-	GW_PID=
-}
 cleanup() {
 	set +e
-	stop_gw
+	gw_stop
 	[ -n "${BENCH_DETACHED_LOG:-}" ] && cp "$TMP/gw.log" "$BENCH_DETACHED_LOG"
-	ids=$(docker ps -a -q --filter "label=ds01.uid=$BUID")
-	[ -n "$ids" ] && docker rm -f -v $ids >/dev/null
-	imgs=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep "^ds01-$BUID/")
-	[ -n "$imgs" ] && docker rmi -f $imgs >/dev/null
-	old=$(docker images -a -q --filter "label=ds01.uid=$BUID")
-	[ -n "$old" ] && docker rmi -f $old >/dev/null 2>&1
-	docker network rm "ds01-u$BUID" >/dev/null 2>&1
-	# A workspace staging mount left by a killed gateway: never remove through it.
-	awk -v t="$TMP/" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
-		umount -l "$m"
-	done
-	rm -rf "$TMP"
+	bench_remove_user "$BUID"
+	bench_remove_tmp
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ssh-keygen -q -t ed25519 -N '' -C bench -f "$TMP/key"
-SSH_OPTS=(-F /dev/null -i "$TMP/key" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
-	-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -p "$PORT")
+bench_ssh_opts "$TMP/key"
 
 # DS01's resource-limits.yaml format: room for N small containers.
-cat >"$TMP/resource-limits.yaml" <<EOF
-defaults:
-  max_cpus: 0.1
-  memory: 256m
-  max_containers_per_user: $((N + 10))
-  pids_limit: 64
-EOF
+bench_limits "max_containers_per_user: $((N + 10))"
 
 write_config() { # check_interval
-	cat >"$TMP/gw.yaml" <<EOF
-listen: 127.0.0.1:$PORT
-data_dir: $TMP/data
-workspace_root: $TMP/ws/{user}
-base_image: $BASE_IMAGE
-retire_after: $RETIRE
-command_login: ds01
-limits_file: $TMP/resource-limits.yaml
-lifecycle:
-  check_interval: $1
-EOF
+	bench_config "retire_after: $RETIRE" "lifecycle:" "  check_interval: $1"
 }
 
 start_gw() { # check_interval
 	write_config "$1"
 	echo "=== serve, check_interval $1 ($(date +%T)) ===" >>"$TMP/gw.log"
-	"$BIN" serve --config "$TMP/gw.yaml" >>"$TMP/gw.log" 2>&1 &
-	GW_PID=$!
-	for _ in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-		kill -0 "$GW_PID" 2>/dev/null || { tail -n 20 "$TMP/gw.log" >&2; die "the gateway exited"; }
-		sleep 0.1
-	done
-	tail -n 20 "$TMP/gw.log" >&2
-	die "nothing listening on port $PORT after 10s"
+	gw_start
 }
 
 # detached_count: containers container-list shows as detached.
@@ -134,18 +81,6 @@ wait_detached() { # timeout_s
 	done
 	tail -n 30 "$TMP/gw.log" >&2
 	die "only $n of $N containers detached after $1 s"
-}
-
-# cpu_ticks: the gateway's CPU time so far, its waited-for children's
-# included, in clock ticks. The fields after the command name (which may
-# hold spaces) start at field 3, state.
-cpu_ticks() {
-	local s
-	s=$(<"/proc/$GW_PID/stat")
-	s=${s##*) }
-	# shellcheck disable=SC2086 # split into fields on purpose
-	set -- $s
-	echo $((${12} + ${13} + ${14} + ${15}))
 }
 
 first=${INTERVALS%% *}
@@ -181,15 +116,15 @@ for iv in $INTERVALS; do
 	# Let the start (adoption, the first sweep's inspects) settle.
 	sleep 5
 	log "check_interval $iv: $N detached; measuring for $WINDOW s"
-	a=$(cpu_ticks)
+	a=$(cpu_ticks "$GW_PID")
 	sleep "$WINDOW"
-	b=$(cpu_ticks)
+	b=$(cpu_ticks "$GW_PID")
 	n=$(detached_count)
 	[ "$n" -ge "$N" ] || die "only $n of $N containers still detached after the window"
 	core=$(awk -v d=$((b - a)) -v hz="$CLK_TCK" -v w="$WINDOW" 'BEGIN {printf "%.5f", d/hz/w}')
 	log "check_interval $iv: $((b - a)) ticks in $WINDOW s: $(awk -v c="$core" 'BEGIN {printf "%.3f", c*100}') % of a core"
 	out="$out core_$iv=$core"
-	stop_gw # the next interval's gateway adopts the containers
+	gw_stop # the next interval's gateway adopts the containers
 done
 
 # The lifecycle's complaints during the run, for the report.

@@ -32,25 +32,12 @@ SESSIONS=$((USERS * PER))
 # The sessions' command, distinctive so that counting them finds only ours.
 SLEEP="sleep $((100000 + UID0))"
 
-log() { echo "bench: sessions: $*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+BENCH_NAME=sessions
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
-[ "$(id -u)" = 0 ] || die "must run as root (the gateway needs it)"
-[ -x "$BIN" ] || die "$BIN not found: run make build"
-docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE missing: run make base-image"
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-PORT="${BENCH_SESSIONS_PORT:-}"
-if [ -z "$PORT" ]; then
-	for p in $(seq 2400 2499); do
-		port_free "$p" && { PORT=$p; break; }
-	done
-	[ -n "$PORT" ] || die "no free port in 2400-2499 (set BENCH_SESSIONS_PORT)"
-fi
-port_free "$PORT" || die "port $PORT in use (set BENCH_SESSIONS_PORT)"
+bench_checks
+bench_port BENCH_SESSIONS_PORT 2400 2499
 
 TMP="$(mktemp -d /tmp/ds01-bench-sessions.XXXXXX)"
 GW_PID=
@@ -59,62 +46,33 @@ cleanup() {
 	set +e
 	[ "${#CLIENTS[@]}" -gt 0 ] && kill "${CLIENTS[@]}" 2>/dev/null
 	wait "${CLIENTS[@]}" 2>/dev/null
-	[ -n "$GW_PID" ] && kill "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+	gw_stop
 	[ -n "${BENCH_SESSIONS_LOG:-}" ] && cp "$TMP/gw.log" "$BENCH_SESSIONS_LOG"
 	for i in $(seq 0 $((USERS - 1))); do
-		u=$((UID0 + i))
-		ids=$(docker ps -a -q --filter "label=ds01.uid=$u")
-		[ -n "$ids" ] && docker rm -f -v $ids >/dev/null
-		imgs=$(docker images --format '{{.Repository}}:{{.Tag}}' | grep "^ds01-$u/")
-		[ -n "$imgs" ] && docker rmi -f $imgs >/dev/null
-		docker network rm "ds01-u$u" >/dev/null 2>&1
+		bench_remove_user $((UID0 + i))
 	done
-	# A workspace staging mount left by a killed gateway: never remove through it.
-	awk -v t="$TMP/" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
-		umount -l "$m"
-	done
-	rm -rf "$TMP"
+	bench_remove_tmp
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cat >"$TMP/resource-limits.yaml" <<EOF
-defaults:
-  max_cpus: 0.1
-  memory: 256m
-  pids_limit: 64
-EOF
-cat >"$TMP/gw.yaml" <<EOF
-listen: 127.0.0.1:$PORT
-data_dir: $TMP/data
-workspace_root: $TMP/ws/{user}
-base_image: $BASE_IMAGE
-command_login: ds01
-limits_file: $TMP/resource-limits.yaml
+bench_limits
 # Every client comes from 127.0.0.1: room for the launch's handshakes.
-max_startups: $((SESSIONS + 10))
-max_startups_per_source: $((SESSIONS + 10))
-${BENCH_SESSIONS_CONFIG:-}
-EOF
+bench_config "max_startups: $((SESSIONS + 10))" "max_startups_per_source: $((SESSIONS + 10))" \
+	"${BENCH_SESSIONS_CONFIG:-}"
 
 log "adding $USERS users"
 for i in $(seq 0 $((USERS - 1))); do
 	ssh-keygen -q -t ed25519 -N '' -C "bench$i" -f "$TMP/key$i"
 	"$BIN" user add "bench$i" --uid $((UID0 + i)) --key-file "$TMP/key$i.pub" --config "$TMP/gw.yaml" >/dev/null
 done
-"$BIN" serve --config "$TMP/gw.yaml" >"$TMP/gw.log" 2>&1 &
-GW_PID=$!
-for _ in $(seq 1 100); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-	kill -0 "$GW_PID" 2>/dev/null || { tail -n 20 "$TMP/gw.log" >&2; die "the gateway exited"; }
-	sleep 0.1
-done
+gw_start
 
 ssh_as() { # user-index command...
-	local i=$1
+	local i=$1 SSH_OPTS
 	shift
-	ssh -F /dev/null -i "$TMP/key$i" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no \
-		-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -p "$PORT" p@127.0.0.1 "$@"
+	bench_ssh_opts "$TMP/key$i"
+	ssh "${SSH_OPTS[@]}" p@127.0.0.1 "$@"
 }
 running_sleeps() { pgrep -c -x -f "$SLEEP" || true; }
 wait_sleeps() { # count timeout_s
@@ -141,14 +99,6 @@ quantile() { # q: of seconds from microseconds on stdin, nearest rank
 	sort -n | awk -v q="$1" '{a[NR]=$1} END {i=int(q*NR+0.999999); if (i<1) i=1; printf "%.3f", a[i]/1e6}'
 }
 status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$GW_PID/status"; }
-cpu_ticks() { # pid: utime+stime+cutime+cstime
-	local s
-	s=$(<"/proc/$1/stat")
-	s=${s##*) }
-	# shellcheck disable=SC2086 # split into fields on purpose
-	set -- $s
-	echo $((${12} + ${13} + ${14} + ${15}))
-}
 
 log "idle gateway: one session open, $LOGINS warm logins"
 ssh_as 0 "$SLEEP" </dev/null >/dev/null 2>&1 &

@@ -15,7 +15,9 @@ SWEEPS="${BENCH_USAGE_SWEEPS:-20}"
 BASE_IMAGE="${BASE_IMAGE:-ds01-base:bookworm}"
 LABEL="ds01.bench=usage-$$"
 
-log() { echo "bench: $*" >&2; }
+BENCH_NAME=usage
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 TMP="$(mktemp -d /tmp/ds01-bench-usage.XXXXXX)"
 cleanup() {
@@ -29,13 +31,13 @@ trap 'exit 130' INT TERM
 
 "${GO:-go}" build -o "$TMP/usagebench" ./bench/usagebench
 
-log "usage: starting $N idle containers"
+log "starting $N idle containers"
 # --network none: the sweep reads cgroups, not networks, and 100 veths
 # would only slow the start.
 seq 1 "$N" | xargs -P 4 -I{} docker run -d --init --network none --log-driver none \
 	--label "$LABEL" "$BASE_IMAGE" sleep infinity >/dev/null
 running=$(docker ps -q --filter "label=$LABEL" | wc -l)
-[ "$running" = "$N" ] || { log "only $running of $N containers run"; exit 1; }
+[ "$running" = "$N" ] || die "only $running of $N containers run"
 
-log "usage: $SWEEPS sweeps of $N containers"
+log "$SWEEPS sweeps of $N containers"
 "$TMP/usagebench" --label "$LABEL" --sweeps "$SWEEPS"

@@ -44,7 +44,8 @@ type Options struct {
 	// KeepaliveInterval and KeepaliveCount: a client that answers none of
 	// KeepaliveCount keepalives sent KeepaliveInterval apart is dropped, so
 	// a vanished laptop does not keep its container (and GPUs) forever.
-	// A zero interval turns keepalives off.
+	// A zero interval turns keepalives off. How idle connections are
+	// watched at almost no cost: keepalive.go.
 	KeepaliveInterval time.Duration
 	KeepaliveCount    int
 	// ForwardAllow lists extra destinations local forwards may reach,
@@ -90,7 +91,10 @@ type Server struct {
 	failures *failureLog
 	denied   *authDenials // nil without Options.Events
 	open     openSessions // for the shutdown notice (shutdown.go)
-	obs      Observer
+	// keepalives watches connections for a vanished client; nil when
+	// Options.KeepaliveInterval is zero.
+	keepalives *keepalives
+	obs        Observer
 	// handshakes maps a connection's remote address to its state until
 	// the connection ends: the handshake's failure callback is given the
 	// connection only, and needs what authentication saw.
@@ -131,6 +135,9 @@ func New(opts Options, users Users, sessions Sessions, cmds commands.Service, lo
 			log.Info("connection failures not logged", "source", src, "suppressed", n, "window", failureWindow)
 		}),
 		denied: newAuthDenials(opts.Events, log, deniedWindow),
+	}
+	if opts.KeepaliveInterval > 0 {
+		s.keepalives = newKeepalives(opts.KeepaliveInterval, opts.KeepaliveCount)
 	}
 	s.srv = &gssh.Server{
 		Version:          serverVersion,
@@ -207,6 +214,11 @@ func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
 	ctx.SetValue(connStateKey, cs)
 	remote := conn.RemoteAddr().String()
 	s.handshakes.Store(remote, cs)
+	var ka *keepaliveConn
+	if s.keepalives != nil {
+		ka = s.watchKeepalives(ctx, conn)
+		conn = ka
+	}
 	t := time.AfterFunc(s.opts.HandshakeTimeout, func() {
 		if ctx.Value(gssh.ContextKeyConn) == nil {
 			s.failure(conn.RemoteAddr(), slog.LevelInfo, "handshake timeout")
@@ -218,6 +230,9 @@ func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
 		<-ctx.Done()
 		t.Stop()
 		release()
+		if ka != nil {
+			s.keepalives.remove(ka)
+		}
 		if cs.authenticated.Load() {
 			s.handshakes.CompareAndDelete(remote, cs)
 			return
@@ -226,48 +241,5 @@ func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
 		// the failure callback runs: leave that callback the state.
 		time.AfterFunc(time.Second, func() { s.handshakes.CompareAndDelete(remote, cs) })
 	}()
-	if s.opts.KeepaliveInterval > 0 {
-		go s.keepalive(ctx, conn)
-	}
 	return conn
-}
-
-// keepalive sends keepalive@openssh.com requests once the handshake is
-// done and closes the connection when KeepaliveCount in a row go
-// unanswered. Any reply counts: OpenSSH answers it with a failure.
-func (s *Server) keepalive(ctx gssh.Context, conn net.Conn) {
-	tick := time.NewTicker(s.opts.KeepaliveInterval)
-	defer tick.Stop()
-	missed := 0
-	replied := make(chan struct{}, 1)
-	pending := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-replied:
-			pending, missed = false, 0
-			continue
-		case <-tick.C:
-		}
-		sc, _ := ctx.Value(gssh.ContextKeyConn).(*gossh.ServerConn)
-		if sc == nil {
-			continue // still in the handshake
-		}
-		if pending {
-			missed++
-			if missed >= s.opts.KeepaliveCount {
-				s.log.Info("client stopped answering keepalives", "remote", conn.RemoteAddr().String(), "user", sc.User())
-				conn.Close()
-				return
-			}
-			continue
-		}
-		pending = true
-		go func() {
-			if _, _, err := sc.SendRequest("keepalive@openssh.com", true, nil); err == nil {
-				replied <- struct{}{}
-			}
-		}()
-	}
 }
