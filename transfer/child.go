@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -79,19 +81,27 @@ func childRun(args []string) (int, Stats) {
 		fmt.Fprintf(os.Stderr, "transfer: %v\n", err)
 		return 2, Stats{}
 	}
+	// One P: the child's work is a relay of small steps between a few
+	// goroutines (pkg/sftp's reader, dispatcher, workers and sender), and
+	// with two Ps every step handed over woke another thread. A get of
+	// 10,000 small files went from ~137,000 futex calls to ~7,000 and
+	// its CPU from 4.7 to 2.7 s; a 1 GiB get or put used no more CPU. The
+	// file reads and writes are system calls that release the P.
+	runtime.GOMAXPROCS(1)
 	// New files get the usual 644/755 whatever umask the gateway runs with.
 	syscall.Umask(umask)
 	ctx := context.Background()
+	in, out := polled(0, "stdin"), polled(1, "stdout")
 	switch mode {
 	case "sftp":
-		st, err := ServeSFTP(ctx, mounts, stdio{&packetWriter{out: os.Stdout}})
+		st, err := ServeSFTP(ctx, mounts, stdio{r: bufio.NewReaderSize(in, stdinBuf), w: &packetWriter{out: out}})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "sftp: %v\n", err)
 			return 1, st
 		}
 		return 0, st
 	default:
-		st, code, err := ServeSCP(ctx, mounts, rest, os.Stdin, os.Stdout)
+		st, code, err := ServeSCP(ctx, mounts, rest, in, out)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scp: %v\n", err)
 		}
@@ -126,6 +136,21 @@ func parseChildArgs(args []string) (mode string, mounts []Mount, rest []string, 
 	return args[0], mounts, rest, nil
 }
 
+// polled returns fd as a file the Go runtime waits on with its poller.
+// The pipes come blocking (os/exec hands them over so), and a goroutine
+// blocked in read(2) holds a thread: every request then woke the reader's
+// thread and handed work across threads, and the child spent more time in
+// futex and the scheduler's sleeps than in its own work (strace -c of a
+// get of 10,000 small files: ~14 futex and ~15 nanosleep calls a file).
+// Non-blocking, a waiting goroutine parks and the next runs on the same
+// thread. A descriptor the poller cannot take (a regular file) works as
+// before.
+func polled(fd int, name string) *os.File {
+	// If it cannot be made non-blocking, it works as it came.
+	_ = syscall.SetNonblock(fd, true)
+	return os.NewFile(uintptr(fd), name)
+}
+
 // inheritedPipe returns fd as a file if it is an open pipe, else nil.
 func inheritedPipe(fd int) *os.File {
 	var st syscall.Stat_t
@@ -135,12 +160,22 @@ func inheritedPipe(fd int) *os.File {
 	return os.NewFile(uintptr(fd), "stats")
 }
 
-// stdio is the SFTP stream of the child: closing it ends the output.
-type stdio struct{ w *packetWriter }
+// stdinBuf is the child's read buffer on its stdin. Unbuffered, every
+// SFTP packet cost two reads at least (the 5 bytes the mode tap looks at,
+// then the rest), and a tree of small files is mostly small packets; a
+// buffer takes many at once. A body at least this big is read around it,
+// straight into pkg/sftp's page.
+const stdinBuf = 64 << 10
 
-func (stdio) Read(p []byte) (int, error)    { return os.Stdin.Read(p) }
+// stdio is the SFTP stream of the child: closing it ends the output.
+type stdio struct {
+	r *bufio.Reader
+	w *packetWriter
+}
+
+func (s stdio) Read(p []byte) (int, error)  { return s.r.Read(p) }
 func (s stdio) Write(p []byte) (int, error) { return s.w.Write(p) }
-func (stdio) Close() error                  { return os.Stdout.Close() }
+func (s stdio) Close() error                { return s.w.out.Close() }
 
 // packetWriter writes each SFTP packet with one system call. pkg/sftp
 // writes a reply as its header, then its data; written apart, the gateway
