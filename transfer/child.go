@@ -187,7 +187,51 @@ type packetWriter struct {
 	out     *os.File
 	pending []byte // a header waiting for its data
 	need    int    // bytes of data the pending header announces
-	buf     []byte
+	iov     [][]byte
+}
+
+// writeTwo writes a and b with one writev(2), or as few as the pipe takes:
+// copying a read's data behind its header cost a copy of every byte a
+// download sends.
+func (w *packetWriter) writeTwo(a, b []byte) error {
+	rc, err := w.out.SyscallConn()
+	if err != nil {
+		return err
+	}
+	w.iov = append(w.iov[:0], a, b)
+	iov := w.iov
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		for len(iov) > 0 {
+			n, err := unix.Writev(int(fd), iov)
+			switch {
+			case errors.Is(err, unix.EAGAIN):
+				return false // the poller waits for room
+			case errors.Is(err, unix.EINTR):
+				continue
+			case err != nil:
+				werr = &os.PathError{Op: "writev", Path: w.out.Name(), Err: err}
+				return true
+			}
+			for n > 0 && len(iov) > 0 {
+				if n < len(iov[0]) {
+					iov[0] = iov[0][n:]
+					break
+				}
+				n -= len(iov[0])
+				iov = iov[1:]
+			}
+			for len(iov) > 0 && len(iov[0]) == 0 {
+				iov = iov[1:]
+			}
+		}
+		return true
+	})
+	clear(w.iov) // keep no packet's bytes alive
+	if err != nil {
+		return err
+	}
+	return werr
 }
 
 func (w *packetWriter) Write(p []byte) (int, error) {
@@ -199,9 +243,9 @@ func (w *packetWriter) Write(p []byte) (int, error) {
 			}
 			return w.out.Write(p)
 		}
-		w.buf = append(append(w.buf[:0], w.pending...), p...)
+		err := w.writeTwo(w.pending, p)
 		w.pending = w.pending[:0]
-		if _, err := w.out.Write(w.buf); err != nil {
+		if err != nil {
 			return 0, err
 		}
 		return len(p), nil
