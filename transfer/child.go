@@ -143,11 +143,16 @@ func parseChildArgs(args []string) (mode string, mounts []Mount, rest []string, 
 // futex and the scheduler's sleeps than in its own work (strace -c of a
 // get of 10,000 small files: ~14 futex and ~15 nanosleep calls a file).
 // Non-blocking, a waiting goroutine parks and the next runs on the same
-// thread. A descriptor the poller cannot take (a regular file) works as
-// before.
+// thread.
 func polled(fd int, name string) *os.File {
-	// If it cannot be made non-blocking, it works as it came.
-	_ = syscall.SetNonblock(fd, true)
+	// Only a pipe: the gateway's are the child's alone, while a terminal
+	// (a child run by hand) is shared, and its other users would find it
+	// non-blocking too. If it cannot be made non-blocking, it works as it
+	// came.
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFIFO {
+		_ = syscall.SetNonblock(fd, true)
+	}
 	return os.NewFile(uintptr(fd), name)
 }
 
