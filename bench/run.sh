@@ -10,6 +10,8 @@
 #   detached50  the gateway's share of one core with 50 detached containers vs 1 % (bench/detached.sh)
 #   sessions500  500 idle sessions (50 users x 10): gateway CPU vs 0.5 % of a core, warm login p99 vs
 #                2x the idle gateway's, RSS per session vs 0.5 MiB (bench/sessions.sh)
+#   small-*  10,000 files of 4 KiB put and get by scp -r, scp -O -r, sftp put/get -r and rsync -a vs
+#            the same through OpenSSH (bench/smallfiles.sh; informational, no target)
 # Prints medians and ratios beside the targets. Run via `make bench` (root).
 #
 # Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_SFTP_N (3), BENCH_GW_PORT (2298),
@@ -17,7 +19,7 @@
 #      BENCH_STRICT=1 (exit 1 when a target is missed),
 #      BENCH_BIN (the gateway binary; compare two builds with it), BENCH_LIFECYCLE=0 (skip sweep100
 #      and detached50, the slow rows that do not touch the login path), BENCH_SESSIONS=0 (skip
-#      sessions500; also skipped with BENCH_LIFECYCLE=0).
+#      sessions500; also skipped with BENCH_LIFECYCLE=0), BENCH_SMALL=0 (skip the small-files rows).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -241,9 +243,18 @@ log "stream: $STREAM_N x 1 GiB vs OpenSSH"
 check_stream gw_ssh
 check_stream sshd_ssh
 stream_gw=() stream_sshd=() gcm_gw=() gcm_sshd=()
+# CPU of each side per stream, as for sftp below: the process and its
+# reaped children (sshd's session process and shell; the gateway's own
+# work, the container's process being Docker's).
+ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
+stream_cpu_gw=0 stream_cpu_sshd=0
 for _ in $(seq 1 "$STREAM_N"); do
+	c0=$(ticks "$GW_PID")
 	stream_gw+=("$(time_us stream gw_ssh)")
+	stream_cpu_gw=$((stream_cpu_gw + $(ticks "$GW_PID") - c0))
+	c0=$(ticks "$SSHD_PID")
 	stream_sshd+=("$(time_us stream sshd_ssh)")
+	stream_cpu_sshd=$((stream_cpu_sshd + $(ticks "$SSHD_PID") - c0))
 	# The same cipher on both sides, to separate the cipher choice from
 	# the data path. No target.
 	gcm_gw+=("$(time_us stream gw_gcm)")
@@ -319,9 +330,9 @@ log "sftp: $SFTP_N x 1 GiB put and get vs OpenSSH sftp-server ($SFTP_SERVER)"
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$GW_PID/status"; }
 HWM_BEFORE=$(hwm_kib)
 put_gw=() put_sshd=() get_gw=() get_sshd=()
-# CPU of each side, in clock ticks: the process and its reaped children
-# (the gateway's transfer child; sshd's session process and sftp-server).
-ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
+# CPU of each side, in clock ticks (ticks, above): the process and its
+# reaped children (the gateway's transfer child; sshd's session process
+# and sftp-server).
 declare -A cpu=([put_gw]=0 [put_sshd]=0 [get_gw]=0 [get_sshd]=0)
 cpu_us() { # key pid CMD...: time_us CMD, adding its CPU to cpu[key]
 	local k=$1 p=$2 c0 us
@@ -359,6 +370,12 @@ done
 HWM_AFTER=$(hwm_kib)
 [ -z "$(containers)" ] || die "sftp left a project container behind"
 rm -f "$TMP/big.bin" "$GW_WS/big.bin" "$SSHD_DIR/big.bin" "$TMP/got.bin"
+
+# --- many small files: a gateway and sshd of its own (bench/smallfiles.sh) ---
+SMALL_OUT=""
+if [ "${BENCH_SMALL:-1}" = 1 ]; then
+	SMALL_OUT=$(BENCH_BIN="$BIN" bench/smallfiles.sh) || die "bench/smallfiles.sh failed"
+fi
 
 # --- lifecycle sampling: cgroup reads of 100 real containers (bench/usage.sh) ---
 LIFECYCLE="${BENCH_LIFECYCLE:-1}"
@@ -428,6 +445,15 @@ info "stream aes128-gcm" "$(printf '%s\n' "${gcm_gw[@]}" | median)" "openssh aes
 	printf "sampling: sweep wall %.1f ms; first sweep (one inspect per container) %.1f ms CPU; sampling 50 containers every 60s: %.4f%% of a core\n", w*1000, f*1000, s/n*50/60*100 }'
 cpu_gib() { awk -v t="${cpu[$1]}" -v hz="$(getconf CLK_TCK)" -v n="$SFTP_N" 'BEGIN {printf "%.2f", t/hz/n}'; }
 echo "sftp CPU s/GiB (process + reaped children): put ds01 $(cpu_gib put_gw) vs openssh $(cpu_gib put_sshd), get ds01 $(cpu_gib get_gw) vs openssh $(cpu_gib get_sshd)"
+awk -v g="$stream_cpu_gw" -v o="$stream_cpu_sshd" -v hz="$(getconf CLK_TCK)" -v n="$STREAM_N" -v b="$STREAM_BYTES" 'BEGIN {
+	f = 1073741824 / b / hz / n; printf "stream CPU s/GiB (process + reaped children): ds01 %.2f vs openssh %.2f\n", g*f, o*f }'
+if [ -n "$SMALL_OUT" ]; then
+	# One line per row from bench/smallfiles.sh: name, gateway s, OpenSSH s.
+	while read -r name g o; do
+		info "small $name" "$g" "openssh" "$o"
+	done <<<"$SMALL_OUT"
+	echo "(small: 10,000 files of 4 KiB in 100 dirs, fresh target each run, medians of ${BENCH_SMALL_N:-3} (scp -O: 1); rsync1 is one file, the fixed cost: the gateway's includes the transfer container's start)"
+fi
 echo "gateway peak RSS (VmHWM): $((HWM_BEFORE / 1024)) MiB before the sftp runs, $((HWM_AFTER / 1024)) MiB after (memory must stay flat)"
 
 if [ "$fail" = 1 ] && [ "${BENCH_STRICT:-0}" = 1 ]; then

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -79,19 +81,27 @@ func childRun(args []string) (int, Stats) {
 		fmt.Fprintf(os.Stderr, "transfer: %v\n", err)
 		return 2, Stats{}
 	}
+	// One P: the child's work is a relay of small steps between a few
+	// goroutines (pkg/sftp's reader, dispatcher, workers and sender), and
+	// with two Ps every step handed over woke another thread. A get of
+	// 10,000 small files went from ~137,000 futex calls to ~7,000 and
+	// its CPU from 4.7 to 2.7 s; a 1 GiB get or put used no more CPU. The
+	// file reads and writes are system calls that release the P.
+	runtime.GOMAXPROCS(1)
 	// New files get the usual 644/755 whatever umask the gateway runs with.
 	syscall.Umask(umask)
 	ctx := context.Background()
+	in, out := polled(0, "stdin"), polled(1, "stdout")
 	switch mode {
 	case "sftp":
-		st, err := ServeSFTP(ctx, mounts, stdio{&packetWriter{out: os.Stdout}})
+		st, err := ServeSFTP(ctx, mounts, stdio{r: bufio.NewReaderSize(in, stdinBuf), w: &packetWriter{out: out}})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "sftp: %v\n", err)
 			return 1, st
 		}
 		return 0, st
 	default:
-		st, code, err := ServeSCP(ctx, mounts, rest, os.Stdin, os.Stdout)
+		st, code, err := ServeSCP(ctx, mounts, rest, in, out)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scp: %v\n", err)
 		}
@@ -126,6 +136,26 @@ func parseChildArgs(args []string) (mode string, mounts []Mount, rest []string, 
 	return args[0], mounts, rest, nil
 }
 
+// polled returns fd as a file the Go runtime waits on with its poller.
+// The pipes come blocking (os/exec hands them over so), and a goroutine
+// blocked in read(2) holds a thread: every request then woke the reader's
+// thread and handed work across threads, and the child spent more time in
+// futex and the scheduler's sleeps than in its own work (strace -c of a
+// get of 10,000 small files: ~14 futex and ~15 nanosleep calls a file).
+// Non-blocking, a waiting goroutine parks and the next runs on the same
+// thread.
+func polled(fd int, name string) *os.File {
+	// Only a pipe: the gateway's are the child's alone, while a terminal
+	// (a child run by hand) is shared, and its other users would find it
+	// non-blocking too. If it cannot be made non-blocking, it works as it
+	// came.
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err == nil && st.Mode&syscall.S_IFMT == syscall.S_IFIFO {
+		_ = syscall.SetNonblock(fd, true)
+	}
+	return os.NewFile(uintptr(fd), name)
+}
+
 // inheritedPipe returns fd as a file if it is an open pipe, else nil.
 func inheritedPipe(fd int) *os.File {
 	var st syscall.Stat_t
@@ -135,12 +165,22 @@ func inheritedPipe(fd int) *os.File {
 	return os.NewFile(uintptr(fd), "stats")
 }
 
-// stdio is the SFTP stream of the child: closing it ends the output.
-type stdio struct{ w *packetWriter }
+// stdinBuf is the child's read buffer on its stdin. Unbuffered, every
+// SFTP packet cost two reads at least (the 5 bytes the mode tap looks at,
+// then the rest), and a tree of small files is mostly small packets; a
+// buffer takes many at once. A body at least this big is read around it,
+// straight into pkg/sftp's page.
+const stdinBuf = 64 << 10
 
-func (stdio) Read(p []byte) (int, error)    { return os.Stdin.Read(p) }
+// stdio is the SFTP stream of the child: closing it ends the output.
+type stdio struct {
+	r *bufio.Reader
+	w *packetWriter
+}
+
+func (s stdio) Read(p []byte) (int, error)  { return s.r.Read(p) }
 func (s stdio) Write(p []byte) (int, error) { return s.w.Write(p) }
-func (stdio) Close() error                  { return os.Stdout.Close() }
+func (s stdio) Close() error                { return s.w.out.Close() }
 
 // packetWriter writes each SFTP packet with one system call. pkg/sftp
 // writes a reply as its header, then its data; written apart, the gateway
@@ -152,7 +192,51 @@ type packetWriter struct {
 	out     *os.File
 	pending []byte // a header waiting for its data
 	need    int    // bytes of data the pending header announces
-	buf     []byte
+	iov     [][]byte
+}
+
+// writeTwo writes a and b with one writev(2), or as few as the pipe takes:
+// copying a read's data behind its header cost a copy of every byte a
+// download sends.
+func (w *packetWriter) writeTwo(a, b []byte) error {
+	rc, err := w.out.SyscallConn()
+	if err != nil {
+		return err
+	}
+	w.iov = append(w.iov[:0], a, b)
+	iov := w.iov
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		for len(iov) > 0 {
+			n, err := unix.Writev(int(fd), iov)
+			switch {
+			case errors.Is(err, unix.EAGAIN):
+				return false // the poller waits for room
+			case errors.Is(err, unix.EINTR):
+				continue
+			case err != nil:
+				werr = &os.PathError{Op: "writev", Path: w.out.Name(), Err: err}
+				return true
+			}
+			for n > 0 && len(iov) > 0 {
+				if n < len(iov[0]) {
+					iov[0] = iov[0][n:]
+					break
+				}
+				n -= len(iov[0])
+				iov = iov[1:]
+			}
+			for len(iov) > 0 && len(iov[0]) == 0 {
+				iov = iov[1:]
+			}
+		}
+		return true
+	})
+	clear(w.iov) // keep no packet's bytes alive
+	if err != nil {
+		return err
+	}
+	return werr
 }
 
 func (w *packetWriter) Write(p []byte) (int, error) {
@@ -164,9 +248,9 @@ func (w *packetWriter) Write(p []byte) (int, error) {
 			}
 			return w.out.Write(p)
 		}
-		w.buf = append(append(w.buf[:0], w.pending...), p...)
+		err := w.writeTwo(w.pending, p)
 		w.pending = w.pending[:0]
-		if _, err := w.out.Write(w.buf); err != nil {
+		if err != nil {
 			return 0, err
 		}
 		return len(p), nil

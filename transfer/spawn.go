@@ -146,7 +146,8 @@ func childArgs(spec Spec) ([]string, error) {
 	return []string{"transfer", spec.Mode}, nil
 }
 
-// copyBuf is the read size from the child's output, and pipeSize the
+// copyBuf is the read size from the child's output and from the caller's
+// input, and pipeSize the
 // kernel buffer of its pipes: fewer, fuller SSH packets, fewer wake-ups.
 const (
 	copyBuf  = 256 << 10
@@ -219,8 +220,10 @@ func (p *pipes) reader(src io.Reader) (*os.File, error) {
 	p.feeds = append(p.feeds, w)
 	p.copiers = append(p.copiers, func() {
 		// Closing w is the child's stdin EOF. Once the child is gone the
-		// write fails and the loop ends at the next Read.
-		io.Copy(w, src)
+		// write fails and the loop ends at the next Read. Big reads: what
+		// the channel holds goes in one write, not 32 KiB ones (os.File's
+		// ReadFrom would copy with 32 KiB; hide it).
+		io.CopyBuffer(struct{ io.Writer }{w}, src, make([]byte, copyBuf))
 		w.Close()
 	})
 	return r, nil
