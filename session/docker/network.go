@@ -15,6 +15,12 @@ import (
 // containers than any user may run.
 const subnetBits = 26
 
+// EnsureNetwork makes the network name ready ahead of a launch (an early
+// start's preparation); Launch and Build make it too.
+func (d *Docker) EnsureNetwork(ctx context.Context, name string, labels map[string]string) error {
+	return d.ensureNetwork(ctx, name, labels)
+}
+
 // ensureNetwork creates a bridge network if it does not exist. Docker keeps
 // separate bridge networks from reaching each other, which is what isolates
 // one user's containers from another's.
