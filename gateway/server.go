@@ -91,6 +91,8 @@ type Server struct {
 	denied   *authDenials // nil without Options.Events
 	open     openSessions // for the shutdown notice (shutdown.go)
 	obs      Observer
+	// earlyTimeout is how long an early start waits for a session.
+	earlyTimeout time.Duration
 	// handshakes maps a connection's remote address to its state until
 	// the connection ends: the handshake's failure callback is given the
 	// connection only, and needs what authentication saw.
@@ -130,7 +132,8 @@ func New(opts Options, users Users, sessions Sessions, cmds commands.Service, lo
 		failures: newFailureLog(failureLinesPerSource, failureLinesTotal, failureWindow, func(src string, n int) {
 			log.Info("connection failures not logged", "source", src, "suppressed", n, "window", failureWindow)
 		}),
-		denied: newAuthDenials(opts.Events, log, deniedWindow),
+		denied:       newAuthDenials(opts.Events, log, deniedWindow),
+		earlyTimeout: DefaultEarlyHoldTimeout,
 	}
 	s.srv = &gssh.Server{
 		Version:          serverVersion,
@@ -218,6 +221,7 @@ func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
 		<-ctx.Done()
 		t.Stop()
 		release()
+		cs.early.abandon()
 		if cs.authenticated.Load() {
 			s.handshakes.CompareAndDelete(remote, cs)
 			return
