@@ -23,9 +23,11 @@ const stopGrace = 2
 
 // Launch creates the container, places spec.Files, and starts it.
 func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string, error) {
+	t0 := time.Now()
 	if err := d.ensureNetwork(ctx, spec.Network, spec.NetworkLabels); err != nil {
 		return "", err
 	}
+	tNet := time.Since(t0)
 	init := true
 	cfg := &container.Config{
 		Image:      spec.Image,
@@ -84,17 +86,21 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 	if spec.IODir != "" {
 		d.ioDirs.Store(id, spec.IODir)
 	}
+	d.log.Debug("launch timings", "container", id[:min(12, len(id))], "network", tNet, "create_start", time.Since(t0)-tNet)
 	return id, nil
 }
 
 // createStart creates the container and starts it; a container that was
 // created but did not start is removed again.
 func (d *Docker) createStart(ctx context.Context, cfg *container.Config, host *container.HostConfig, name string) (string, error) {
+	t0 := time.Now()
 	created, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, name)
 	if err != nil {
 		return "", fmt.Errorf("create container: %w", err)
 	}
 	id := created.ID
+	tCreate := time.Since(t0)
+	defer func() { d.log.Debug("container create and start", "create", tCreate, "start", time.Since(t0)-tCreate) }()
 	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		// Remove on a fresh context: the caller's may be what failed.
 		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
