@@ -123,6 +123,8 @@ func earlyHoldFor(gctx context.Context) EarlyHold {
 	return cs.early.claim()
 }
 
+var _ Preparer = managerSessions{}
+
 // Prepare starts the session layer's early work.
 func (m managerSessions) Prepare(u store.User, project string, want session.Want) EarlyHold {
 	return m.m.Prepare(u, project, want)
