@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ var containerIDRe = regexp.MustCompile(`[0-9a-f]{64}`)
 // A cold `ssh p true` works, and two cold logins at once land in the same
 // container: the early start and the sessions share one launch.
 func TestColdLoginsShareTheEarlyContainer(t *testing.T) {
-	g := startGateway(t, gwOpts{RetireAfter: "1m"})
+	g := startGateway(t, gwOpts{RetireAfter: "1m", Extra: map[string]string{"log_level": "debug"}})
 	u := g.addUser(t, "earlyssh", 28051, 28051)
 	coldProject(t, g, u, "p")
 	if r := g.ssh(t, u, "p", "true"); r.code != 0 {
@@ -64,5 +65,11 @@ func TestColdLoginsShareTheEarlyContainer(t *testing.T) {
 	}
 	if ids := containers(t, u.uid, "p"); len(ids) != 1 {
 		t.Fatalf("containers: %v", ids)
+	}
+	// The launch's timings, for the record (go test -v).
+	for _, l := range strings.Split(g.out.String(), "\n") {
+		if strings.Contains(l, "timings") || strings.Contains(l, "create and start") || strings.Contains(l, "early") || strings.Contains(l, "container launched") {
+			t.Log(l)
+		}
 	}
 }
