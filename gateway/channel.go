@@ -195,6 +195,10 @@ func (sc *sessionChan) runSafely(ctx context.Context, r request) {
 // it until it ends or the client goes away; the caller closes the channel.
 // File transfers go elsewhere.
 func (sc *sessionChan) run(ctx context.Context, r request) {
+	// The connection's first session takes over its early start: an
+	// Attach hands it over, anything else gives it up at once.
+	hold := earlyHoldFor(sc.gctx)
+	defer abandon(&hold)
 	u, key, err := sc.s.identityKey(ctx, sc.gctx)
 	if err != nil {
 		sc.log.Error("session without identity", "err", err)
@@ -221,21 +225,30 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 		return
 	}
 	log = log.With("project", project)
+	// File transfers never use the container: they give up the early
+	// start at once, before serving.
 	if r.subsystem == "sftp" {
+		abandon(&hold)
 		sc.serveFiles(ctx, log, u, project, "sftp", nil)
 		return
 	}
 	if !r.shell {
 		switch kind, args := transferKind(r.command); kind {
 		case "scp":
+			abandon(&hold)
 			sc.serveFiles(ctx, log, u, project, "scp", args)
 			return
 		case "rsync":
+			abandon(&hold)
 			sc.serveRsync(ctx, log, u, project, r.command)
 			return
 		}
 	}
 	lease, err := sc.s.sessions.Attach(ctx, u, project, t.want, sc.notices())
+	if hold != nil {
+		hold.Handover() // after Attach: it follows the early launch now
+		hold = nil
+	}
 	if err != nil {
 		if errors.Is(err, session.ErrLimit) || errors.Is(err, context.Canceled) {
 			log.Info("attach refused", "err", err)

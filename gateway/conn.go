@@ -43,6 +43,9 @@ type connState struct {
 
 	globalOnce sync.Once
 	global     chan globalRequest
+
+	// early is the container started before the first session (early.go).
+	early early
 }
 
 var connStateKey = &struct{ name string }{"ds01-conn"}

@@ -228,11 +228,20 @@ func (s *Server) countAuthenticated(config func(gssh.Context) *gossh.ServerConfi
 	return func(ctx gssh.Context) *gossh.ServerConfig {
 		cfg := config(ctx)
 		cs := stateOf(ctx)
-		cfg.AuthLogCallback = func(_ gossh.ConnMetadata, _ string, err error) {
+		// Called only once the key's signature verified; offered keys
+		// never get here (see early.go).
+		cfg.VerifiedPublicKeyCallback = func(_ gossh.ConnMetadata, key gossh.PublicKey, perms *gossh.Permissions, _ string) (*gossh.Permissions, error) {
+			cs.early.verified(key)
+			return perms, nil
+		}
+		cfg.AuthLogCallback = func(conn gossh.ConnMetadata, method string, err error) {
 			if err == nil {
 				cs.authAt.Store(time.Now().UnixNano())
 				cs.authenticated.Store(true)
 				cs.unauthenticated()
+				if method == "publickey" {
+					s.startEarly(ctx, cs, conn.User())
+				}
 			}
 		}
 		return cfg

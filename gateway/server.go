@@ -95,6 +95,8 @@ type Server struct {
 	// Options.KeepaliveInterval is zero.
 	keepalives *keepalives
 	obs        Observer
+	// earlyTimeout is how long an early start waits for a session.
+	earlyTimeout time.Duration
 	// handshakes maps a connection's remote address to its state until
 	// the connection ends: the handshake's failure callback is given the
 	// connection only, and needs what authentication saw.
@@ -134,7 +136,8 @@ func New(opts Options, users Users, sessions Sessions, cmds commands.Service, lo
 		failures: newFailureLog(failureLinesPerSource, failureLinesTotal, failureWindow, func(src string, n int) {
 			log.Info("connection failures not logged", "source", src, "suppressed", n, "window", failureWindow)
 		}),
-		denied: newAuthDenials(opts.Events, log, deniedWindow),
+		denied:       newAuthDenials(opts.Events, log, deniedWindow),
+		earlyTimeout: DefaultEarlyHoldTimeout,
 	}
 	if opts.KeepaliveInterval > 0 {
 		s.keepalives = newKeepalives(opts.KeepaliveInterval, opts.KeepaliveCount)
@@ -233,6 +236,7 @@ func (s *Server) onConnect(ctx gssh.Context, conn net.Conn) net.Conn {
 		if ka != nil {
 			s.keepalives.remove(ka)
 		}
+		cs.early.abandon()
 		if cs.authenticated.Load() {
 			s.handshakes.CompareAndDelete(remote, cs)
 			return

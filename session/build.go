@@ -236,35 +236,15 @@ func (im *Images) buildLocked(ctx context.Context, u store.User, project string,
 		{LabelUser, u.Name}, {LabelUID, strconv.Itoa(u.UID)}, {LabelGID, strconv.Itoa(u.GID)},
 		{LabelProject, project}, {LabelInstance, im.cfg.Instance}, {LabelDockerfile, hex.EncodeToString(sum[:])},
 	})
-	pr, pw := io.Pipe()
-	// The context is read as the user: a COPY reads only what the user
-	// may read.
-	ctxErr := make(chan error, 1)
-	go func() {
-		err := ws.Do(func(root *os.Root) error { return image.ContextFor(root, labelled, pw) })
-		pw.CloseWithError(err)
-		ctxErr <- err
-	}()
 	prog := &progress{w: out, start: start}
-	lim, _ := im.limits.of(u)
-	id, err := im.builder.Build(ctx, runtime.BuildSpec{
-		Ref:     ref,
-		Context: pr,
-		NoCache: c.NoCache,
-		Limits:  im.limits.container(lim),
-		Network: userNetwork(u),
-		NetworkLabels: map[string]string{
-			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: im.cfg.Instance,
-		},
-		Group:     "u" + strconv.Itoa(u.UID),
-		Bases:     bases,
-		CheckBase: im.checkBase(ctx, u),
-	}, prog)
-	pr.CloseWithError(err)
-	// A context that could not be read is the reason, not the engine's
-	// account of the upload breaking off.
-	if cerr := <-ctxErr; err != nil && cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) && !errors.Is(cerr, err) {
-		err = fmt.Errorf("build context: %w", cerr)
+	spec := im.buildSpec(ctx, u, ref, bases, c)
+	id, err := im.buildOnce(ctx, ws, labelled, spec, prog)
+	if errors.Is(err, runtime.ErrNetworkGone) && ctx.Err() == nil {
+		// The engine lost the user's network right after it was made
+		// (seen once): the next build ensures it again.
+		im.log.Warn("build: network not found, building again", "user", u.Name, "project", project, "err", err)
+		fmt.Fprintln(out, "ds01: the engine lost your network; building again")
+		id, err = im.buildOnce(ctx, ws, labelled, spec, prog)
 	}
 	d := time.Since(start)
 	fctx := context.WithoutCancel(ctx)
@@ -292,6 +272,46 @@ func (im *Images) buildLocked(ctx context.Context, u store.User, project string,
 	}
 	im.event(fctx, store.Event{Type: "image.build", User: u.Name, Project: project, Duration: d, Details: "ok " + id})
 	return BuildResult{ImageID: id, Built: true, Duration: d}, nil
+}
+
+// buildSpec is what the engine builds for the project, less its context.
+func (im *Images) buildSpec(ctx context.Context, u store.User, ref string, bases []string, c Change) runtime.BuildSpec {
+	lim, _ := im.limits.of(u)
+	return runtime.BuildSpec{
+		Ref:     ref,
+		NoCache: c.NoCache,
+		Limits:  im.limits.container(lim),
+		Network: userNetwork(u),
+		NetworkLabels: map[string]string{
+			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: im.cfg.Instance,
+		},
+		Group:     "u" + strconv.Itoa(u.UID),
+		Bases:     bases,
+		CheckBase: im.checkBase(ctx, u),
+	}
+}
+
+// buildOnce streams the context of the workspace with df (labelled) to
+// the engine and builds spec.
+func (im *Images) buildOnce(ctx context.Context, ws *workspace.Dir, labelled []byte, spec runtime.BuildSpec, prog *progress) (string, error) {
+	pr, pw := io.Pipe()
+	// The context is read as the user: a COPY reads only what the user
+	// may read.
+	ctxErr := make(chan error, 1)
+	go func() {
+		err := ws.Do(func(root *os.Root) error { return image.ContextFor(root, labelled, pw) })
+		pw.CloseWithError(err)
+		ctxErr <- err
+	}()
+	spec.Context = pr
+	id, err := im.builder.Build(ctx, spec, prog)
+	pr.CloseWithError(err)
+	// A context that could not be read is the reason, not the engine's
+	// account of the upload breaking off.
+	if cerr := <-ctxErr; err != nil && cerr != nil && !errors.Is(cerr, io.ErrClosedPipe) && !errors.Is(cerr, err) {
+		err = fmt.Errorf("build context: %w", cerr)
+	}
+	return id, err
 }
 
 // withLabels appends one LABEL instruction to a copy of df. The values are

@@ -23,9 +23,11 @@ const stopGrace = 2
 
 // Launch creates the container, places spec.Files, and starts it.
 func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string, error) {
+	t0 := time.Now()
 	if err := d.ensureNetwork(ctx, spec.Network, spec.NetworkLabels); err != nil {
 		return "", err
 	}
+	tNet := time.Since(t0)
 	init := true
 	cfg := &container.Config{
 		Image:      spec.Image,
@@ -71,28 +73,42 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 			Driver: "nvidia", DeviceIDs: spec.GPUs, Capabilities: [][]string{{"gpu"}},
 		}}
 	}
-	created, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
-	if err != nil && d.networkGone(ctx, err, spec.Network, spec.NetworkLabels) {
-		created, err = d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	id, err := d.createStart(ctx, cfg, host, spec.Name)
+	if d.networkGone(ctx, err, spec.Network, spec.NetworkLabels) {
+		// The engine lost the network we had just ensured (or someone
+		// removed it): it is there again now; try once more.
+		d.log.Info("launch: network not found, retrying once", "network", spec.Network)
+		id, err = d.createStart(ctx, cfg, host, spec.Name)
 	}
+	if err != nil {
+		return "", err
+	}
+	if spec.IODir != "" {
+		d.ioDirs.Store(id, spec.IODir)
+	}
+	d.log.Debug("launch timings", "container", id[:min(12, len(id))], "network", tNet, "create_start", time.Since(t0)-tNet)
+	return id, nil
+}
+
+// createStart creates the container and starts it; a container that was
+// created but did not start is removed again.
+func (d *Docker) createStart(ctx context.Context, cfg *container.Config, host *container.HostConfig, name string) (string, error) {
+	t0 := time.Now()
+	created, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, name)
 	if err != nil {
 		return "", fmt.Errorf("create container: %w", err)
 	}
 	id := created.ID
-	fail := func(err error) (string, error) {
+	tCreate := time.Since(t0)
+	defer func() { d.log.Debug("container create and start", "create", tCreate, "start", time.Since(t0)-tCreate) }()
+	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		// Remove on a fresh context: the caller's may be what failed.
 		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if rmErr := d.cli.ContainerRemove(rmCtx, id, container.RemoveOptions{Force: true, RemoveVolumes: true}); rmErr != nil && !cerrdefs.IsNotFound(rmErr) {
 			d.log.Warn("remove failed container", "container", id, "err", rmErr)
 		}
-		return "", err
-	}
-	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-		return fail(fmt.Errorf("start container: %w", err))
-	}
-	if spec.IODir != "" {
-		d.ioDirs.Store(id, spec.IODir)
+		return "", fmt.Errorf("start container: %w", err)
 	}
 	return id, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -154,7 +153,7 @@ func (d *Docker) keepLeftovers(ref string, buildErr error, committed []string) {
 // remove --purge, an admin). It then creates it again, so the caller can
 // retry once.
 func (d *Docker) networkGone(ctx context.Context, err error, name string, labels map[string]string) bool {
-	if name == "" || !strings.Contains(err.Error(), "network "+name+" not found") {
+	if !networkMissing(err, name) {
 		return false
 	}
 	d.networks.Delete(name)

@@ -112,6 +112,12 @@ func (d *Docker) Build(ctx context.Context, spec runtime.BuildSpec, out io.Write
 	id, err := d.runBuild(ctx, spec.Context, opts, log)
 	log.Flush()
 	d.keepLeftovers(ref, err, log.committed)
+	if networkMissing(err, spec.Network) {
+		// The context stream cannot be replayed here: the caller builds
+		// again, and the next build ensures the network afresh.
+		d.networks.Delete(spec.Network)
+		err = fmt.Errorf("%w: %w", runtime.ErrNetworkGone, err)
+	}
 	// cgroup v2 counts the forks the group's limit refused; v1 counts them
 	// only in the step's own cgroup, gone by now, so there the step's
 	// output has to tell.

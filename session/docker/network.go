@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/network"
@@ -13,6 +14,12 @@ import (
 // subnetBits is the size of each user's network: 62 addresses, far more
 // containers than any user may run.
 const subnetBits = 26
+
+// EnsureNetwork makes the network name ready ahead of a launch (an early
+// start's preparation); Launch and Build make it too.
+func (d *Docker) EnsureNetwork(ctx context.Context, name string, labels map[string]string) error {
+	return d.ensureNetwork(ctx, name, labels)
+}
 
 // ensureNetwork creates a bridge network if it does not exist. Docker keeps
 // separate bridge networks from reaching each other, which is what isolates
@@ -59,6 +66,37 @@ func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[stri
 	}
 	d.networks.Store(name, true)
 	return nil
+}
+
+// networkMissing reports whether err is the engine saying that the network
+// name does not exist: libnetwork's "network NAME not found" or the API's
+// "No such network: NAME". Only the user's own network counts: any other
+// missing network is no reason to create this one and retry.
+func networkMissing(err error, name string) bool {
+	if err == nil || name == "" {
+		return false
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "network "+name+" not found") {
+		return true
+	}
+	const api = "No such network: "
+	for i := strings.Index(msg, api+name); i >= 0; {
+		rest := msg[i+len(api)+len(name):]
+		if rest == "" || !isNameByte(rest[0]) {
+			return true // not a longer name that starts with this one
+		}
+		j := strings.Index(rest, api+name)
+		if j < 0 {
+			break
+		}
+		i += len(api) + len(name) + j
+	}
+	return false
+}
+
+func isNameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 }
 
 // errPoolFull is returned when every subnet of the pool is in use.

@@ -2,6 +2,7 @@ package docker
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 )
@@ -27,5 +28,30 @@ func TestFirstFree(t *testing.T) {
 	}
 	if _, err := firstFree(netip.MustParsePrefix("10.0.0.0/28"), 26, nil); err == nil {
 		t.Fatal("a pool smaller than one subnet must be refused")
+	}
+}
+
+// Only the engine's "not found" for the user's own network is worth
+// ensuring it again and retrying.
+func TestNetworkMissing(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		name string
+		want bool
+	}{
+		{errors.New("build ds01-26082/p: network ds01-u26082 not found"), "ds01-u26082", true},
+		{errors.New("Error response from daemon: No such network: ds01-u26082"), "ds01-u26082", true},
+		{fmt.Errorf("create container: %w", errors.New("network ds01-u26082 not found")), "ds01-u26082", true},
+		{errors.New("network ds01-u26083 not found"), "ds01-u26082", false},
+		{errors.New("network ds01-u260821 not found"), "ds01-u26082", false},
+		{errors.New("No such network: ds01-u260821"), "ds01-u26082", false},
+		{errors.New("No such network: ds01-u260821; No such network: ds01-u26082"), "ds01-u26082", true},
+		{errors.New("no space left on device"), "ds01-u26082", false},
+		{errors.New("network  not found"), "", false},
+		{nil, "ds01-u26082", false},
+	} {
+		if got := networkMissing(c.err, c.name); got != c.want {
+			t.Errorf("networkMissing(%v, %q) = %v, want %v", c.err, c.name, got, c.want)
+		}
 	}
 }

@@ -19,6 +19,12 @@ const IOMountPoint = "/run/ds01"
 // the container has stopped or disappeared underneath us.
 var ErrNotRunning = errors.New("container is not running")
 
+// ErrNetworkGone marks a build or launch that failed because the engine did
+// not find the user's network right after it was ensured (seen once, on a
+// first build). Building again ensures the network again, so the caller
+// retries once.
+var ErrNetworkGone = errors.New("the engine did not find the user's network")
+
 // Runtime runs project containers and processes inside them.
 type Runtime interface {
 	// Launch creates and starts a container from spec and returns its ID.
