@@ -26,8 +26,8 @@ func (b *lostNetworkBuilder) Build(_ context.Context, spec runtime.BuildSpec, ou
 	if b.builds <= b.fails {
 		return "", fmt.Errorf("%w: build %s: network %s not found", runtime.ErrNetworkGone, spec.Ref, spec.Network)
 	}
-	b.memRuntime.mu.Lock()
-	defer b.memRuntime.mu.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.images[spec.Ref] = runtime.Image{ID: "sha256:built"}
 	return "sha256:built", nil
 }
