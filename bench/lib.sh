@@ -75,21 +75,58 @@ EOF
 	} >"$TMP/gw.yaml"
 }
 
+# wait_port PORT PID LOGFILE: waits until something listens on PORT,
+# dying with the log's tail if PID exits first or after 10 s.
+wait_port() {
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		kill -0 "$2" 2>/dev/null || {
+			tail -n 20 "$3" >&2
+			die "process for port $1 exited"
+		}
+		sleep 0.1
+	done
+	tail -n 20 "$3" >&2
+	die "nothing listening on port $1 after 10s"
+}
+
 # gw_start: starts the gateway on $TMP/gw.yaml, its output appended to
 # $TMP/gw.log, and waits until it listens.
 gw_start() {
 	"$BIN" serve --config "$TMP/gw.yaml" >>"$TMP/gw.log" 2>&1 &
 	GW_PID=$!
-	for _ in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-		kill -0 "$GW_PID" 2>/dev/null || {
-			tail -n 20 "$TMP/gw.log" >&2
-			die "the gateway exited"
-		}
-		sleep 0.1
+	wait_port "$PORT" "$GW_PID" "$TMP/gw.log"
+}
+
+# sshd_start PORT: a private OpenSSH sshd on 127.0.0.1:PORT, the baseline:
+# its own host key, config and authorized_keys ($TMP/key.pub, for root).
+# OpenSSH's own sftp-server serves SFTP (internal-sftp, the same code
+# inside sshd, where the binary is missing). Sets SSHD_PID and SFTP_SERVER.
+sshd_start() {
+	local s
+	SFTP_SERVER=internal-sftp
+	for s in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/libexec/sftp-server; do
+		[ -x "$s" ] && { SFTP_SERVER=$s; break; }
 	done
-	tail -n 20 "$TMP/gw.log" >&2
-	die "nothing listening on port $PORT after 10s"
+	ssh-keygen -q -t ed25519 -N '' -f "$TMP/sshd_host_ed25519"
+	cp "$TMP/key.pub" "$TMP/authorized_keys"
+	cat >"$TMP/sshd_config" <<EOF
+ListenAddress 127.0.0.1:$1
+HostKey $TMP/sshd_host_ed25519
+PidFile $TMP/sshd.pid
+AuthorizedKeysFile $TMP/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PrintMotd no
+Subsystem sftp $SFTP_SERVER
+EOF
+	mkdir -p /run/sshd # privilege separation dir; exists wherever sshd is set up
+	/usr/sbin/sshd -f "$TMP/sshd_config" -D -e >"$TMP/sshd.log" 2>&1 &
+	SSHD_PID=$!
+	wait_port "$1" "$SSHD_PID" "$TMP/sshd.log"
 }
 
 gw_stop() {

@@ -35,6 +35,10 @@ PROJ=proj
 IMAGE="ds01-$BUID/$PROJ:latest"
 STREAM_BYTES=1073741824
 
+BENCH_NAME=run
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+# This script's own log lines keep their short prefix.
 log() { echo "bench: $*" >&2; }
 die() { log "$*"; exit 1; }
 
@@ -68,17 +72,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() { # port pid logfile
-	for _ in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "process for port $1 exited"; }
-		sleep 0.1
-	done
-	tail -n 20 "$3" >&2
-	die "nothing listening on port $1 after 10s"
-}
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_free "$GW_PORT" || die "port $GW_PORT in use (set BENCH_GW_PORT)"
 port_free "$SSHD_PORT" || die "port $SSHD_PORT in use (set BENCH_SSHD_PORT)"
 
@@ -107,31 +101,7 @@ GW_PID=$!
 wait_port "$GW_PORT" "$GW_PID" "$TMP/gw.log"
 
 # --- a private OpenSSH sshd: own host key, config and authorized_keys ---
-# OpenSSH's own sftp-server is the SFTP baseline (internal-sftp is the same
-# code inside sshd, used where the binary is missing).
-SFTP_SERVER=internal-sftp
-for s in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/libexec/sftp-server; do
-	[ -x "$s" ] && { SFTP_SERVER=$s; break; }
-done
-ssh-keygen -q -t ed25519 -N '' -f "$TMP/sshd_host_ed25519"
-cp "$TMP/key.pub" "$TMP/authorized_keys"
-cat >"$TMP/sshd_config" <<EOF
-ListenAddress 127.0.0.1:$SSHD_PORT
-HostKey $TMP/sshd_host_ed25519
-PidFile $TMP/sshd.pid
-AuthorizedKeysFile $TMP/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PrintMotd no
-Subsystem sftp $SFTP_SERVER
-EOF
-mkdir -p /run/sshd # privilege separation dir; exists wherever sshd is set up
-/usr/sbin/sshd -f "$TMP/sshd_config" -D -e >"$TMP/sshd.log" 2>&1 &
-SSHD_PID=$!
-wait_port "$SSHD_PORT" "$SSHD_PID" "$TMP/sshd.log"
+sshd_start "$SSHD_PORT"
 
 # --- helpers ---
 now_us() { echo $(($(date +%s%N) / 1000)); }
@@ -246,15 +216,14 @@ stream_gw=() stream_sshd=() gcm_gw=() gcm_sshd=()
 # CPU of each side per stream, as for sftp below: the process and its
 # reaped children (sshd's session process and shell; the gateway's own
 # work, the container's process being Docker's).
-ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
 stream_cpu_gw=0 stream_cpu_sshd=0
 for _ in $(seq 1 "$STREAM_N"); do
-	c0=$(ticks "$GW_PID")
+	c0=$(cpu_ticks "$GW_PID")
 	stream_gw+=("$(time_us stream gw_ssh)")
-	stream_cpu_gw=$((stream_cpu_gw + $(ticks "$GW_PID") - c0))
-	c0=$(ticks "$SSHD_PID")
+	stream_cpu_gw=$((stream_cpu_gw + $(cpu_ticks "$GW_PID") - c0))
+	c0=$(cpu_ticks "$SSHD_PID")
 	stream_sshd+=("$(time_us stream sshd_ssh)")
-	stream_cpu_sshd=$((stream_cpu_sshd + $(ticks "$SSHD_PID") - c0))
+	stream_cpu_sshd=$((stream_cpu_sshd + $(cpu_ticks "$SSHD_PID") - c0))
 	# The same cipher on both sides, to separate the cipher choice from
 	# the data path. No target.
 	gcm_gw+=("$(time_us stream gw_gcm)")
@@ -267,7 +236,6 @@ done
 # head: the command's own CPU is in sshd's figure), and dockerd's, which
 # the engine's attach relay used to load.
 PTY_BYTES=104857600
-pty_ticks() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat"; }
 gw_pty() { ssh "${SSH_OPTS[@]}" -tt -p "$GW_PORT" -l "$PROJ" 127.0.0.1 "head -c $PTY_BYTES /dev/zero" </dev/null; }
 sshd_pty() { ssh "${SSH_OPTS[@]}" -tt -p "$SSHD_PORT" -l root 127.0.0.1 "head -c $PTY_BYTES /dev/zero" </dev/null; }
 for f in gw_pty sshd_pty; do # once, untimed: output cut short would look fast
@@ -278,13 +246,13 @@ log "pty: $STREAM_N x ssh -tt 100 MiB vs OpenSSH"
 DOCKERD_PID=$(pidof dockerd 2>/dev/null | awk '{print $1}')
 pty_gw=() pty_sshd=() pty_cpu_gw=0 pty_cpu_sshd=0 pty_cpu_dockerd=0
 for _ in $(seq 1 "$STREAM_N"); do
-	c0=$(pty_ticks "$GW_PID") d0=$([ -n "$DOCKERD_PID" ] && pty_ticks "$DOCKERD_PID" || echo 0)
+	c0=$(cpu_ticks "$GW_PID") d0=$([ -n "$DOCKERD_PID" ] && cpu_ticks "$DOCKERD_PID" || echo 0)
 	pty_gw+=("$(time_us gw_pty)")
-	pty_cpu_gw=$((pty_cpu_gw + $(pty_ticks "$GW_PID") - c0))
-	pty_cpu_dockerd=$((pty_cpu_dockerd + $([ -n "$DOCKERD_PID" ] && pty_ticks "$DOCKERD_PID" || echo 0) - d0))
-	c0=$(pty_ticks "$SSHD_PID")
+	pty_cpu_gw=$((pty_cpu_gw + $(cpu_ticks "$GW_PID") - c0))
+	pty_cpu_dockerd=$((pty_cpu_dockerd + $([ -n "$DOCKERD_PID" ] && cpu_ticks "$DOCKERD_PID" || echo 0) - d0))
+	c0=$(cpu_ticks "$SSHD_PID")
 	pty_sshd+=("$(time_us sshd_pty)")
-	pty_cpu_sshd=$((pty_cpu_sshd + $(pty_ticks "$SSHD_PID") - c0))
+	pty_cpu_sshd=$((pty_cpu_sshd + $(cpu_ticks "$SSHD_PID") - c0))
 done
 pty_report() { # called from the report below
 	row pty "$(printf '%s\n' "${pty_gw[@]}" | median)" "openssh" "$(printf '%s\n' "${pty_sshd[@]}" | median)" 1.00
@@ -330,16 +298,16 @@ log "sftp: $SFTP_N x 1 GiB put and get vs OpenSSH sftp-server ($SFTP_SERVER)"
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$GW_PID/status"; }
 HWM_BEFORE=$(hwm_kib)
 put_gw=() put_sshd=() get_gw=() get_sshd=()
-# CPU of each side, in clock ticks (ticks, above): the process and its
+# CPU of each side, in clock ticks (cpu_ticks, bench/lib.sh): the process and its
 # reaped children (the gateway's transfer child; sshd's session process
 # and sftp-server).
 declare -A cpu=([put_gw]=0 [put_sshd]=0 [get_gw]=0 [get_sshd]=0)
 cpu_us() { # key pid CMD...: time_us CMD, adding its CPU to cpu[key]
 	local k=$1 p=$2 c0 us
 	shift 2
-	c0=$(ticks "$p")
+	c0=$(cpu_ticks "$p")
 	us=$(time_us "$@")
-	cpu[$k]=$((cpu[$k] + $(ticks "$p") - c0))
+	cpu[$k]=$((cpu[$k] + $(cpu_ticks "$p") - c0))
 	echo "$us"
 }
 for i in $(seq 1 "$SFTP_N"); do

@@ -29,11 +29,9 @@ PROJ=proj
 TREE=/tmp/ds01-bench-smallfiles-100x100x4k
 FILES=10000
 
-log() { echo "bench: smallfiles: $*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+BENCH_NAME=smallfiles
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 [ "$(id -u)" = 0 ] || die "must run as root (the gateway needs it; sshd runs privately as root)"
 [ -x "$BIN" ] || die "$BIN not found: run make build"
@@ -41,7 +39,6 @@ docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || die "$BASE_IMAGE missing: 
 [ -x /usr/sbin/sshd ] || die "no /usr/sbin/sshd (bench/run.sh installs it)"
 command -v rsync >/dev/null || die "no rsync"
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 first_free() { # from: the first free port of ten
 	local p
 	for p in $(seq "$1" $(($1 + 9))); do
@@ -84,15 +81,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() { # port pid logfile
-	for _ in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		kill -0 "$2" 2>/dev/null || { tail -n 20 "$3" >&2; die "process for port $1 exited"; }
-		sleep 0.1
-	done
-	tail -n 20 "$3" >&2
-	die "nothing listening on port $1 after 10s"
-}
 
 ssh-keygen -q -t ed25519 -N '' -C bench -f "$TMP/key"
 SSH_OPTS=(-F /dev/null -i "$TMP/key" -o IdentitiesOnly=yes -o StrictHostKeyChecking=no
@@ -112,29 +100,7 @@ GW_PID=$!
 wait_port "$GW_PORT" "$GW_PID" "$TMP/gw.log"
 
 # --- a private OpenSSH sshd: as bench/run.sh starts it ---
-SFTP_SERVER=internal-sftp
-for s in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/libexec/sftp-server; do
-	[ -x "$s" ] && { SFTP_SERVER=$s; break; }
-done
-ssh-keygen -q -t ed25519 -N '' -f "$TMP/sshd_host_ed25519"
-cp "$TMP/key.pub" "$TMP/authorized_keys"
-cat >"$TMP/sshd_config" <<EOF
-ListenAddress 127.0.0.1:$SSHD_PORT
-HostKey $TMP/sshd_host_ed25519
-PidFile $TMP/sshd.pid
-AuthorizedKeysFile $TMP/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-PrintMotd no
-Subsystem sftp $SFTP_SERVER
-EOF
-mkdir -p /run/sshd
-/usr/sbin/sshd -f "$TMP/sshd_config" -D -e >"$TMP/sshd.log" 2>&1 &
-SSHD_PID=$!
-wait_port "$SSHD_PORT" "$SSHD_PID" "$TMP/sshd.log"
+sshd_start "$SSHD_PORT"
 
 GW="$PROJ@127.0.0.1"
 SSHD="root@127.0.0.1"

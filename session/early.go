@@ -122,24 +122,10 @@ func (h *EarlyHold) prepare(ctx context.Context, u store.User, project string, w
 		log.Debug("early: prepared, no start (GPUs)", "took", time.Since(start))
 		return
 	}
-	// Counted as a holder, as Attach counts a lease, before looking at
-	// the launch: a grace timer must not retire what this hold starts.
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	// Counted as a holder, as Attach counts a lease.
+	if e = m.hold(k, u); e == nil {
 		return
 	}
-	if e = m.entries[k]; e == nil {
-		e = newEntry(u, project)
-		m.entries[k] = e
-	}
-	e.refs++
-	e.gen++
-	if e.timer != nil {
-		e.timer.Stop()
-		e.timer = nil
-	}
-	m.mu.Unlock()
 	h.e, h.k = e, k
 	if err := e.mu.LockContext(ctx); err != nil {
 		return

@@ -238,23 +238,10 @@ func (m *Manager) Attach(ctx context.Context, u store.User, project string, want
 		return nil, err
 	}
 	k := key{u.UID, project}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
+	e := m.hold(k, u)
+	if e == nil {
 		return nil, errors.New("gateway is shutting down")
 	}
-	e := m.entries[k]
-	if e == nil {
-		e = newEntry(u, project)
-		m.entries[k] = e
-	}
-	e.refs++
-	e.gen++
-	if e.timer != nil {
-		e.timer.Stop()
-		e.timer = nil
-	}
-	m.mu.Unlock()
 
 	l := &Lease{m: m, e: e, k: k, user: u, attached: time.Now()}
 	launched, err := m.ensureRunning(ctx, e, u, want, notice)
@@ -373,4 +360,28 @@ func (m *Manager) Close() {
 			e.timer.Stop()
 		}
 	}
+}
+
+// hold counts one more holder of k's entry (a lease, an early hold),
+// making the entry if needed and stopping a pending retire; nil once the
+// manager has closed. Counted before anything looks at the launch, so a
+// grace timer never retires what the holder is about to use.
+func (m *Manager) hold(k key, u store.User) *entry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	e := m.entries[k]
+	if e == nil {
+		e = newEntry(u, k.project)
+		m.entries[k] = e
+	}
+	e.refs++
+	e.gen++
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	return e
 }

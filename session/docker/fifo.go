@@ -105,20 +105,31 @@ func (d *Docker) execFIFO(ctx context.Context, id, dir string, spec runtime.Exec
 		removeFIFOs()
 		return nil, err
 	}
+	execID, err := d.startDetached(ctx, id, spec, cmd)
+	if err != nil {
+		return fail(err)
+	}
+	p := &fifoProcess{execRef: execRef{d: d, id: execID}, in: newFIFOStdin(paths[0]), out: out, err: errf, paths: paths}
+	return p, nil
+}
+
+// startDetached starts cmd in the container as spec's user, in spec's
+// directory and environment, with no stream attached: the process's
+// stdio is what cmd opens itself (the FIFOs, or the gateway's pty).
+func (d *Docker) startDetached(ctx context.Context, id string, spec runtime.ExecSpec, cmd []string) (string, error) {
 	created, err := d.cli.ContainerExecCreate(ctx, id, container.ExecOptions{
 		User: spec.User, Env: spec.Env, WorkingDir: spec.Dir, Cmd: cmd,
 	})
 	if err != nil {
 		if isNotRunning(err) {
-			return fail(fmt.Errorf("exec: %w", runtime.ErrNotRunning))
+			return "", fmt.Errorf("exec: %w", runtime.ErrNotRunning)
 		}
-		return fail(fmt.Errorf("exec create: %w", err))
+		return "", fmt.Errorf("exec create: %w", err)
 	}
 	if err := d.cli.ContainerExecStart(ctx, created.ID, container.ExecStartOptions{Detach: true}); err != nil {
-		return fail(fmt.Errorf("exec start: %w", err))
+		return "", fmt.Errorf("exec start: %w", err)
 	}
-	p := &fifoProcess{execRef: execRef{d: d, id: created.ID}, in: newFIFOStdin(paths[0]), out: out, err: errf, paths: paths}
-	return p, nil
+	return created.ID, nil
 }
 
 // fifoStdin is our end of the stdin FIFO. Opening a FIFO for writing

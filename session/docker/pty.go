@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"golang.org/x/sys/unix"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
@@ -246,19 +245,11 @@ func (d *Docker) execPty(ctx context.Context, id string, spec runtime.ExecSpec) 
 	// The shell opens the terminal, which becomes its controlling one, and
 	// replaces itself with the command, which keeps the exec's PID.
 	cmd := append([]string{ttyShell(spec.Cmd), "-c", `exec "$@" <>"$0" >&0 2>&0`, "/dev/pts/" + strconv.Itoa(n)}, spec.Cmd...)
-	created, err := d.cli.ContainerExecCreate(ctx, id, container.ExecOptions{
-		User: spec.User, Env: spec.Env, WorkingDir: spec.Dir, Cmd: cmd,
-	})
+	execID, err := d.startDetached(ctx, id, spec, cmd)
 	if err != nil {
-		if isNotRunning(err) {
-			return fail(fmt.Errorf("exec: %w", runtime.ErrNotRunning))
-		}
-		return fail(fmt.Errorf("exec create: %w", err))
+		return fail(err)
 	}
-	if err := d.cli.ContainerExecStart(ctx, created.ID, container.ExecStartOptions{Detach: true}); err != nil {
-		return fail(fmt.Errorf("exec start: %w", err))
-	}
-	return &ptyProcess{execRef: execRef{d: d, id: created.ID}, master: master, peer: peer}, true, nil
+	return &ptyProcess{execRef: execRef{d: d, id: execID}, master: master, peer: peer}, true, nil
 }
 
 // posixShells are shells that run ttyShell's script.
