@@ -95,9 +95,8 @@ base_image: $BASE_IMAGE
 command_login: ds01
 EOF
 "$BIN" user add bench --uid "$BUID" --gid "$BUID" --key-file "$TMP/key.pub" --config "$TMP/gw.yaml" >/dev/null
-"$BIN" serve --config "$TMP/gw.yaml" >"$TMP/gw.log" 2>&1 &
-GW_PID=$!
-wait_port "$GW_PORT" "$GW_PID" "$TMP/gw.log"
+PORT=$GW_PORT
+gw_start
 
 # --- a private OpenSSH sshd: as bench/run.sh starts it ---
 sshd_start "$SSHD_PORT"
