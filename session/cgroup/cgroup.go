@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,9 +57,12 @@ type Sample struct {
 
 // Reader reads one container. Its methods are safe for concurrent use.
 type Reader struct {
-	fs        FS
-	initPID   int
-	keeperPID int
+	fs      FS
+	initPID int
+	// keeperPID is found at Open, or on a later read when docker-init had
+	// not yet forked the keeper: a reader opened right after the start
+	// must not count the keeper as user work for the container's life.
+	keeperPID atomic.Int64
 	v2        bool
 	// member is the path /proc/<pid>/cgroup gives for a process of the
 	// container, in the hierarchy read (v1: cpuacct; v2: unified).
@@ -121,9 +125,7 @@ func Open(fsys FS, initPID int, containerID string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.findKeeper(pids); err != nil {
-		return nil, err
-	}
+	r.findKeeper(pids)
 	return r, nil
 }
 
@@ -131,7 +133,7 @@ func Open(fsys FS, initPID int, containerID string) (*Reader, error) {
 func (r *Reader) InitPID() int { return r.initPID }
 
 // KeeperPID is the keeper's host PID, or 0 if init had no child at Open.
-func (r *Reader) KeeperPID() int { return r.keeperPID }
+func (r *Reader) KeeperPID() int { return int(r.keeperPID.Load()) }
 
 // Dir is the container's cgroup directory that is read.
 func (r *Reader) Dir() string { return r.dir }
@@ -148,9 +150,10 @@ func (r *Reader) Sample() (Sample, error) {
 	if err != nil {
 		return Sample{}, err
 	}
+	keeper := r.KeeperPID()
 	n := 0
 	for _, pid := range pids {
-		if pid == r.initPID || pid == r.keeperPID {
+		if pid == r.initPID || pid == keeper {
 			continue
 		}
 		if n < maxStatReads {
@@ -201,9 +204,10 @@ func (r *Reader) UserPIDs() ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	keeper := r.KeeperPID()
 	out := pids[:0]
 	for _, pid := range pids {
-		if pid != r.initPID && pid != r.keeperPID {
+		if pid != r.initPID && pid != keeper {
 			out = append(out, pid)
 		}
 	}
@@ -235,7 +239,11 @@ func (r *Reader) pids() ([]int, error) {
 	if !hasInit {
 		return nil, ErrGone
 	}
-	return dedup(pids), nil
+	pids = dedup(pids)
+	if r.keeperPID.Load() == 0 {
+		r.findKeeper(pids)
+	}
+	return pids, nil
 }
 
 // dedup drops repeated PIDs, which v1's cgroup.procs may list; the list is
@@ -270,9 +278,12 @@ next:
 	return out
 }
 
-// findKeeper sets keeperPID to init's earliest-started child.
-func (r *Reader) findKeeper(pids []int) error {
+// findKeeper sets keeperPID to init's earliest-started child, if init has
+// one yet. Orphaned user jobs also become init's children, but never
+// before the keeper, which init forks first.
+func (r *Reader) findKeeper(pids []int) {
 	var best procStat
+	keeper := 0
 	for _, pid := range pids {
 		if pid == r.initPID {
 			continue
@@ -281,11 +292,13 @@ func (r *Reader) findKeeper(pids []int) error {
 		if err != nil || st.ppid != r.initPID {
 			continue
 		}
-		if r.keeperPID == 0 || st.start < best.start || (st.start == best.start && pid < r.keeperPID) {
-			r.keeperPID, best = pid, st
+		if keeper == 0 || st.start < best.start || (st.start == best.start && pid < keeper) {
+			keeper, best = pid, st
 		}
 	}
-	return nil
+	if keeper != 0 {
+		r.keeperPID.CompareAndSwap(0, int64(keeper))
+	}
 }
 
 func (r *Reader) readErr(err error) error {

@@ -253,3 +253,32 @@ func TestDedup(t *testing.T) {
 		}
 	}
 }
+
+// A reader opened before docker-init forked the keeper (the first sample
+// right after a start, on a loaded host) finds the keeper later instead of
+// counting it as user work for the container's whole life.
+func TestKeeperStartedAfterOpen(t *testing.T) {
+	h := newFakeHost(t, "v1")
+	c := h.container(0)
+	c.exit(c.init + 1) // not forked yet
+	r, err := Open(h.fs, c.init, c.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := r.Sample(); err != nil || s.UserProcs != 0 {
+		t.Fatalf("before the keeper: %+v, %v; want no user processes", s, err)
+	}
+	c.proc(c.init+1, c.init, 'S', 101)
+	if s, err := r.Sample(); err != nil || s.UserProcs != 0 {
+		t.Errorf("keeper started after Open: %+v, %v; want no user processes", s, err)
+	}
+	if r.KeeperPID() != c.init+1 {
+		t.Errorf("keeper = %d, want %d", r.KeeperPID(), c.init+1)
+	}
+	// A job orphaned later is init's child too, but started after the
+	// keeper: it counts.
+	c.proc(c.init+2, c.init, 'S', 500)
+	if pids, err := r.UserPIDs(); err != nil || len(pids) != 1 || pids[0] != c.init+2 {
+		t.Errorf("UserPIDs = %v, %v; want [%d]", pids, err, c.init+2)
+	}
+}

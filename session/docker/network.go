@@ -43,7 +43,11 @@ func (d *Docker) ensureNetwork(ctx context.Context, name string, labels map[stri
 	_, err := d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
 	var createErr error
 	var refused []netip.Prefix // subnets the engine holds without listing them
-	for attempt := 0; cerrdefs.IsNotFound(err) && attempt < 8; attempt++ {
+	// Each refused subnet is skipped next time, so every attempt makes
+	// progress. Parallel gateways on one engine (the e2e suite) and
+	// subnets the engine still holds after a removal can refuse many in
+	// a row: 8 attempts were seen to run out in CI.
+	for attempt := 0; cerrdefs.IsNotFound(err) && attempt < maxNetworkAttempts; attempt++ {
 		var subnet netip.Prefix
 		if subnet, err = d.freeSubnet(ctx, refused); err != nil {
 			break
@@ -98,6 +102,9 @@ func networkMissing(err error, name string) bool {
 func isNameByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 }
+
+// maxNetworkAttempts bounds the creates of one ensureNetwork.
+const maxNetworkAttempts = 64
 
 // errPoolFull is returned when every subnet of the pool is in use.
 var errPoolFull = errors.New("no free subnet left in network_pool")
