@@ -25,20 +25,30 @@ type Config struct {
 	GPUResource string
 }
 
+// Pusher copies a locally built image to the registry pods pull from.
+// The Docker builder implements it.
+type Pusher interface {
+	// Push tags image (a local reference or ID) as remote, pushes it, and
+	// returns the pushed reference by digest ("remote@sha256:...").
+	Push(ctx context.Context, image, remote string) (string, error)
+}
+
 // Kube is the Kubernetes runtime: it implements runtime.Runtime and
 // runtime.Sampler. A container ID is the pod's name.
 type Kube struct {
-	c   *Client
-	cfg Config
-	log *slog.Logger
+	c    *Client
+	cfg  Config
+	push Pusher
+	log  *slog.Logger
 }
 
-// New returns the runtime on an API connection.
-func New(c *Client, cfg Config, log *slog.Logger) *Kube {
+// New returns the runtime on an API connection; push publishes the
+// images that Launch is given.
+func New(c *Client, cfg Config, push Pusher, log *slog.Logger) *Kube {
 	if cfg.Namespace == "" {
 		cfg.Namespace = c.Namespace
 	}
-	return &Kube{c: c, cfg: cfg, log: log}
+	return &Kube{c: c, cfg: cfg, push: push, log: log}
 }
 
 // Stream is one exec's standard streams; nil streams are not opened.
