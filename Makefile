@@ -17,7 +17,7 @@ TOOLS               := bin/tools
 STATICCHECK         := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 GOLANGCI            := $(TOOLS)/golangci-lint-$(GOLANGCI_VERSION)
 
-.PHONY: help build run base-image vet lint test e2e bench gpu-check clean clean-data
+.PHONY: help build run base-image vet lint test e2e bench gpu-check clean clean-data k8s-build k8s-up k8s-down
 
 help: ## List targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,21 @@ bench: build base-image ## Compare login/stream times with docker run and OpenSS
 
 gpu-check: build ## Print the NVML GPU inventory; fails on an NVML error (run on a GPU host)
 	./$(BIN) gpu-check
+
+# The Kubernetes test cluster (hack/k8s): binaries cached by version in
+# $(DS01_K8S_CACHE)/<version>/bin, state under $(K8S_DIR).
+K8S_DIR         ?= .k8s
+DS01_K8S_CACHE  ?= /var/cache/ds01-k8s
+export K8S_DIR DS01_K8S_CACHE
+
+k8s-build: ## Build (or reuse) the Kubernetes + etcd binaries of the test cluster
+	hack/k8s/build.sh
+
+k8s-up: ## Start the test cluster (root): $(K8S_DIR)/admin.kubeconfig, registry 127.0.0.1:5000
+	hack/k8s/up.sh
+
+k8s-down: ## Stop the test cluster and put the host back as it was
+	hack/k8s/down.sh
 
 clean: ## Remove build outputs (keeps ./.ds01 data)
 	rm -rf bin
