@@ -20,7 +20,7 @@ GOLANGCI            := $(TOOLS)/golangci-lint-$(GOLANGCI_VERSION)
 .PHONY: help build run base-image vet lint test e2e bench gpu-check clean clean-data k8s-build k8s-up k8s-down
 
 help: ## List targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build bin/ds01-gateway
 	$(GO) build -o $(BIN) ./cmd/ds01-gateway
@@ -69,7 +69,7 @@ export K8S_DIR DS01_K8S_CACHE
 k8s-build: ## Build (or reuse) the Kubernetes + etcd binaries of the test cluster
 	hack/k8s/build.sh
 
-k8s-up: ## Start the test cluster (root): $(K8S_DIR)/admin.kubeconfig, registry 127.0.0.1:5000
+k8s-up: ## Start the test cluster (root): K8S_DIR/admin.kubeconfig, registry 127.0.0.1:5000
 	hack/k8s/up.sh
 
 k8s-down: ## Stop the test cluster and put the host back as it was
