@@ -7,8 +7,16 @@ start() {
 	local name=$1 bin
 	shift
 	bin=$(readlink -f "$(command -v "$1")")
-	# setsid: Ctrl-C on `make k8s-up` must not reach the cluster.
-	setsid "$bin" "${@:2}" </dev/null >>"$LOGS/$name.log" 2>&1 &
+	# setsid: Ctrl-C on `make k8s-up` must not reach the cluster. No inherited
+	# descriptor may outlive up.sh in a daemon: `flock LOCK make k8s-up` would
+	# otherwise leave LOCK held for as long as the cluster runs.
+	(
+		for fd in /proc/"$BASHPID"/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] && eval "exec $fd>&-"
+		done
+		exec setsid "$bin" "${@:2}" </dev/null >>"$LOGS/$name.log" 2>&1
+	) &
 	echo "$!" >"$RUN/$name.pid"
 	echo "$bin" >"$RUN/$name.exe"
 }

@@ -45,7 +45,7 @@ fi
 stop containerd
 # Shims of our containerd outlive it: find them by our socket address.
 for p in /proc/[0-9]*; do
-	if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $CTRD_SOCK "; then
+	if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "-address $CTRD_SOCK "; then
 		kill -KILL "${p#/proc/}" 2>/dev/null || true
 	fi
 done

@@ -58,14 +58,17 @@ pid_of() {
 
 # stop NAME: SIGTERM, up to 15 s, then SIGKILL.
 stop() {
-	local name=$1 pid i
+	local name=$1 pid i t
 	if pid=$(pid_of "$name"); then
+		t=$(date +%s%N)
 		kill -TERM "$pid" 2>/dev/null || true
 		for i in $(seq 1 150); do
 			[ -d "/proc/$pid" ] || break
 			[ "$i" = 150 ] && { log "$name ($pid) ignores SIGTERM: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; }
 			sleep 0.1
 		done
+		t=$((($(date +%s%N) - t) / 1000000))
+		[ "$t" -lt 1000 ] || log "stopped $name in $((t / 1000)).$((t % 1000 / 100)) s"
 	fi
 	rm -f "$RUN/$name.pid" "$RUN/$name.exe"
 }
