@@ -15,8 +15,7 @@ t0=$(date +%s%N)
 ctr_() { ctr -a "$CTRD_SOCK" -n k8s.io "$@"; }
 
 # No controller may recreate what we delete.
-stop kube-controller-manager
-stop kube-scheduler
+stop kube-controller-manager kube-scheduler
 
 # Let the kubelet stop the pods itself while it runs: the CNI then releases
 # the pods' addresses and veths the ordinary way.
@@ -44,14 +43,14 @@ if pid_of containerd >/dev/null; then
 fi
 stop containerd
 # Shims of our containerd outlive it: find them by our socket address.
-for p in /proc/[0-9]*; do
-	if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "-address $CTRD_SOCK "; then
-		kill -KILL "${p#/proc/}" 2>/dev/null || true
-	fi
-done
-stop kube-apiserver
+while read -r f; do
+	p=${f%/cmdline}
+	case $(readlink "$p/exe" 2>/dev/null) in
+	*containerd-shim*) kill -KILL "${p#/proc/}" 2>/dev/null || true ;;
+	esac
+done < <(grep -laF -- "$CTRD_SOCK" /proc/[0-9]*/cmdline 2>/dev/null)
+stop kube-apiserver docker-registry
 stop etcd
-stop docker-registry
 
 # Processes left in the pods' cgroups (none, unless a shim died first).
 cgroups=()
