@@ -57,6 +57,10 @@ save_host_state() {
 		f=$(sysctl_path "$s")
 		[ -r "$f" ] && echo "$s $(cat "$f")" >>"$K8S_DIR/host-sysctls"
 	done
+	# cgroup v2: the kubelet enables controllers for its children at the root.
+	if [ -f /sys/fs/cgroup/cgroup.subtree_control ]; then
+		cat /sys/fs/cgroup/cgroup.subtree_control >"$K8S_DIR/host-cgroup-subtree"
+	fi
 	: >"$K8S_DIR/host-dirs"
 	for f in /var/lib/kubelet /var/lib/kubelet/device-plugins /var/lib/cni /var/lib/cni/results /var/log/containers /var/log/pods; do
 		[ -e "$f" ] || echo "$f" >>"$K8S_DIR/host-dirs"

@@ -12,10 +12,18 @@ here=$(dirname "$0")
 [ "$(id -u)" = 0 ] || die "must run as root"
 [ -d "$K8S_DIR" ] || exit 0
 t0=$(date +%s%N)
+tl=$t0
+# lap WHAT: says how long WHAT took, when it took a second or more.
+lap() {
+	local ms=$((($(date +%s%N) - tl) / 1000000))
+	[ "$ms" -lt 1000 ] || log "$1: $((ms / 1000)).$((ms % 1000 / 100)) s"
+	tl=$(date +%s%N)
+}
 ctr_() { ctr -a "$CTRD_SOCK" -n k8s.io "$@"; }
 
 # No controller may recreate what we delete.
 stop kube-controller-manager kube-scheduler
+lap "stopping the controllers"
 
 # Let the kubelet stop the pods itself while it runs: the CNI then releases
 # the pods' addresses and veths the ordinary way.
@@ -26,7 +34,9 @@ if pid_of kubelet >/dev/null && pid_of containerd >/dev/null && kctl get --raw /
 		sleep 0.2
 	done
 fi
+lap "stopping the pods"
 stop kubelet
+lap "stopping the kubelet"
 
 # Whatever still runs: SIGKILL every task while its shim can still reap it.
 if pid_of containerd >/dev/null; then
@@ -41,6 +51,7 @@ if pid_of containerd >/dev/null; then
 		ctr_ tasks delete -f "$id" >/dev/null 2>&1 || true
 	done
 fi
+lap "killing leftover tasks"
 stop containerd
 # Shims of our containerd outlive it: find them by our socket address.
 while read -r f; do
@@ -51,6 +62,7 @@ while read -r f; do
 done < <(grep -laF -- "$CTRD_SOCK" /proc/[0-9]*/cmdline 2>/dev/null)
 stop kube-apiserver docker-registry
 stop etcd
+lap "stopping containerd, the apiserver, etcd and the registry"
 
 # Processes left in the pods' cgroups (none, unless a shim died first).
 cgroups=()
@@ -68,6 +80,16 @@ if [ "${#cgroups[@]}" -gt 0 ]; then
 	done
 fi
 
+f=/sys/fs/cgroup/cgroup.subtree_control
+if [ -f "$K8S_DIR/host-cgroup-subtree" ] && [ -f "$f" ]; then
+	read -ra enabled <"$f" || true
+	for c in ${enabled[@]+"${enabled[@]}"}; do
+		# Only what the kubelet added, and only if no other cgroup uses it now.
+		grep -qw -- "$c" "$K8S_DIR/host-cgroup-subtree" || echo "-$c" >"$f" 2>/dev/null || true
+	done
+	rm -f "$K8S_DIR/host-cgroup-subtree"
+fi
+lap "removing the kubepods cgroups"
 # Mounts under the cluster's directory (netns, pod volumes, overlay rootfs),
 # deepest first.
 mapfile -t mounts < <(awk -v d="$K8S_DIR/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r)
@@ -75,6 +97,7 @@ for m in "${mounts[@]}"; do
 	umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "could not unmount $m"
 done
 
+lap "unmounting"
 if ip link show "$K8S_BRIDGE" >/dev/null 2>&1; then
 	ip link delete "$K8S_BRIDGE"
 fi
@@ -96,9 +119,11 @@ if [ -f "$K8S_DIR/host-sysctls" ]; then
 	rm -f "$K8S_DIR/host-sysctls"
 fi
 
+lap "restoring the host"
 # The cluster's state goes; certificates, logs and the registry's storage stay.
 if ! grep -qF " $K8S_DIR/" /proc/self/mounts; then
 	find "$K8S_DIR" -mindepth 1 -maxdepth 1 ! -name pki ! -name logs ! -name registry -exec rm -rf {} +
 fi
+lap "removing the state"
 ms=$((($(date +%s%N) - t0) / 1000000))
 log "down in $((ms / 1000)).$((ms % 1000 / 100)) s ($K8S_DIR)"

@@ -58,8 +58,7 @@ pid_of() {
 
 # stop NAME...: SIGTERM to each, up to 15 s for all, then SIGKILL.
 stop() {
-	local name pid pids=() i t alive
-	t=$(date +%s%N)
+	local name pid pids=() i alive
 	for name in "$@"; do
 		if pid=$(pid_of "$name"); then
 			kill -TERM "$pid" 2>/dev/null || true
@@ -80,8 +79,6 @@ stop() {
 		sleep 0.1
 	done
 	for name in "$@"; do rm -f "$RUN/$name.pid" "$RUN/$name.exe"; done
-	t=$((($(date +%s%N) - t) / 1000000))
-	[ "$t" -lt 2000 ] || log "stopped $* in $((t / 1000)).$((t % 1000 / 100)) s"
 }
 
 # sysctl_path NAME: /proc/sys path of a sysctl.
