@@ -103,12 +103,14 @@ if ip link show "$K8S_BRIDGE" >/dev/null 2>&1; then
 fi
 rm -f /var/lib/cni/results/"$K8S_CNI_NET"-* /var/lib/kubelet/device-plugins/kubelet.sock
 for l in /var/log/containers/*.log; do
-	[ -L "$l" ] && case $(readlink "$l") in "$K8S_DIR"/*) rm -f "$l" ;; esac
+	if [ -L "$l" ]; then
+		case $(readlink "$l") in "$K8S_DIR"/*) rm -f "$l" ;; esac
+	fi
 done
 # Host directories that did not exist before up.sh, deepest first.
 if [ -f "$K8S_DIR/host-dirs" ]; then
 	sort -r "$K8S_DIR/host-dirs" | while read -r d; do
-		[ -d "$d" ] && rm -rf -- "$d"
+		if [ -d "$d" ]; then rm -rf -- "$d"; fi
 	done
 	rm -f "$K8S_DIR/host-dirs"
 fi
