@@ -130,8 +130,9 @@ func (k *Kube) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (runt
 		if errW != nil {
 			errW.Close()
 		}
-		// Unblock the stdin copy and fail later writes.
-		inR.CloseWithError(io.ErrClosedPipe)
+		// End the stream's stdin copy (EOF: an error there is only
+		// logged) and fail later writes.
+		inW.Close()
 		if p.sizes != nil {
 			p.sizes.close()
 		}

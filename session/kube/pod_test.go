@@ -241,8 +241,8 @@ func TestSlotUUID(t *testing.T) {
 
 func TestPodName(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
-		{"ds01-alice.thesis-a1b2c3", "ds01-alice.thesis-a1b2c3"},
-		{"ds01-bob.proj-00ff00", "ds01-bob.proj-00ff00"},
+		{"ds01-alice-thesis-a1b2c3", "ds01-alice-thesis-a1b2c3"},
+		{"ds01-bob-proj-00ff00", "ds01-bob-proj-00ff00"},
 	} {
 		if got := podName(c.in); got != c.want {
 			t.Errorf("podName(%q) = %q, want %q", c.in, got, c.want)
@@ -252,7 +252,7 @@ func TestPodName(t *testing.T) {
 	for _, in := range []string{"ds01-Alice.thesis-a1", "ds01-alice.thesis-a1x", "ds01-alice.my_thesis-a1", "ds01-alice.my-thesis-a1x",
 		"ds01-al.-ice..x", strings.Repeat("a", 100), strings.Repeat("a", 101), "___", "ds01-alice.thesis_-a1"} {
 		got := podName(in)
-		if errs := validation.IsDNS1123Subdomain(got); len(errs) != 0 || len(got) > maxName {
+		if errs := validation.IsDNS1123Label(got); len(errs) != 0 || len(got) > maxName {
 			t.Errorf("podName(%q) = %q: %v", in, got, errs)
 		}
 		if prev, ok := seen[got]; ok {
@@ -260,7 +260,7 @@ func TestPodName(t *testing.T) {
 		}
 		seen[got] = in
 	}
-	if got := podName("ds01-Alice.my_thesis-a1b2c3"); !strings.HasPrefix(got, "ds01-alice.my-thesis-a1b2c3-") {
+	if got := podName("ds01-Alice.my_thesis-a1b2c3"); !strings.HasPrefix(got, "ds01-alice-my-thesis-a1b2c3-") {
 		t.Errorf("not recognisable: %q", got)
 	}
 	for _, in := range []string{"my_thesis", "-x-", strings.Repeat("b", 80), "a.b", "_"} {
