@@ -40,6 +40,7 @@ type Kube struct {
 	cfg  Config
 	push Pusher
 	log  *slog.Logger
+	fwd  fwdState // the pod helper's image, port-forwards, usage caches (k14fwd)
 }
 
 // New returns the runtime on an API connection; push publishes the
