@@ -426,3 +426,28 @@ func TestEngineSampler(t *testing.T) {
 		t.Errorf("pod after term: %q", got)
 	}
 }
+
+func TestEngineExecLatency(t *testing.T) {
+	k, base := engine(t)
+	pod, _ := testPod(t, k, base)
+	ctx := context.Background()
+	for _, c := range []struct {
+		container string
+		cmd       []string
+	}{
+		{projectName, []string{"true"}},
+		{helperContainer, []string{helperBinary, "pod-helper", "procs"}},
+		{projectName, []string{"true"}},
+	} {
+		var lat []time.Duration
+		for range 10 {
+			t0 := time.Now()
+			if err := k.stream(ctx, pod, c.container, c.cmd, Stream{Stdout: io.Discard, Stderr: io.Discard}); err != nil {
+				t.Fatal(err)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		t.Logf("exec %s in %s: median %v (%v-%v)", c.cmd, c.container, lat[5], lat[0], lat[9])
+	}
+}
