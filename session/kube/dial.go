@@ -213,6 +213,11 @@ func (s *pfStream) Read(p []byte) (int, error) {
 func (s *pfStream) Write(p []byte) (int, error) { return s.data.Write(p) }
 
 // CloseWrite half-closes: SPDY's Close ends this side's writes only.
+// containerd's port-forward (1.6 and later) does not pass the half-close
+// on to the server in the pod: it waits up to 1 s for the server's side
+// to end, then closes both. Data already sent arrives; a server that
+// answers only after the client's EOF gets cut off. The pod helper's dial
+// (every non-loopback address) passes half-closes on exactly.
 func (s *pfStream) CloseWrite() error { return s.data.Close() }
 
 func (s *pfStream) Close() error {

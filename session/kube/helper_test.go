@@ -84,12 +84,6 @@ func TestAddHelperWithoutImage(t *testing.T) {
 	}
 }
 
-func TestKubeHasNoHostSocketDir(t *testing.T) {
-	if fakeKube().HostSocketDir() {
-		t.Error("a pod mounts no host directory")
-	}
-}
-
 func TestParseLdd(t *testing.T) {
 	out := "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n"
 	libs, err := parseLdd([]byte(out))
