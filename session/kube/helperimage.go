@@ -61,7 +61,7 @@ func (k *Kube) PrepareHelper(ctx context.Context, b HelperBuilder, exe string) (
 			return "", fmt.Errorf("pod helper: %w", err)
 		}
 		var out bytes.Buffer
-		id, err = b.Build(ctx, runtime.BuildSpec{
+		_, err = b.Build(ctx, runtime.BuildSpec{
 			Ref: local, Context: bytes.NewReader(tarball), Labels: map[string]string{labelHelper: tag},
 		}, &out)
 		if err != nil {
