@@ -117,6 +117,16 @@ func (k *Kube) portForward(ctx context.Context, pod string) (*pfConn, error) {
 		return old, nil
 	}
 	k.fwd.pf[pod] = c
+	// The apiserver ends the connection when the pod goes: forget it
+	// then, Forget or not.
+	go func() {
+		<-r.c.CloseChan()
+		k.fwd.mu.Lock()
+		if k.fwd.pf[pod] == c {
+			delete(k.fwd.pf, pod)
+		}
+		k.fwd.mu.Unlock()
+	}()
 	return c, nil
 }
 
