@@ -43,7 +43,7 @@ const (
 	maxPayload = 32 << 10
 	// Window is how many bytes one connection may have in flight in each
 	// direction: enough for a fast stream over the API's latency.
-	Window = 256 << 10
+	Window = 1 << 20
 	// acceptBacklog bounds connections opened but not yet accepted.
 	acceptBacklog = 64
 )
