@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ds01/ds01-gateway/session/docker"
 	"github.com/ds01/ds01-gateway/session/kube"
@@ -35,13 +37,17 @@ func openRuntime(ctx context.Context, cfg Config, dk *docker.Docker, log *slog.L
 		kubeconfig = "(in-cluster)"
 	}
 	log.Info("runtime: kubernetes", "api", kc.Config.Host, "kubeconfig", kubeconfig, "namespace", kcfg.Namespace, "registry", kcfg.Registry)
-	// Asserted, so this file builds before every method of the runtime
-	// has landed (the lead may return kube.New's value directly).
-	rt, ok := any(kube.New(kc, kcfg, dk, log)).(runtime.Runtime)
-	if !ok {
-		return nil, nil, errors.New("runtime kubernetes: this build's kubernetes runtime is incomplete")
+	k := kube.New(kc, kcfg, dk, log)
+	// The helper sidecar's image (this binary, for -R, agent sockets and
+	// the lifecycle's process counts) is built and pushed once, before
+	// the first pod needs it; a restart finds it by the binary's hash.
+	start := time.Now()
+	helper, err := k.PrepareHelper(ctx, dk, "/proc/self/exe")
+	if err != nil {
+		return nil, nil, fmt.Errorf("runtime kubernetes: pod helper image: %w", err)
 	}
-	return rt, kc, nil
+	log.Info("pod helper image ready", "image", helper, "took", time.Since(start).Round(time.Millisecond))
+	return k, kc, nil
 }
 
 // The Docker builder publishes images for the Kubernetes runtime.

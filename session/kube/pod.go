@@ -73,9 +73,7 @@ func (k *Kube) buildPod(spec runtime.ContainerSpec, image string) (*corev1.Pod, 
 			Env:             envVars(spec.Env),
 			WorkingDir:      spec.Workdir,
 			VolumeMounts:    mounts,
-			// Requests equal to limits: the node reserves what the limits
-			// file grants, and GPUs (extended resources) must be equal.
-			Resources:       corev1.ResourceRequirements{Limits: res, Requests: res.DeepCopy()},
+			Resources:       corev1.ResourceRequirements{Limits: res, Requests: requests(res)},
 			SecurityContext: hardened(uid, gid),
 		}},
 		Volumes: volumes,
@@ -140,6 +138,31 @@ func resources(l runtime.Limits) corev1.ResourceList {
 		res[corev1.ResourceCPU] = *resource.NewMilliQuantity(max(1, l.NanoCPUs/1e6), resource.DecimalSI)
 	}
 	return res
+}
+
+// Small reservations: the limits file grants ceilings, as Docker's limits
+// do, not reservations. Requests equal to the default 32 GiB ceiling would
+// fit no pod on a 24 GiB node, where Docker runs dozens of such containers.
+var (
+	requestCPU    = resource.MustParse("100m")
+	requestMemory = resource.MustParse("256Mi")
+)
+
+// requests is what the scheduler reserves for a pod with limits lim: the
+// smaller of the limit and a small floor for CPU and memory, and exactly
+// the limit for GPUs (extended resources must request what they limit).
+func requests(lim corev1.ResourceList) corev1.ResourceList {
+	req := corev1.ResourceList{}
+	for name, q := range lim {
+		floor, ok := map[corev1.ResourceName]resource.Quantity{
+			corev1.ResourceCPU: requestCPU, corev1.ResourceMemory: requestMemory,
+		}[name]
+		if ok && floor.Cmp(q) < 0 {
+			q = floor
+		}
+		req[name] = q.DeepCopy()
+	}
+	return req
 }
 
 // envVars maps "K=V" entries. The kubelet expands $(VAR) in values, which

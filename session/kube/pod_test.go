@@ -84,8 +84,14 @@ func TestPodSecurity(t *testing.T) {
 		t.Errorf("env %+v", c.Env)
 	}
 	lim := c.Resources.Limits
-	if lim.Memory().Value() != 2<<30 || lim.Cpu().MilliValue() != 1500 || !reflect.DeepEqual(c.Resources.Requests, lim) {
-		t.Errorf("limits %v requests %v", lim, c.Resources.Requests)
+	// Limits are the ceilings; requests reserve only a little, so the
+	// default 32 GiB ceiling still fits a smaller node.
+	req := c.Resources.Requests
+	if lim.Memory().Value() != 2<<30 || lim.Cpu().MilliValue() != 1500 || req.Memory().Value() != 256<<20 || req.Cpu().MilliValue() != 100 {
+		t.Errorf("limits %v requests %v", lim, req)
+	}
+	if small := requests(resources(runtime.Limits{Memory: 64 << 20, NanoCPUs: 5e7})); small.Memory().Value() != 64<<20 || small.Cpu().MilliValue() != 50 {
+		t.Errorf("limits below the floor: requests %v, want the limits", small)
 	}
 	if ps.RestartPolicy != corev1.RestartPolicyNever {
 		t.Errorf("restart policy %s", ps.RestartPolicy)
