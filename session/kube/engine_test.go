@@ -3,6 +3,7 @@ package kube
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -168,6 +169,15 @@ func TestEnginePod(t *testing.T) {
 			t.Errorf("cat: %q %+v", out, st)
 		}
 	})
+	t.Run("stdin closed at once", func(t *testing.T) {
+		// One buffer for stdout and stderr lost output about once in 20
+		// before Stream serialised their writes.
+		for i := range 20 {
+			if out, st := run(t, k, id, runtime.ExecSpec{Cmd: []string{"echo", "hi"}}, ""); out != "hi\n" || st.Code != 0 {
+				t.Fatalf("exec %d: %q %+v", i, out, st)
+			}
+		}
+	})
 	t.Run("exit code", func(t *testing.T) {
 		if _, st := run(t, k, id, runtime.ExecSpec{Cmd: []string{"sh", "-c", "exit 7"}}, ""); st.Code != 7 || st.Signal != 0 {
 			t.Errorf("status %+v", st)
@@ -244,6 +254,19 @@ func TestEnginePod(t *testing.T) {
 				t.Errorf("tty %v: status %+v %v", c.tty, st, err)
 			}
 			p.Close()
+		}
+	})
+	t.Run("close unread", func(t *testing.T) {
+		p, err := k.Exec(ctx, id, runtime.ExecSpec{Cmd: []string{"yes"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		p.Close()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := p.Wait(wctx); errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal("the stream did not end after Close")
 		}
 	})
 	t.Run("exec latency", func(t *testing.T) {
