@@ -81,6 +81,10 @@ func engine(t *testing.T) (*Kube, runtime.ContainerSpec) {
 	if err != nil {
 		t.Fatalf("base image: %v", err)
 	}
+	t.Cleanup(func() {
+		// Launch made the policy of the test's uid; nothing else uses it.
+		c.Clientset.NetworkingV1().NetworkPolicies(ns).Delete(context.Background(), policyName("28100"), metav1.DeleteOptions{})
+	})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	k := New(c, Config{Registry: "127.0.0.1:5000"}, dockerPusher{}, log)
 	ws := t.TempDir()
