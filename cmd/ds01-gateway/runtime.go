@@ -10,6 +10,7 @@ import (
 	"github.com/ds01/ds01-gateway/session/docker"
 	"github.com/ds01/ds01-gateway/session/kube"
 	"github.com/ds01/ds01-gateway/session/runtime"
+	"k8s.io/klog/v2"
 )
 
 // openRuntime is where project containers run: the Docker engine, or,
@@ -25,6 +26,9 @@ func openRuntime(ctx context.Context, cfg Config, dk *docker.Docker, log *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
+	// client-go logs through klog to stderr; into the gateway's own log
+	// instead, marked, so its lines are structured like every other.
+	klog.SetSlogLogger(log.With("source", "client-go"))
 	kc, err := kube.NewClient(kcfg.Kubeconfig, kcfg.Namespace)
 	if err != nil {
 		return nil, nil, err
