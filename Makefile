@@ -24,10 +24,10 @@ TOOLS               := bin/tools
 STATICCHECK         := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
 GOLANGCI            := $(TOOLS)/golangci-lint-$(GOLANGCI_VERSION)
 
-.PHONY: help build run base-image vet lint test e2e e2e-kube bench gpu-check clean clean-data
+.PHONY: help build run base-image vet lint test e2e bench gpu-check clean clean-data k8s-build k8s-up k8s-down
 
 help: ## List targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build bin/ds01-gateway
 	$(GO) build -o $(BIN) ./cmd/ds01-gateway
@@ -62,6 +62,7 @@ test: vet ## go vet, all tests with -race (e2e needs root + Docker), then the ku
 e2e: ## Only the end-to-end tests (verbose)
 	$(GO) test $(TEST_FLAGS) -v ./e2e/
 
+.PHONY: e2e-kube
 e2e-kube: ## Only the e2e tests on the Kubernetes runtime (verbose)
 	$(GO) test -tags kube $(KUBE_TEST_FLAGS) -v -run '^TestKube' ./e2e/
 
@@ -70,6 +71,21 @@ bench: build base-image ## Compare login/stream times with docker run and OpenSS
 
 gpu-check: build ## Print the NVML GPU inventory; fails on an NVML error (run on a GPU host)
 	./$(BIN) gpu-check
+
+# The Kubernetes test cluster (hack/k8s): binaries cached by version in
+# $(DS01_K8S_CACHE)/<version>/bin, state under $(K8S_DIR).
+K8S_DIR         ?= .k8s
+DS01_K8S_CACHE  ?= /var/cache/ds01-k8s
+export K8S_DIR DS01_K8S_CACHE
+
+k8s-build: ## Build (or reuse) the Kubernetes + etcd binaries of the test cluster
+	hack/k8s/build.sh
+
+k8s-up: ## Start the test cluster (root): K8S_DIR/admin.kubeconfig, registry 127.0.0.1:5000
+	hack/k8s/up.sh
+
+k8s-down: ## Stop the test cluster and put the host back as it was
+	hack/k8s/down.sh
 
 clean: ## Remove build outputs (keeps ./.ds01 data)
 	rm -rf bin
