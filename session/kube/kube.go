@@ -40,6 +40,8 @@ type Kube struct {
 	cfg  Config
 	push Pusher
 	log  *slog.Logger
+
+	st state // what the pod runtime remembers (runtime.go)
 }
 
 // New returns the runtime on an API connection; push publishes the
