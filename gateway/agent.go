@@ -8,9 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path"
 	"path/filepath"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
 )
 
 // agentSocket serves `ssh -A`: a unix socket in the container's socket
@@ -20,21 +23,8 @@ import (
 // user's laptop. The socket goes when the session ends. It returns the
 // socket's path inside the container.
 func agentSocket(ctx context.Context, conn *gossh.ServerConn, lease Lease, log *slog.Logger) (string, func(), error) {
-	hostDir, inside, ok := lease.SocketDir()
-	if !ok {
-		return "", nil, fmt.Errorf("agent: container has no socket directory")
-	}
-	var b [8]byte
-	rand.Read(b[:])
-	name := "agent-" + hex.EncodeToString(b[:]) + ".sock"
-	path := filepath.Join(hostDir, name)
-	ln, err := net.Listen("unix", path)
+	ln, path, err := agentListener(ctx, lease)
 	if err != nil {
-		return "", nil, fmt.Errorf("agent: %w", err)
-	}
-	u := lease.User()
-	if err := ownSocket(path, u.UID, u.GID); err != nil {
-		ln.Close()
 		return "", nil, fmt.Errorf("agent: %w", err)
 	}
 	go func() {
@@ -57,7 +47,37 @@ func agentSocket(ctx context.Context, conn *gossh.ServerConn, lease Lease, log *
 		}
 	}()
 	// Closing a unix listener removes its socket file.
-	return filepath.Join(inside, name), func() { ln.Close() }, nil
+	return path, func() { ln.Close() }, nil
+}
+
+// agentListener listens on a fresh agent socket: in the container's
+// socket directory on the host when it has one (Docker), else inside the
+// container through the runtime (a pod on another node), whose helper
+// makes the socket the user's and 0600 itself. It returns the socket's
+// path as the container sees it.
+func agentListener(ctx context.Context, lease Lease) (net.Listener, string, error) {
+	var b [8]byte
+	rand.Read(b[:])
+	name := "agent-" + hex.EncodeToString(b[:]) + ".sock"
+	hostDir, inside, ok := lease.SocketDir()
+	if !ok {
+		sock := path.Join(runtime.IOMountPoint, name)
+		ln, err := lease.Listen(ctx, "unix", sock)
+		if err != nil {
+			return nil, "", err
+		}
+		return ln, sock, nil
+	}
+	ln, err := net.Listen("unix", filepath.Join(hostDir, name))
+	if err != nil {
+		return nil, "", err
+	}
+	u := lease.User()
+	if err := ownSocket(filepath.Join(hostDir, name), u.UID, u.GID); err != nil {
+		ln.Close()
+		return nil, "", err
+	}
+	return ln, filepath.Join(inside, name), nil
 }
 
 // ownSocket makes the socket the user's alone: 0600, owned by them.

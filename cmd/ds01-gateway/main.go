@@ -52,6 +52,8 @@ func run(args []string) error {
 		// Internal: the gateway re-executes itself as a user to serve a
 		// file transfer (see package transfer).
 		os.Exit(transfer.ChildMain(args[1:]))
+	case "pod-helper":
+		podHelper(args[1:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

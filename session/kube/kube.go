@@ -41,7 +41,8 @@ type Kube struct {
 	push Pusher
 	log  *slog.Logger
 
-	st state // what the pod runtime remembers (runtime.go)
+	st  state    // what the pod runtime remembers (runtime.go)
+	fwd fwdState // the pod helper's image, port-forwards, usage caches (k14fwd)
 }
 
 // New returns the runtime on an API connection; push publishes the
