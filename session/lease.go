@@ -46,8 +46,12 @@ func (l *Lease) Listen(ctx context.Context, network, address string) (net.Listen
 
 // SocketDir is a directory for sockets the user's processes in the
 // container may connect to, as the host and the container name it. It is
-// mounted read-only into this container alone.
+// mounted read-only into this container alone. There is none when the
+// runtime does not mount it (Config.NoSocketDir).
 func (l *Lease) SocketDir() (host, container string, ok bool) {
+	if l.m.cfg.NoSocketDir {
+		return "", "", false
+	}
 	l.e.mu.Lock()
 	name := l.e.name
 	l.e.mu.Unlock()

@@ -68,6 +68,11 @@ type Config struct {
 	// Lifecycle is when detached and idle containers go (reaper.go); a
 	// nil Sampler turns it off: containers retire at the grace.
 	Lifecycle LifecycleConfig
+	// NoSocketDir is set for a runtime that does not mount
+	// ContainerSpec.IODir from this host (kubernetes: the pod may run on
+	// another node): leases then have no SocketDir, and agent sockets
+	// are made inside the container instead.
+	NoSocketDir bool
 }
 
 // Manager holds the life of project containers: one slot per (user,

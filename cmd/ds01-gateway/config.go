@@ -95,6 +95,11 @@ type Config struct {
 	MinUID        int      `yaml:"min_uid"`
 	// MetricsListen serves Prometheus' /metrics there; "" is off (metrics.go).
 	MetricsListen string `yaml:"metrics_listen"`
+
+	// Runtime is where project containers run: "docker" (this host) or
+	// "kubernetes" (pods, configured by Kubernetes; config_kube.go).
+	Runtime    string     `yaml:"runtime"`
+	Kubernetes KubeConfig `yaml:"kubernetes"`
 }
 
 // FakeGPU is one GPU of a fake inventory, for hosts without GPUs.
@@ -183,6 +188,8 @@ func defaultConfig() Config {
 		ShutdownTimeout: Duration{30 * time.Second},
 		UsersFrom:       "store",
 		MinUID:          hostusers.DefaultMinUID,
+		Runtime:         runtimeDocker,
+		Kubernetes:      defaultKubeConfig(),
 	}
 }
 
@@ -345,6 +352,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validateMetrics(); err != nil {
+		return err
+	}
+	if err := c.validateRuntime(); err != nil {
 		return err
 	}
 	for i, a := range c.ForwardAllow {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/ds01/ds01-gateway/session/gpu"
+	"github.com/ds01/ds01-gateway/session/kube"
 )
 
 // gpus is what serve hands the session manager about GPUs.
@@ -18,9 +19,11 @@ type gpus struct {
 	policy *gpu.Policy
 }
 
-// openGPUs finds the inventory (fake when the config says so, else NVML;
-// a host without the NVIDIA library simply has no GPUs) and the limits.
-func openGPUs(ctx context.Context, cfg Config, log *slog.Logger) (*gpus, error) {
+// openGPUs finds the inventory (the cluster's nodes with runtime:
+// kubernetes; else fake when the config says so, else NVML: a host without
+// the NVIDIA library simply has no GPUs) and the limits. kc is the
+// cluster's client with kubernetes, else nil.
+func openGPUs(ctx context.Context, cfg Config, kc *kube.Client, log *slog.Logger) (*gpus, error) {
 	g := &gpus{policy: gpu.DefaultPolicy()}
 	if cfg.LimitsFile != "" {
 		p, err := gpu.LoadPolicy(cfg.LimitsFile)
@@ -31,7 +34,10 @@ func openGPUs(ctx context.Context, cfg Config, log *slog.Logger) (*gpus, error) 
 		log.Info("limits file", "path", cfg.LimitsFile, "groups", p.Groups())
 	}
 	var fakeOpts []gpu.FakeOption
-	if cfg.FakeGPUs > 0 || len(cfg.FakeInventory) > 0 {
+	if cfg.kubernetes() && (cfg.FakeGPUs > 0 || len(cfg.FakeInventory) > 0) {
+		log.Warn("runtime kubernetes: fake_gpus and fake_inventory are ignored; the nodes' capacity is the inventory")
+	}
+	if !cfg.kubernetes() && (cfg.FakeGPUs > 0 || len(cfg.FakeInventory) > 0) {
 		dir, err := fakeUtilizationDir(cfg)
 		if err != nil {
 			return nil, err
@@ -39,6 +45,17 @@ func openGPUs(ctx context.Context, cfg Config, log *slog.Logger) (*gpus, error) 
 		fakeOpts = append(fakeOpts, gpu.FakeUtilizationDir(dir))
 	}
 	switch {
+	case cfg.kubernetes():
+		if kc == nil {
+			return nil, errNoKube
+		}
+		kcfg, err := cfg.kubeRuntimeConfig()
+		if err != nil {
+			return nil, err
+		}
+		// Read once: the allocator keeps these slots until a restart
+		// (a reload does not change them; see kube.Inventory).
+		g.inv = kube.NewInventory(kc, kcfg)
 	case cfg.FakeGPUs > 0:
 		g.inv = gpu.FakeN(cfg.FakeGPUs, fakeOpts...)
 	case len(cfg.FakeInventory) > 0:

@@ -26,7 +26,7 @@ func TestFakeGPUUtilizationDir(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := openGPUs(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		g, err := openGPUs(context.Background(), cfg, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}

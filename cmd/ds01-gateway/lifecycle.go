@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -132,8 +133,12 @@ func (c *Config) lifecycleConfig(s runtime.Sampler) session.LifecycleConfig {
 	}
 }
 
-// sampler is the runtime's sampler, if it has one.
-func sampler(rt any) runtime.Sampler {
-	s, _ := rt.(runtime.Sampler)
+// sampler is the runtime's sampler, if it has one; without one the
+// lifecycle is off (containers retire at the grace), which the log says.
+func sampler(rt runtime.Runtime, log *slog.Logger) runtime.Sampler {
+	s, ok := rt.(runtime.Sampler)
+	if !ok {
+		log.Warn("the runtime samples no usage: idle and detached containers are not reclaimed", "runtime", fmt.Sprintf("%T", rt))
+	}
 	return s
 }

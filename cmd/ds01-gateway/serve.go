@@ -72,11 +72,17 @@ func serve(args []string) error {
 		return err
 	}
 	defer dk.Close()
+	// With kubernetes too: image builds still run on this host's Docker,
+	// in the per-user networks the firewall keeps off the host.
 	if err := startHostFirewall(ctx, cfg, log); err != nil {
 		return err
 	}
+	rt, kc, err := openRuntime(ctx, cfg, dk, log)
+	if err != nil {
+		return err
+	}
 
-	gpus, err := openGPUs(ctx, cfg, log)
+	gpus, err := openGPUs(ctx, cfg, kc, log)
 	if err != nil {
 		return err
 	}
@@ -112,8 +118,9 @@ func serve(args []string) error {
 			PidsLimit: cfg.Limits.PidsLimit,
 			ShmSize:   int64(cfg.Limits.ShmSize),
 		},
-		Lifecycle: cfg.lifecycleConfig(sampler(dk)),
-	}, dk, dk, st, log)
+		Lifecycle:   cfg.lifecycleConfig(sampler(rt, log)),
+		NoSocketDir: cfg.kubernetes(),
+	}, rt, dk, st, log)
 	defer mgr.Close()
 	if err := mgr.Reconcile(ctx); err != nil {
 		return err

@@ -23,7 +23,7 @@ import (
 )
 
 // purgeEngine is what user remove --purge needs of the engine;
-// *docker.Docker implements it.
+// *docker.Docker implements it, and podsAndImages with kubernetes.
 type purgeEngine interface {
 	List(ctx context.Context, labels map[string]string) ([]runtime.Container, error)
 	Retire(ctx context.Context, id string) error
@@ -246,10 +246,31 @@ func userPurge(c common, f purgeFlags, name string) error {
 		return err
 	}
 	defer dk.Close()
-	p := &purge{st: st, eng: dk, instance: instance, userDir: filepath.Join(dataDir, "users"), out: os.Stderr, force: *f.force, workspaces: *f.workspaces}
+	var eng purgeEngine = dk
+	if cfg.kubernetes() {
+		rt, _, err := openRuntime(ctx, cfg, dk, log)
+		if err != nil {
+			return err
+		}
+		eng = podsAndImages{Docker: dk, pods: rt}
+	}
+	p := &purge{st: st, eng: eng, instance: instance, userDir: filepath.Join(dataDir, "users"), out: os.Stderr, force: *f.force, workspaces: *f.workspaces}
 	if err := p.run(ctx, name); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "removed user %s\n", name)
 	return nil
 }
+
+// podsAndImages is purge's engine with runtime: kubernetes: the user's
+// containers are pods, their images and build networks still Docker's.
+type podsAndImages struct {
+	*docker.Docker
+	pods runtime.Runtime
+}
+
+func (e podsAndImages) List(ctx context.Context, labels map[string]string) ([]runtime.Container, error) {
+	return e.pods.List(ctx, labels)
+}
+
+func (e podsAndImages) Retire(ctx context.Context, id string) error { return e.pods.Retire(ctx, id) }

@@ -46,6 +46,9 @@ type Docker struct {
 	// leftovers maps an image reference to the images its last build
 	// committed before failing (disk.go).
 	leftovers sync.Map
+
+	// pushes holds a *sync.Mutex per remote reference (push.go).
+	pushes sync.Map
 }
 
 // ioMountPoint is where a container sees its FIFO directory; labelIODir

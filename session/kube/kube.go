@@ -23,6 +23,9 @@ type Config struct {
 	NodeSelector map[string]string
 	// GPUResource is the extended resource a GPU is requested as.
 	GPUResource string
+	// MIGResources are the extended resources of MIG instances
+	// ("nvidia.com/mig-3g.20gb": 3 compute slices), each a slot of its own.
+	MIGResources []string
 }
 
 // Pusher copies a locally built image to the registry pods pull from.
