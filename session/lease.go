@@ -58,11 +58,6 @@ func (l *Lease) SocketDir() (host, container string, ok bool) {
 	if name == "" {
 		return "", "", false
 	}
-	// A runtime whose containers run elsewhere (pods on other nodes) does
-	// not mount the host's directory: the caller listens through Listen.
-	if r, ok := l.m.rt.(interface{ HostSocketDir() bool }); ok && !r.HostSocketDir() {
-		return "", "", false
-	}
 	return filepath.Join(l.m.cfg.RunDir, name, "io"), runtime.IOMountPoint, true
 }
 

@@ -117,6 +117,16 @@ func (k *Kube) portForward(ctx context.Context, pod string) (*pfConn, error) {
 		return old, nil
 	}
 	k.fwd.pf[pod] = c
+	// The apiserver ends the connection when the pod goes: forget it
+	// then, Forget or not.
+	go func() {
+		<-r.c.CloseChan()
+		k.fwd.mu.Lock()
+		if k.fwd.pf[pod] == c {
+			delete(k.fwd.pf, pod)
+		}
+		k.fwd.mu.Unlock()
+	}()
 	return c, nil
 }
 
@@ -213,6 +223,11 @@ func (s *pfStream) Read(p []byte) (int, error) {
 func (s *pfStream) Write(p []byte) (int, error) { return s.data.Write(p) }
 
 // CloseWrite half-closes: SPDY's Close ends this side's writes only.
+// containerd's port-forward (1.6 and later) does not pass the half-close
+// on to the server in the pod: it waits up to 1 s for the server's side
+// to end, then closes both. Data already sent arrives; a server that
+// answers only after the client's EOF gets cut off. The pod helper's dial
+// (every non-loopback address) passes half-closes on exactly.
 func (s *pfStream) CloseWrite() error { return s.data.Close() }
 
 func (s *pfStream) Close() error {

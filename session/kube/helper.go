@@ -70,8 +70,3 @@ func (k *Kube) addHelper(spec *corev1.PodSpec, uid, gid int64) {
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	})
 }
-
-// HostSocketDir is false: a pod does not mount the gateway host's socket
-// directory (ContainerSpec.IODir); sockets for the user's processes are
-// made inside the pod by the helper, under runtime.IOMountPoint.
-func (k *Kube) HostSocketDir() bool { return false }

@@ -146,7 +146,9 @@ func (c *helperConn) CloseWrite() error { return c.h.stdin.Close() }
 func (c *helperConn) Close() error {
 	c.once.Do(func() {
 		c.h.stdin.Close()
-		c.h.stdout.Close()
+		// Drained rather than closed: a write into a closed pipe would
+		// have client-go log an error for an ordinary close.
+		go io.Copy(io.Discard, c.h.stdout)
 		c.h.cancel()
 	})
 	return nil

@@ -40,6 +40,10 @@ const (
 // a restart of the same gateway builds nothing and pushes no new layer.
 // It returns the image reference pods use.
 func (k *Kube) PrepareHelper(ctx context.Context, b HelperBuilder, exe string) (string, error) {
+	// ldd must see the binary's own path: /proc/self/exe would be ldd's.
+	if p, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = p
+	}
 	sum, err := fileHash(exe)
 	if err != nil {
 		return "", fmt.Errorf("pod helper: %w", err)
@@ -57,7 +61,7 @@ func (k *Kube) PrepareHelper(ctx context.Context, b HelperBuilder, exe string) (
 			return "", fmt.Errorf("pod helper: %w", err)
 		}
 		var out bytes.Buffer
-		id, err = b.Build(ctx, runtime.BuildSpec{
+		_, err = b.Build(ctx, runtime.BuildSpec{
 			Ref: local, Context: bytes.NewReader(tarball), Labels: map[string]string{labelHelper: tag},
 		}, &out)
 		if err != nil {

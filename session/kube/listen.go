@@ -22,7 +22,9 @@ const helperReadyTimeout = 30 * time.Second
 // listen` holds the socket in the pod's network (a unix socket is the
 // user's, 0600) and passes each accepted connection over its stdin and
 // stdout (package podhelper's protocol). Closing the listener ends the
-// command, which closes the socket and removes its file.
+// command, which closes the socket and removes its file; unlike a
+// listener in a Docker container's namespace, it also ends the
+// connections it accepted (they ride on the same exec).
 func (k *Kube) Listen(ctx context.Context, pod, network, address string) (net.Listener, error) {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
