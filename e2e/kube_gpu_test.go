@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,29 +14,11 @@ import (
 // These tests share the cluster node's two fake GPUs (nvidia.com/gpu in
 // its status capacity, from make k8s-up): they never run in parallel.
 
-// kubeLimits is a DS01 limits file for the kube tests: one GPU per user,
-// and CPU and memory small enough that three pods fit on a 2-core node.
-const kubeLimits = `defaults:
-  max_gpu_equivalents: 1.0
-  max_gpu_slots_per_container: 1
-  max_cpus: 0.25
-  memory: 512m
-  max_containers_per_user: 3
-default_group: student
-groups:
-  student:
-    allow_full_gpu: true
-`
-
 func startKubeGPUGateway(t *testing.T, retire string, lifecycle map[string]string) *gw {
 	t.Helper()
-	limits := filepath.Join(t.TempDir(), "resource-limits.yaml")
-	if err := os.WriteFile(limits, []byte(kubeLimits), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return startKubeGateway(t, gwOpts{RetireAfter: retire, Lifecycle: lifecycle, Extra: map[string]string{
-		"limits_file": limits, "watch_interval": "500ms", "gpu_queue_timeout": "2m",
-	}})
+	return kubeGateway(t, gwOpts{RetireAfter: retire, Lifecycle: lifecycle, Extra: map[string]string{
+		"watch_interval": "500ms", "gpu_queue_timeout": "2m",
+	}}, "nvidia.com/gpu")
 }
 
 // gpuStatus is `ds01 gpu-status --format json`, the parts read here.

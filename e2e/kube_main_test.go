@@ -129,9 +129,34 @@ func makeTarget(root, target string) error {
 	return cmd.Run()
 }
 
-// startKubeGateway is startGateway on the Kubernetes runtime. The users'
-// pods and network policies go when the test ends, after the gateway.
+// kubeLimits is the DS01 limits file of the kube tests: one GPU per user,
+// and CPU and memory small enough that several pods fit on a 2-core test
+// node (a pod requests what it is limited to, and the built-in default
+// memory limit is more than such a node has).
+const kubeLimits = `defaults:
+  max_gpu_equivalents: 1.0
+  max_gpu_slots_per_container: 1
+  max_cpus: 0.25
+  memory: 512m
+  max_containers_per_user: 3
+default_group: student
+groups:
+  student:
+    allow_full_gpu: true
+`
+
+// startKubeGateway is startGateway on the Kubernetes runtime, with
+// kubeLimits, on a cluster without GPUs: its GPU resource is one no node
+// has, so logins get none by default and leave the node's two fake GPUs
+// to the GPU tests. The users' pods and network policies go when the
+// test ends, after the gateway.
 func startKubeGateway(t *testing.T, opts gwOpts) *gw {
+	t.Helper()
+	return kubeGateway(t, opts, "example.com/no-gpu")
+}
+
+// kubeGateway is startKubeGateway with GPUs of gpuResource.
+func kubeGateway(t *testing.T, opts gwOpts, gpuResource string) *gw {
 	t.Helper()
 	if skipReason == "" && kubeSkip != "" {
 		t.Skip(kubeSkip)
@@ -140,8 +165,15 @@ func startKubeGateway(t *testing.T, opts gwOpts) *gw {
 	for k, v := range opts.Extra {
 		extra[k] = v
 	}
+	if _, ok := extra["limits_file"]; !ok {
+		limits := filepath.Join(t.TempDir(), "resource-limits.yaml")
+		if err := os.WriteFile(limits, []byte(kubeLimits), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		extra["limits_file"] = limits
+	}
 	extra["runtime"] = "kubernetes"
-	extra["kubernetes"] = fmt.Sprintf("{kubeconfig: %q, namespace: %q}", kubeconfig, kubeNS)
+	extra["kubernetes"] = fmt.Sprintf("{kubeconfig: %q, namespace: %q, gpu_resource: %q}", kubeconfig, kubeNS, gpuResource)
 	opts.Extra = extra
 	var g *gw
 	t.Cleanup(func() { // registered first: runs after the gateway stopped
