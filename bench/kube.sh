@@ -102,15 +102,40 @@ wait_gone() {
 	die "pod still there 30s after logout (retire_after 0s)"
 }
 
-log "first login (builds and pushes the image, pulls it to the node; not timed)"
-gw_ssh true 2>>"$TMP/client.log" || {
+running_pod() { # waits for the held session's pod, prints its name
+	local p
+	for _ in $(seq 1 1200); do
+		p=$(kc -n "$NS" get pods -l "ds01.uid=$BUID" --field-selector=status.phase=Running -o name 2>/dev/null | head -n 1)
+		[ -n "$p" ] && { echo "${p#pod/}"; return 0; }
+		kill -0 "$HOLD_PID" 2>/dev/null || break
+		sleep 0.1
+	done
 	tail -n 20 "$TMP/client.log" "$TMP/gw.log" >&2
-	die "first login failed"
+	die "no running pod for the held session"
 }
+
+log "first login (builds and pushes the image, pulls it to the node; not timed)"
+# A session held open: its pod gives the image reference, and the warm rows
+# log in beside it.
+ssh "${SSH_OPTS[@]}" -l "$PROJ" 127.0.0.1 sleep 600 </dev/null >/dev/null 2>>"$TMP/client.log" &
+HOLD_PID=$!
+POD=$(running_pod)
 # The same image as the gateway's pods: the reference they run.
-IMG=$(kc -n "$NS" get pods -l "ds01.uid=$BUID" -o jsonpath='{.items[0].spec.containers[?(@.name=="project")].image}')
-[ -n "$IMG" ] || die "no pod image found for uid $BUID"
+IMG=$(kc -n "$NS" get pod "$POD" -o jsonpath='{.spec.containers[?(@.name=="project")].image}')
+[ -n "$IMG" ] || die "no image in pod $POD"
+gw_ssh true >/dev/null 2>>"$TMP/client.log" # the session is up, not only the pod
+
+log "warm: $N x ssh vs kubectl exec"
+warm_gw=() warm_k=()
+for _ in $(seq 1 "$N"); do
+	warm_gw+=("$(time_us gw_ssh true)")
+	warm_k+=("$(time_us kc -n "$NS" exec "$POD" -c project -- true)")
+done
+kill "$HOLD_PID" 2>/dev/null || true
+wait "$HOLD_PID" 2>/dev/null || true
+HOLD_PID=""
 wait_gone
+
 krun() { # name: kubectl run of the same image, attached, removed after
 	kc -n "$NS" run "$1" --rm -i --restart=Never --quiet --labels=bench=ds01-kube \
 		--image="$IMG" --image-pull-policy=IfNotPresent --command -- true </dev/null
@@ -126,23 +151,6 @@ for i in $(seq 1 "$N"); do
 	cold_k+=("$(time_us krun "ds01-bench-$i")")
 done
 wait_gone
-
-log "warm: $N x ssh vs kubectl exec"
-ssh "${SSH_OPTS[@]}" -l "$PROJ" 127.0.0.1 sleep 600 </dev/null >/dev/null 2>&1 &
-HOLD_PID=$!
-POD=
-for _ in $(seq 1 300); do
-	POD=$(kc -n "$NS" get pods -l "ds01.uid=$BUID" --field-selector=status.phase=Running -o name 2>/dev/null | head -n 1)
-	[ -n "$POD" ] && break
-	sleep 0.1
-done
-[ -n "$POD" ] || die "no running pod 30s after login"
-gw_ssh true >/dev/null 2>>"$TMP/client.log" # the session is up, not only the pod
-warm_gw=() warm_k=()
-for _ in $(seq 1 "$N"); do
-	warm_gw+=("$(time_us gw_ssh true)")
-	warm_k+=("$(time_us kc -n "$NS" exec "$POD" -c project -- true)")
-done
 
 echo "cold $(printf '%s\n' "${cold_gw[@]}" | median) kubectl-run $(printf '%s\n' "${cold_k[@]}" | median)"
 echo "warm $(printf '%s\n' "${warm_gw[@]}" | median) kubectl-exec $(printf '%s\n' "${warm_k[@]}" | median)"
