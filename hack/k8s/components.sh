@@ -7,8 +7,16 @@ start() {
 	local name=$1 bin
 	shift
 	bin=$(readlink -f "$(command -v "$1")")
-	# setsid: Ctrl-C on `make k8s-up` must not reach the cluster.
-	setsid "$bin" "${@:2}" </dev/null >>"$LOGS/$name.log" 2>&1 &
+	# setsid: Ctrl-C on `make k8s-up` must not reach the cluster. No inherited
+	# descriptor may outlive up.sh in a daemon: `flock LOCK make k8s-up` would
+	# otherwise leave LOCK held for as long as the cluster runs.
+	(
+		for fd in /proc/"$BASHPID"/fd/*; do
+			fd=${fd##*/}
+			[ "$fd" -gt 2 ] && eval "exec $fd>&-"
+		done
+		exec setsid "$bin" "${@:2}" </dev/null >>"$LOGS/$name.log" 2>&1
+	) &
 	echo "$!" >"$RUN/$name.pid"
 	echo "$bin" >"$RUN/$name.exe"
 }
@@ -49,6 +57,10 @@ save_host_state() {
 		f=$(sysctl_path "$s")
 		[ -r "$f" ] && echo "$s $(cat "$f")" >>"$K8S_DIR/host-sysctls"
 	done
+	# cgroup v2: the kubelet enables controllers for its children at the root.
+	if [ -f /sys/fs/cgroup/cgroup.subtree_control ]; then
+		cat /sys/fs/cgroup/cgroup.subtree_control >"$K8S_DIR/host-cgroup-subtree"
+	fi
 	: >"$K8S_DIR/host-dirs"
 	for f in /var/lib/kubelet /var/lib/kubelet/device-plugins /var/lib/cni /var/lib/cni/results /var/log/containers /var/log/pods; do
 		[ -e "$f" ] || echo "$f" >>"$K8S_DIR/host-dirs"

@@ -12,11 +12,18 @@ here=$(dirname "$0")
 [ "$(id -u)" = 0 ] || die "must run as root"
 [ -d "$K8S_DIR" ] || exit 0
 t0=$(date +%s%N)
+tl=$t0
+# lap WHAT: says how long WHAT took, when it took a second or more.
+lap() {
+	local ms=$((($(date +%s%N) - tl) / 1000000))
+	[ "$ms" -lt 1000 ] || log "$1: $((ms / 1000)).$((ms % 1000 / 100)) s"
+	tl=$(date +%s%N)
+}
 ctr_() { ctr -a "$CTRD_SOCK" -n k8s.io "$@"; }
 
 # No controller may recreate what we delete.
-stop kube-controller-manager
-stop kube-scheduler
+stop kube-controller-manager kube-scheduler
+lap "stopping the controllers"
 
 # Let the kubelet stop the pods itself while it runs: the CNI then releases
 # the pods' addresses and veths the ordinary way.
@@ -27,7 +34,9 @@ if pid_of kubelet >/dev/null && pid_of containerd >/dev/null && kctl get --raw /
 		sleep 0.2
 	done
 fi
+lap "stopping the pods"
 stop kubelet
+lap "stopping the kubelet"
 
 # Whatever still runs: SIGKILL every task while its shim can still reap it.
 if pid_of containerd >/dev/null; then
@@ -42,16 +51,18 @@ if pid_of containerd >/dev/null; then
 		ctr_ tasks delete -f "$id" >/dev/null 2>&1 || true
 	done
 fi
+lap "killing leftover tasks"
 stop containerd
 # Shims of our containerd outlive it: find them by our socket address.
-for p in /proc/[0-9]*; do
-	if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $CTRD_SOCK "; then
-		kill -KILL "${p#/proc/}" 2>/dev/null || true
-	fi
-done
-stop kube-apiserver
+while read -r f; do
+	p=${f%/cmdline}
+	case $(readlink "$p/exe" 2>/dev/null) in
+	*containerd-shim*) kill -KILL "${p#/proc/}" 2>/dev/null || true ;;
+	esac
+done < <(grep -laF -- "$CTRD_SOCK" /proc/[0-9]*/cmdline 2>/dev/null)
+stop kube-apiserver docker-registry
 stop etcd
-stop docker-registry
+lap "stopping containerd, the apiserver, etcd and the registry"
 
 # Processes left in the pods' cgroups (none, unless a shim died first).
 cgroups=()
@@ -69,6 +80,16 @@ if [ "${#cgroups[@]}" -gt 0 ]; then
 	done
 fi
 
+f=/sys/fs/cgroup/cgroup.subtree_control
+if [ -f "$K8S_DIR/host-cgroup-subtree" ] && [ -f "$f" ]; then
+	read -ra enabled <"$f" || true
+	for c in ${enabled[@]+"${enabled[@]}"}; do
+		# Only what the kubelet added, and only if no other cgroup uses it now.
+		grep -qw -- "$c" "$K8S_DIR/host-cgroup-subtree" || echo "-$c" >"$f" 2>/dev/null || true
+	done
+	rm -f "$K8S_DIR/host-cgroup-subtree"
+fi
+lap "removing the kubepods cgroups"
 # Mounts under the cluster's directory (netns, pod volumes, overlay rootfs),
 # deepest first.
 mapfile -t mounts < <(awk -v d="$K8S_DIR/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r)
@@ -76,17 +97,20 @@ for m in "${mounts[@]}"; do
 	umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "could not unmount $m"
 done
 
+lap "unmounting"
 if ip link show "$K8S_BRIDGE" >/dev/null 2>&1; then
 	ip link delete "$K8S_BRIDGE"
 fi
 rm -f /var/lib/cni/results/"$K8S_CNI_NET"-* /var/lib/kubelet/device-plugins/kubelet.sock
 for l in /var/log/containers/*.log; do
-	[ -L "$l" ] && case $(readlink "$l") in "$K8S_DIR"/*) rm -f "$l" ;; esac
+	if [ -L "$l" ]; then
+		case $(readlink "$l") in "$K8S_DIR"/*) rm -f "$l" ;; esac
+	fi
 done
 # Host directories that did not exist before up.sh, deepest first.
 if [ -f "$K8S_DIR/host-dirs" ]; then
 	sort -r "$K8S_DIR/host-dirs" | while read -r d; do
-		[ -d "$d" ] && rm -rf -- "$d"
+		if [ -d "$d" ]; then rm -rf -- "$d"; fi
 	done
 	rm -f "$K8S_DIR/host-dirs"
 fi
@@ -97,9 +121,11 @@ if [ -f "$K8S_DIR/host-sysctls" ]; then
 	rm -f "$K8S_DIR/host-sysctls"
 fi
 
+lap "restoring the host"
 # The cluster's state goes; certificates, logs and the registry's storage stay.
 if ! grep -qF " $K8S_DIR/" /proc/self/mounts; then
 	find "$K8S_DIR" -mindepth 1 -maxdepth 1 ! -name pki ! -name logs ! -name registry -exec rm -rf {} +
 fi
+lap "removing the state"
 ms=$((($(date +%s%N) - t0) / 1000000))
 log "down in $((ms / 1000)).$((ms % 1000 / 100)) s ($K8S_DIR)"

@@ -56,18 +56,29 @@ pid_of() {
 	echo "$pid"
 }
 
-# stop NAME: SIGTERM, up to 15 s, then SIGKILL.
+# stop NAME...: SIGTERM to each, up to 15 s for all, then SIGKILL.
 stop() {
-	local name=$1 pid i
-	if pid=$(pid_of "$name"); then
-		kill -TERM "$pid" 2>/dev/null || true
-		for i in $(seq 1 150); do
-			[ -d "/proc/$pid" ] || break
-			[ "$i" = 150 ] && { log "$name ($pid) ignores SIGTERM: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; }
-			sleep 0.1
+	local name pid pids=() i alive
+	for name in "$@"; do
+		if pid=$(pid_of "$name"); then
+			kill -TERM "$pid" 2>/dev/null || true
+			pids+=("$pid")
+		fi
+	done
+	for i in $(seq 1 150); do
+		alive=()
+		for pid in ${pids[@]+"${pids[@]}"}; do
+			[ -d "/proc/$pid" ] && alive+=("$pid")
 		done
-	fi
-	rm -f "$RUN/$name.pid" "$RUN/$name.exe"
+		[ "${#alive[@]}" = 0 ] && break
+		if [ "$i" = 150 ]; then
+			log "$* ignored SIGTERM for 15 s: SIGKILL"
+			kill -KILL "${alive[@]}" 2>/dev/null || true
+			sleep 0.2
+		fi
+		sleep 0.1
+	done
+	for name in "$@"; do rm -f "$RUN/$name.pid" "$RUN/$name.exe"; done
 }
 
 # sysctl_path NAME: /proc/sys path of a sysctl.

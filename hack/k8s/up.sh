@@ -28,17 +28,21 @@ ip=${K8S_NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < 
 [ -n "$ip" ] || ip=$(hostname -I | awk '{print $1}')
 [ -n "$ip" ] || die "cannot tell the node's IP (set K8S_NODE_IP)"
 
-# Already running and answering: nothing to do.
-if pid_of kubelet >/dev/null && pid_of kube-apiserver >/dev/null && [ -f "$KUBECONFIG_ADMIN" ] &&
-	kctl get --raw /readyz >/dev/null 2>&1 &&
-	[ "$(kctl get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]; then
+# Already running: nothing to do (a node briefly NotReady is waited for,
+# never a reason to restart a cluster others use).
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet docker-registry)
+running=0
+for c in "${components[@]}"; do pid_of "$c" >/dev/null && running=$((running + 1)); done
+if [ "$running" = "${#components[@]}" ] && [ -f "$KUBECONFIG_ADMIN" ]; then
+	wait_for kube-apiserver "apiserver /readyz" 60 kctl get --raw /readyz
+	wait_for kubelet "node $node Ready" 60 node_ready "$node"
 	log "already running in $K8S_DIR (KUBECONFIG=$KUBECONFIG_ADMIN)"
 	exit 0
 fi
 # Leftovers of a cluster that died or half-started: clean up before wiping,
 # never rm -rf across a mount.
 if [ -d "$RUN" ] || grep -q " $K8S_DIR/" /proc/self/mounts; then
-	log "cleaning up a previous cluster in $K8S_DIR"
+	log "cleaning up a previous cluster in $K8S_DIR ($running of ${#components[@]} components running)"
 	"$here/down.sh"
 fi
 
@@ -94,5 +98,6 @@ export K8S_REGISTRY=$K8S_REGISTRY
 export K8S_NODE_NAME=$node
 export K8S_NODE_IP=$ip
 export K8S_CONTAINERD_SOCK=$CTRD_SOCK
+export K8S_POD_CIDR=$K8S_POD_CIDR
 ENV
 log "cluster up in $(elapsed) s: KUBECONFIG=$KUBECONFIG_ADMIN node=$node registry=$K8S_REGISTRY (env: $K8S_DIR/env)"
