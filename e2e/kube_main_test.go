@@ -23,8 +23,9 @@ import (
 // The kube suite (go test -tags kube -run '^TestKube' ./e2e/) runs the
 // gateway with `runtime: kubernetes` against a real cluster: the one at
 // $DS01_KUBECONFIG if set (never started or stopped here), else the
-// project's own at <repo>/.k8s/admin.kubeconfig if it answers, else one
-// `make k8s-up` starts for the run and `make k8s-down` stops after it.
+// project's own at <repo>/.k8s/admin.kubeconfig ($K8S_DIR moves it, as for
+// make) if it answers, else one `make k8s-up` starts for the run and
+// `make k8s-down` stops after it. In CI (CI=true) no cluster is a failure.
 var (
 	kubeconfig string                // the cluster's admin kubeconfig
 	kubeNS     string                // the namespace the test gateways use
@@ -57,7 +58,14 @@ func kubeSetup(root string) (func(), error) {
 		}
 		kubeconfig = p
 	} else {
-		p := filepath.Join(root, ".k8s", "admin.kubeconfig")
+		dir := os.Getenv("K8S_DIR") // make k8s-up's, as the Makefile reads it
+		if dir == "" {
+			dir = ".k8s"
+		}
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(root, dir)
+		}
+		p := filepath.Join(dir, "admin.kubeconfig")
 		if err := kubeAnswers(p); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: kube: %s does not answer (%v): make k8s-up\n", p, err)
 			start := time.Now()
