@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -129,8 +130,9 @@ func (k *Kube) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (runt
 		if errW != nil {
 			errW.Close()
 		}
-		// Unblock the stdin copy and fail later writes.
-		inR.CloseWithError(io.ErrClosedPipe)
+		// End the stream's stdin copy (EOF: an error there is only
+		// logged) and fail later writes.
+		inW.Close()
 		if p.sizes != nil {
 			p.sizes.close()
 		}
@@ -267,16 +269,24 @@ func (p *process) kill(sig syscall.Signal, group bool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), signalTimeout)
 	defer cancel()
-	var out strings.Builder
-	err := p.k.stream(ctx, p.pod, mainContainer, []string{"/bin/sh", "-c", signalScript, "ds01-signal", p.token, name, g}, Stream{Stderr: &out})
-	var ee exec.ExitError
-	if errors.As(err, &ee) && ee.ExitStatus() == 3 {
-		return nil // it ended meanwhile
+	for try := 0; ; try++ {
+		var out strings.Builder
+		err := p.k.stream(ctx, p.pod, mainContainer, []string{"/bin/sh", "-c", signalScript, "ds01-signal", p.token, name, g}, Stream{Stderr: &out})
+		var ee exec.ExitError
+		if errors.As(err, &ee) && ee.ExitStatus() == 3 {
+			// Not found: it ended, or the wrapper has not exec'd the
+			// command yet (the mark is in the environment from then).
+			if try < 2 && p.running() {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("signal %s: %w %s", name, err, strings.TrimSpace(out.String()))
+		}
+		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("signal %s: %w %s", name, err, strings.TrimSpace(out.String()))
-	}
-	return nil
 }
 
 func (p *process) Resize(ctx context.Context, rows, cols uint32) error {
