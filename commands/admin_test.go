@@ -15,6 +15,7 @@ import (
 // fakeAdmin is the admin part of fakeService: it records what was asked.
 type fakeAdmin struct {
 	all        []session.ContainerInfo
+	own        []session.ContainerInfo // the user's own, for container-list
 	queue      []gpu.Waiter
 	ownRetired bool
 	allRetired *bool

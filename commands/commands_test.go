@@ -62,7 +62,7 @@ func (f *fakeService) UpdateImage(_ context.Context, _ store.User, _ string, c s
 func (f *fakeService) RetireImage(context.Context, store.User, string) error { return nil }
 func (f *fakeService) Containers(_ context.Context, _ store.User, retired bool) ([]session.ContainerInfo, error) {
 	f.ownRetired = retired
-	return nil, nil
+	return f.own, nil
 }
 func (f *fakeService) RetireContainer(context.Context, store.User, string, string) error {
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,6 +41,8 @@ type containerJSON struct {
 	GPUs         []gpuJSON  `json:"gpus"`
 	CreatedAt    time.Time  `json:"created_at"`
 	RetiredAt    *time.Time `json:"retired_at"`
+	// Node is the node it runs on (kubernetes); absent with Docker.
+	Node string `json:"node,omitempty"`
 	// The lifecycle of a running container: detached (no connection,
 	// work still runs), idle since, and its next stop with the reason.
 	Detached       bool       `json:"detached"`
@@ -73,7 +76,7 @@ func toBuildJSON(b store.Build) buildJSON {
 
 func toContainerJSON(c session.ContainerInfo) containerJSON {
 	j := containerJSON{User: c.User, Project: c.Project, Name: c.Name, ID: c.ID, State: c.State, ImageID: c.ImageID,
-		ImageCurrent: c.Current, Connections: c.Connections, GPUs: toGPUsJSON(c.GPUs), CreatedAt: c.Created}
+		ImageCurrent: c.Current, Connections: c.Connections, GPUs: toGPUsJSON(c.GPUs), CreatedAt: c.Created, Node: c.Node}
 	if !c.Retired.IsZero() {
 		t := c.Retired
 		j.RetiredAt = &t
@@ -352,12 +355,17 @@ func containerList() *command {
 			}
 			tw := table(env.Stdout)
 			head, row := "PROJECT\tCONTAINER\tSTATE\tGPUS\tSTARTED\tIDLE SINCE\tNEXT STOP\tRETIRED", "%[2]s\t%[3]s\t%[4]s\t%[5]s\t%[6]s\t%[7]s\t%[8]s\t%[9]s\n"
+			// A cluster runtime tells where each container runs; one host
+			// needs no column for it.
+			if slices.ContainsFunc(cs, func(c session.ContainerInfo) bool { return c.Node != "" }) {
+				head, row = strings.Replace(head, "\tSTATE", "\tNODE\tSTATE", 1), strings.Replace(row, "\t%[4]s", "\t%[10]s\t%[4]s", 1)
+			}
 			if all {
 				head, row = "USER\t"+head, "%[1]s\t"+row
 			}
 			fmt.Fprintln(tw, head)
 			for _, c := range cs {
-				fmt.Fprintf(tw, row, c.User, c.Project, c.Name, runState(c), gpus(c.GPUs), when(c.Created), when(c.Life.IdleSince), nextStop(c.Life), when(c.Retired))
+				fmt.Fprintf(tw, row, c.User, c.Project, c.Name, runState(c), gpus(c.GPUs), when(c.Created), when(c.Life.IdleSince), nextStop(c.Life), when(c.Retired), orDash(c.Node))
 			}
 			return tw.Flush()
 		},

@@ -49,6 +49,7 @@ func (a *Admin) AllContainers(ctx context.Context, retired bool) ([]ContainerInf
 		live[ci.ID] = true
 		out = append(out, ci)
 	}
+	a.withNodes(ctx, out)
 	if !retired {
 		return out, nil
 	}

@@ -56,9 +56,12 @@ type ContainerInfo struct {
 	Current     bool
 	Connections int
 	GPUs        []gpu.Slot
-	Created     time.Time
-	Retired     time.Time
-	RetiredWhy  string
+	// Node is the node it runs on, when the runtime has several
+	// (kubernetes); "" with Docker and for retired containers.
+	Node       string
+	Created    time.Time
+	Retired    time.Time
+	RetiredWhy string
 	// Life is where a running container stands in its lifecycle.
 	Life Life
 }
@@ -177,6 +180,7 @@ func (c *Catalog) Containers(ctx context.Context, u store.User, all bool) ([]Con
 		live[ci.ID] = true
 		out = append(out, ci)
 	}
+	c.withNodes(ctx, out)
 	if !all {
 		return out, nil
 	}

@@ -118,6 +118,15 @@ func (g *GPUs) notice(u store.User, slots []gpu.Slot, l gpu.Limits) string {
 	return msg
 }
 
+// pluginDevices is an inventory whose slots reach the container through
+// the node's device plugin (kubernetes: the pod requests the resource,
+// and the plugin sets NVIDIA_VISIBLE_DEVICES to the devices it chose).
+// Its slot UUIDs mean nothing to CUDA, so they are not put in the
+// environment.
+type pluginDevices interface {
+	PluginDevices() bool
+}
+
 // spec puts the slots into the container: exactly these devices, the
 // environment CUDA programs read, and labels to rebuild the allocation
 // from. A container without GPUs gets NVIDIA_VISIBLE_DEVICES=void, so a
@@ -134,7 +143,13 @@ func (g *GPUs) spec(spec *runtime.ContainerSpec, slots []gpu.Slot) {
 		eq += s.GPUEq()
 	}
 	list := strings.Join(uuids, ",")
-	spec.Env = append(spec.Env, "NVIDIA_VISIBLE_DEVICES="+list, "CUDA_VISIBLE_DEVICES="+list, "CUDA_DEVICE_ORDER=PCI_BUS_ID")
+	if pd, ok := g.cfg.Inventory.(pluginDevices); ok && pd.PluginDevices() {
+		// The node's device plugin names the devices itself; CUDA must see
+		// all it was given, not look for slot names it does not know.
+		spec.Env = append(spec.Env, "CUDA_DEVICE_ORDER=PCI_BUS_ID")
+	} else {
+		spec.Env = append(spec.Env, "NVIDIA_VISIBLE_DEVICES="+list, "CUDA_VISIBLE_DEVICES="+list, "CUDA_DEVICE_ORDER=PCI_BUS_ID")
+	}
 	spec.Labels[LabelGPUUUIDs] = list
 	spec.Labels[LabelGPUEq] = strconv.FormatFloat(eq, 'f', 3, 64)
 	spec.Labels[LabelGPUCount] = strconv.Itoa(len(slots))

@@ -129,3 +129,40 @@ func TestWatchSparesALaunchAfterItsList(t *testing.T) {
 		t.Errorf("running = %d, want both", running)
 	}
 }
+
+// pluginInventory is a GPU inventory whose devices a device plugin hands
+// out (kubernetes): its slot names are not CUDA's.
+type pluginInventory struct{ gpu.Inventory }
+
+func (pluginInventory) PluginDevices() bool { return true }
+
+// CUDA sees the slots by UUID on Docker; with a device plugin, the
+// environment leaves device selection to the plugin.
+func TestGPUEnvironment(t *testing.T) {
+	for _, plugin := range []bool{false, true} {
+		rt := newMem()
+		m, u := newTestManager(t, rt, time.Minute)
+		var inv gpu.Inventory = gpu.FakeN(1)
+		if plugin {
+			inv = pluginInventory{inv}
+		}
+		slots, _ := inv.Slots(context.Background())
+		m.cfg.Inventory, m.cfg.Alloc, m.cfg.Policy = inv, gpu.NewAllocator(slots), gpu.DefaultPolicy()
+		l, err := m.Attach(context.Background(), u, "p", Want{GPUs: 1}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt.mu.Lock()
+		spec := rt.running[l.ContainerID()]
+		rt.mu.Unlock()
+		env := strings.Join(spec.Env, " ")
+		hasUUID := strings.Contains(env, "CUDA_VISIBLE_DEVICES="+slots[0].UUID) && strings.Contains(env, "NVIDIA_VISIBLE_DEVICES="+slots[0].UUID)
+		if hasUUID == plugin || strings.Contains(env, "VISIBLE_DEVICES") == plugin {
+			t.Errorf("plugin %v: env %s", plugin, env)
+		}
+		if spec.Labels[LabelGPUUUIDs] != slots[0].UUID {
+			t.Errorf("plugin %v: the slot's label is %q", plugin, spec.Labels[LabelGPUUUIDs])
+		}
+		l.Release()
+	}
+}

@@ -128,5 +128,10 @@ func (inv *Inventory) Utilization(string) (int, bool) { return 0, false }
 // Real is true: the slots are devices the pod requests from the node.
 func (inv *Inventory) Real() bool { return true }
 
+// PluginDevices is true: the node's device plugin picks the devices of a
+// pod's request and sets NVIDIA_VISIBLE_DEVICES; the slot UUIDs are the
+// gateway's bookkeeping only (session leaves them out of the environment).
+func (inv *Inventory) PluginDevices() bool { return true }
+
 // Close releases nothing: the API connection is the runtime's.
 func (inv *Inventory) Close() error { return nil }

@@ -73,8 +73,8 @@ func TestInventorySlots(t *testing.T) {
 	if got := slots[0].GPUEq(); got != 3.0/7 {
 		t.Errorf("a 3g instance counts %v gpueq, want 3/7", got)
 	}
-	if !inv.Real() {
-		t.Error("kubernetes slots must be real: Launch gets their UUIDs")
+	if !inv.Real() || !inv.PluginDevices() {
+		t.Error("kubernetes slots must be real (Launch gets their UUIDs) and the device plugin's to name")
 	}
 	if _, ok := inv.Utilization(slots[0].UUID); ok {
 		t.Error("utilisation should be unknown")
