@@ -363,6 +363,34 @@ func TestEngineForwards(t *testing.T) {
 		})
 	})
 
+	t.Run("remote-throughput", func(t *testing.T) {
+		ln, err := k.Listen(ctx, pod, "tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		port := ln.Addr().(*net.TCPAddr).Port
+		got := make(chan int64, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				got <- -1
+				return
+			}
+			n, _ := io.Copy(io.Discard, c)
+			c.Close()
+			got <- n
+		}()
+		t0 := time.Now()
+		sh(t, k, pod, fmt.Sprintf(`bash -c 'head -c 67108864 /dev/zero >/dev/tcp/127.0.0.1/%d'`, port))
+		n := <-got
+		d := time.Since(t0)
+		if n != 64<<20 {
+			t.Fatalf("received %d bytes, want 64 MiB", n)
+		}
+		t.Logf("-R throughput through the helper: %.0f MB/s", float64(n)/d.Seconds()/1e6)
+	})
+
 	t.Run("agent-socket", func(t *testing.T) {
 		const sock = "/run/ds01/agent-test.sock"
 		ln, err := k.Listen(ctx, pod, "unix", sock)

@@ -38,7 +38,9 @@ func (k *Kube) startHelper(ctx context.Context, pod string, args ...string) *hel
 		err := k.stream(sctx, pod, helperContainer, cmd, Stream{Stdin: inR, Stdout: outW, Stderr: h.stderr})
 		h.err = err
 		close(h.done)
-		inR.CloseWithError(io.ErrClosedPipe)
+		// EOF to a stdin copier client-go may still run, which would log
+		// a closed pipe as an error; our own writes fail from now on.
+		inW.Close()
 		outW.Close()
 	}()
 	return h

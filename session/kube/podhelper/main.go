@@ -128,9 +128,13 @@ func listen(network, addr string, in io.Reader, out io.Writer) error {
 			return err
 		}
 		s, err := m.Open(c.RemoteAddr().String())
+		if errors.Is(err, errTooMany) {
+			c.Close() // refused, as a full backlog would be
+			continue
+		}
 		if err != nil {
 			c.Close()
-			return nil
+			return nil // the gateway went
 		}
 		go relay(s, c)
 	}

@@ -43,13 +43,19 @@ const (
 	maxPayload = 32 << 10
 	// Window is how many bytes one connection may have in flight in each
 	// direction: enough for a fast stream over the API's latency.
-	Window = 256 << 10
+	Window = 512 << 10
+	// MaxConns bounds the connections open at once on one mux, and with
+	// Window the memory a user's connections can pin in the gateway: a
+	// listener's peers could otherwise send and never be read.
+	MaxConns = 128
 	// acceptBacklog bounds connections opened but not yet accepted.
 	acceptBacklog = 64
 )
 
 // ErrClosed is what a closed mux or connection returns.
 var ErrClosed = errors.New("podhelper: connection closed")
+
+var errTooMany = fmt.Errorf("podhelper: more than %d connections at once", MaxConns)
 
 // Mux is one end of the protocol.
 type Mux struct {
@@ -121,6 +127,10 @@ func (m *Mux) Open(remote string) (*Conn, error) {
 	if m.err != nil {
 		m.mu.Unlock()
 		return nil, m.err
+	}
+	if len(m.conns) >= MaxConns {
+		m.mu.Unlock()
+		return nil, errTooMany
 	}
 	m.nextID++
 	c := newConn(m, m.nextID)
@@ -212,7 +222,12 @@ func (m *Mux) dispatch(typ byte, id uint32, payload []byte) error {
 		c := newConn(m, id)
 		c.remote = string(payload)
 		m.conns[id] = c
+		full := len(m.conns) > MaxConns
 		m.mu.Unlock()
+		if full {
+			go c.Close() // the peer exceeds the bound: refuse
+			return nil
+		}
 		select {
 		case m.accept <- c:
 		default:

@@ -241,3 +241,66 @@ func TestListenRelays(t *testing.T) {
 		t.Error("the port still listens after stdin ended")
 	}
 }
+
+// Connections beyond MaxConns are refused, on both ends, and a slot is
+// free again once one closes.
+func TestMuxBoundsConnections(t *testing.T) {
+	h, g := pair(t)
+	var open []*Conn
+	for range MaxConns {
+		c, err := h.Open("x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+	}
+	if _, err := h.Open("x"); err == nil {
+		t.Fatal("opened one connection too many")
+	}
+	open[0].Close()
+	if _, err := h.Open("x"); err != nil {
+		t.Errorf("after a close: %v", err)
+	}
+
+	// A peer ignoring the bound gets the excess closed at once.
+	var b bytes.Buffer
+	for id := uint32(1); id <= MaxConns+1; id++ {
+		b.Write(frame(frameOpen, id, nil))
+	}
+	var out syncBuffer
+	in, feed := io.Pipe() // stays open: the mux must not end meanwhile
+	go feed.Write(b.Bytes())
+	m := NewMux(in, &out)
+	defer func() { feed.Close(); m.Close() }()
+	waitUntil(t, func() bool { return bytes.Contains(out.Bytes(), frame(frameClose, MaxConns+1, nil)) })
+	if bytes.Contains(out.Bytes(), frame(frameClose, 1, nil)) {
+		t.Error("a connection within the bound was closed")
+	}
+	_ = g
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b.Bytes()...)
+}
+
+func waitUntil(t *testing.T, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+	}
+}
