@@ -43,6 +43,20 @@ func (g *gw) gpuStatus(t *testing.T, u *user) gpuStatus {
 	return st
 }
 
+// slotOf is the slot the user holds ("" for none, "many" for several).
+func (st gpuStatus) slotOf(name string) string {
+	slot := ""
+	for uuid, who := range st.held() {
+		if who == name {
+			if slot != "" {
+				return "many"
+			}
+			slot = uuid
+		}
+	}
+	return slot
+}
+
 // held maps each held slot to its user.
 func (st gpuStatus) held() map[string]string {
 	m := map[string]string{}
@@ -90,13 +104,16 @@ func TestKubeGPUs(t *testing.T) {
 	ben := g.addKubeUser(t, "kben", 28442)
 	cat := g.addKubeUser(t, "kcat", 28443)
 
-	holdAnn := g.startSSH(t, ann, "p+gpus=1", gpuEnv+"; sleep 300")
-	holdAnn.waitOutput(t, "gpus=k8s/", timeoutLong)
-	holdBen := g.startSSH(t, ben, "p+gpus=1", gpuEnv+"; sleep 300")
-	holdBen.waitOutput(t, "gpus=k8s/", timeoutLong)
-	annGPU, benGPU := visible(holdAnn.out.String()), visible(holdBen.out.String())
-	if annGPU == benGPU {
-		t.Fatalf("ann and ben share %q", annGPU)
+	// The pod's environment names no slot: the node's device plugin sets
+	// NVIDIA_VISIBLE_DEVICES. Who holds which slot is gpu-status's to say.
+	holdAnn := g.startSSH(t, ann, "p+gpus=1", "echo up; sleep 300")
+	holdAnn.waitOutput(t, "up", timeoutLong)
+	holdBen := g.startSSH(t, ben, "p+gpus=1", "echo up; sleep 300")
+	holdBen.waitOutput(t, "up", timeoutLong)
+	st := g.gpuStatus(t, ann)
+	annGPU, benGPU := st.slotOf(ann.name), st.slotOf(ben.name)
+	if !strings.HasPrefix(annGPU, "k8s/") || !strings.HasPrefix(benGPU, "k8s/") || annGPU == benGPU {
+		t.Fatalf("gpu-status: kann holds %q, kben %q: want one k8s/ slot each", annGPU, benGPU)
 	}
 	if !strings.Contains(holdAnn.err.String(), "allocated, 1.0 of 1.0 gpueq in use") {
 		t.Errorf("no GPU notice: %q", holdAnn.err.String())
@@ -104,9 +121,9 @@ func TestKubeGPUs(t *testing.T) {
 	checkGPUPod(t, ann, "p", annGPU)
 	checkGPUPod(t, ben, "p", benGPU)
 
-	wait := g.startSSH(t, cat, "p+gpus=1", gpuEnv+"; sleep 300")
+	wait := g.startSSH(t, cat, "p+gpus=1", "echo up; sleep 300")
 	wait.waitErr(t, "position 1 of 1", timeoutLong)
-	st := g.gpuStatus(t, ann)
+	st = g.gpuStatus(t, ann)
 	if h := st.held(); len(st.Slots) != 2 || h[annGPU] != ann.name || h[benGPU] != ben.name || len(st.Queue) != 1 || st.Queue[0].User != cat.name {
 		t.Errorf("gpu-status with both held and kcat waiting: %+v (held %v)", st, h)
 	}
@@ -115,7 +132,10 @@ func TestKubeGPUs(t *testing.T) {
 	}
 
 	holdAnn.stop() // after the 1 s grace her GPU goes to cat
-	wait.waitOutput(t, "gpus="+annGPU, timeoutLong)
+	wait.waitOutput(t, "up", timeoutLong)
+	if got := g.gpuStatus(t, cat).slotOf(cat.name); got != annGPU {
+		t.Errorf("kcat holds %q after kann left, want her %s", got, annGPU)
+	}
 	checkGPUPod(t, cat, "p", annGPU)
 	waitPods(t, ann.uid, "p", 0, timeoutShort)
 }
@@ -135,14 +155,9 @@ func TestKubeRestartAdoptsDetachedPod(t *testing.T) {
 	if len(before) != 1 {
 		t.Fatalf("right after the client left: pods %v, want 1", podNames(before))
 	}
-	slot := ""
-	for uuid, who := range g.gpuStatus(t, dan).held() {
-		if who == dan.name {
-			slot = uuid
-		}
-	}
-	if slot == "" {
-		t.Fatalf("gpu-status: kdan holds no GPU")
+	slot := g.gpuStatus(t, dan).slotOf(dan.name)
+	if !strings.HasPrefix(slot, "k8s/") {
+		t.Fatalf("gpu-status: kdan holds %q, want one k8s/ slot", slot)
 	}
 	time.Sleep(g.retire + 2*time.Second)
 	if got := pods(t, dan.uid, proj); len(got) != 1 || got[0].Name != before[0].Name {
@@ -171,12 +186,12 @@ func TestKubeRestartAdoptsDetachedPod(t *testing.T) {
 	}
 
 	// The other GPU is free, and only that one.
-	hold := g.startSSH(t, eve, "p+gpus=1", gpuEnv+"; sleep 300")
-	hold.waitOutput(t, "gpus=k8s/", timeoutLong)
-	if got := visible(hold.out.String()); got == slot {
-		t.Errorf("keve got kdan's GPU %s", slot)
+	hold := g.startSSH(t, eve, "p+gpus=1", "echo up; sleep 300")
+	hold.waitOutput(t, "up", timeoutLong)
+	if got := g.gpuStatus(t, eve).slotOf(eve.name); !strings.HasPrefix(got, "k8s/") || got == slot {
+		t.Errorf("keve holds %q, want the other GPU than kdan's %s", got, slot)
 	}
-	wait := g.startSSH(t, fay, "p+gpus=1", gpuEnv+"; sleep 300")
+	wait := g.startSSH(t, fay, "p+gpus=1", "echo up; sleep 300")
 	wait.waitErr(t, "position 1 of 1", timeoutLong)
 	if ps := pods(t, fay.uid, "p"); len(ps) != 0 {
 		t.Errorf("kfay has a pod while both GPUs are held: %v", podNames(ps))
