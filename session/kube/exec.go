@@ -189,18 +189,22 @@ func (p *process) Stdin() io.WriteCloser { return p.in }
 // streamBuf is large so bulk output crosses in few, big channel writes.
 const streamBuf = 256 << 10
 
+// Stream copies stdout and stderr at once, from two goroutines; their
+// writes are serialised, as Docker's single demultiplexer does, so one
+// writer may serve as both (a bytes.Buffer given twice lost output).
 func (p *process) Stream(stdout, stderr io.Writer) error {
 	var wg sync.WaitGroup
 	var errErr error
+	var mu sync.Mutex
 	if p.errOut != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errErr = io.Copy(stderr, p.errOut)
+			_, errErr = io.Copy(&lockedWriter{mu: &mu, w: stderr}, p.errOut)
 			p.errOut.CloseWithError(io.ErrClosedPipe)
 		}()
 	}
-	_, err := io.CopyBuffer(stdout, p.out, make([]byte, streamBuf))
+	_, err := io.CopyBuffer(&lockedWriter{mu: &mu, w: stdout}, p.out, make([]byte, streamBuf))
 	// A writer that failed must not block the stream's goroutine.
 	p.out.CloseWithError(io.ErrClosedPipe)
 	wg.Wait()
@@ -300,4 +304,16 @@ func (p *process) Close() error {
 	p.cancel()
 	p.in.CloseWithError(io.ErrClosedPipe)
 	return nil
+}
+
+// lockedWriter serialises writes to w with the other writers of mu.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

@@ -1,11 +1,13 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,5 +223,33 @@ func TestSizeQueue(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Next did not return after close")
+	}
+}
+
+// One writer may take both stdout and stderr, as with Docker.
+func TestStreamOneWriter(t *testing.T) {
+	for range 50 {
+		outR, outW := io.Pipe()
+		errR, errW := io.Pipe()
+		p := &process{out: outR, errOut: errR}
+		go func() {
+			for range 100 {
+				outW.Write([]byte("o"))
+			}
+			outW.Close()
+		}()
+		go func() {
+			for range 100 {
+				errW.Write([]byte("e"))
+			}
+			errW.Close()
+		}()
+		var b bytes.Buffer
+		if err := p.Stream(&b, &b); err != nil {
+			t.Fatal(err)
+		}
+		if s := b.String(); strings.Count(s, "o") != 100 || strings.Count(s, "e") != 100 {
+			t.Fatalf("got %d o, %d e", strings.Count(s, "o"), strings.Count(s, "e"))
+		}
 	}
 }
