@@ -81,9 +81,9 @@ var (
 	engineErr  error
 )
 
-// engine returns the runtime on the test cluster, its helper image
+// fwdEngine returns the runtime on the test cluster, its helper image
 // prepared from a freshly built gateway binary.
-func engine(t *testing.T) (*Kube, string) {
+func fwdEngine(t *testing.T) (*Kube, string) {
 	t.Helper()
 	kc := os.Getenv("DS01_KUBECONFIG")
 	if kc == "" {
@@ -232,7 +232,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 func TestEngineForwards(t *testing.T) {
-	k, base := engine(t)
+	k, base := fwdEngine(t)
 	pod, ip := testPod(t, k, base)
 	ctx := context.Background()
 	sh(t, k, pod, fmt.Sprintf(echoServer, "127.0.0.1:8080")+fmt.Sprintf(echoServer, "0.0.0.0:8082")+bulkServer+unixEcho)
@@ -417,7 +417,7 @@ func TestEngineForwards(t *testing.T) {
 }
 
 func TestEngineSampler(t *testing.T) {
-	k, base := engine(t)
+	k, base := fwdEngine(t)
 	pod, _ := testPod(t, k, base)
 	ctx := context.Background()
 	n, err := k.UserProcs(ctx, pod)
@@ -456,7 +456,7 @@ func TestEngineSampler(t *testing.T) {
 }
 
 func TestEngineExecLatency(t *testing.T) {
-	k, base := engine(t)
+	k, base := fwdEngine(t)
 	pod, _ := testPod(t, k, base)
 	ctx := context.Background()
 	for _, c := range []struct {
