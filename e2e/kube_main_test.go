@@ -183,6 +183,11 @@ func kubeGateway(t *testing.T, opts gwOpts, gpuResource string) *gw {
 	extra["runtime"] = "kubernetes"
 	extra["kubernetes"] = fmt.Sprintf("{kubeconfig: %q, namespace: %q, gpu_resource: %q}", kubeconfig, kubeNS, gpuResource)
 	opts.Extra = extra
+	if opts.StartWait == 0 {
+		// A gateway binary's first start on a cluster may build and push
+		// the pod helper's image (about a minute for a -race build here).
+		opts.StartWait = 3 * time.Minute
+	}
 	var g *gw
 	t.Cleanup(func() { // registered first: runs after the gateway stopped
 		if g == nil {
