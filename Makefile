@@ -7,6 +7,13 @@ GO         ?= go
 BIN        := bin/ds01-gateway
 BASE_IMAGE ?= ds01-base:bookworm
 TEST_FLAGS ?= -race -count=1 -timeout 20m -parallel 12
+# The e2e suite on the Kubernetes runtime (e2e/kube_*_test.go, build tag
+# kube): its own go test after the others, so the two e2e suites never
+# compete for the cores. Its cluster: $DS01_KUBECONFIG, else .k8s's if it
+# answers, else one make k8s-up starts for the run (see e2e/kube_main_test.go).
+KUBE_TEST_FLAGS ?= -race -count=1 -timeout 20m -parallel 4
+# Build tags that select more test files; vet and lint check them too.
+LINT_TAGS := kube
 
 .DEFAULT_GOAL := help
 
@@ -31,11 +38,11 @@ base-image: ## Build the $(BASE_IMAGE) Docker image (debootstrap; cached by tag)
 run: build base-image ## Run a dev gateway on 127.0.0.1:2222 (data in ./.ds01)
 	./$(BIN) serve --dev
 
-vet: ## go vet ./...
-	$(GO) vet ./...
+vet: ## go vet ./... (kube-tagged files included)
+	$(GO) vet -tags $(LINT_TAGS) ./...
 
 lint: $(STATICCHECK) $(GOLANGCI) ## staticcheck, then golangci-lint (errcheck, gosec, ...; .golangci.yml)
-	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags $(LINT_TAGS) ./...
 	$(GOLANGCI) run ./...
 
 $(STATICCHECK):
@@ -48,11 +55,16 @@ $(GOLANGCI):
 	GOBIN=$(CURDIR)/$(TOOLS) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VERSION)
 	mv $(TOOLS)/golangci-lint $@
 
-test: vet ## go vet, then all tests with -race (e2e needs root + Docker)
+test: vet ## go vet, all tests with -race (e2e needs root + Docker), then the kube e2e suite
 	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) test -tags kube $(KUBE_TEST_FLAGS) -run '^TestKube' ./e2e/
 
 e2e: ## Only the end-to-end tests (verbose)
 	$(GO) test $(TEST_FLAGS) -v ./e2e/
+
+.PHONY: e2e-kube
+e2e-kube: ## Only the e2e tests on the Kubernetes runtime (verbose)
+	$(GO) test -tags kube $(KUBE_TEST_FLAGS) -v -run '^TestKube' ./e2e/
 
 bench: build base-image ## Compare login/stream times with docker run and OpenSSH
 	bench/run.sh

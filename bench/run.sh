@@ -12,6 +12,8 @@
 #                2x the idle gateway's, RSS per session vs 0.5 MiB (bench/sessions.sh)
 #   small-*  10,000 files of 4 KiB put and get by scp -r, scp -O -r, sftp put/get -r and rsync -a vs
 #            the same through OpenSSH (bench/smallfiles.sh; informational, no target)
+#   kube-cold, kube-warm  logins on the Kubernetes runtime vs kubectl run / kubectl exec of the same
+#            image on the same cluster, when one answers (bench/kube.sh; informational, no target)
 # Prints medians and ratios beside the targets. Run via `make bench` (root).
 #
 # Env: BENCH_N (default 10), BENCH_STREAM_N (3), BENCH_SFTP_N (3), BENCH_GW_PORT (2298),
@@ -366,6 +368,12 @@ if [ "$SESSIONS_ROW" = 1 ]; then
 fi
 sessions_kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $SESSIONS_OUT"; }
 
+# --- the Kubernetes runtime vs kubectl, where a cluster answers (bench/kube.sh) ---
+KUBE_OUT=""
+if [ "${BENCH_KUBE:-1}" = 1 ]; then
+	KUBE_OUT=$(BENCH_BIN="$BIN" BENCH_KUBE_N="${BENCH_KUBE_N:-$N}" bench/kube.sh) || die "bench/kube.sh failed"
+fi
+
 # --- report ---
 fail=0
 row() { # name ours baseline-name baseline target-ratio
@@ -420,6 +428,13 @@ if [ -n "$SMALL_OUT" ]; then
 		info "small $name" "$g" "openssh" "$o"
 	done <<<"$SMALL_OUT"
 	echo "(small: 10,000 files of 4 KiB in 100 dirs, fresh target each run, medians of ${BENCH_SMALL_N:-3} (scp -O: 1); rsync1 is one file, the fixed cost: the gateway's includes the transfer container's start)"
+fi
+if [ -n "$KUBE_OUT" ]; then
+	# One line per row from bench/kube.sh: name, gateway s, baseline name, baseline s.
+	while read -r name g base b; do
+		info "kube-$name" "$g" "$base" "$b"
+	done <<<"$KUBE_OUT"
+	echo "(kube: runtime kubernetes on the cluster of \$DS01_KUBECONFIG or .k8s, the same image from its registry; cold: no pod yet, vs kubectl run --rm -i --restart=Never; warm: pod up, vs kubectl exec; medians of ${BENCH_KUBE_N:-$N})"
 fi
 echo "gateway peak RSS (VmHWM): $((HWM_BEFORE / 1024)) MiB before the sftp runs, $((HWM_AFTER / 1024)) MiB after (memory must stay flat)"
 

@@ -22,6 +22,7 @@ type gwOpts struct {
 	RetireAfter string            // default "2s"
 	Extra       map[string]string // more top-level YAML keys, values written verbatim
 	Lifecycle   map[string]string // the lifecycle: block's keys, values written verbatim; none: no block
+	StartWait   time.Duration     // how long start waits for the port; default 30s
 }
 
 // gw is one gateway process under test with its own config, data dir,
@@ -34,6 +35,7 @@ type gw struct {
 	wsRoot  string // workspace_root without the {user} part
 	port    int
 	retire  time.Duration
+	wait    time.Duration // start's limit
 
 	out *syncBuffer // stdout+stderr of every process started so far
 
@@ -64,7 +66,11 @@ func startGateway(t *testing.T, opts gwOpts) *gw {
 		wsRoot:  filepath.Join(dir, "ws"),
 		port:    freePort(t),
 		retire:  retire,
+		wait:    opts.StartWait,
 		out:     &syncBuffer{},
+	}
+	if g.wait == 0 {
+		g.wait = 30 * time.Second
 	}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "listen: 127.0.0.1:%d\n", g.port)
@@ -116,7 +122,7 @@ func (g *gw) start(t *testing.T) {
 	g.cmd, g.done = cmd, done
 	g.mu.Unlock()
 
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(g.wait)
 	for {
 		select {
 		case <-done:
@@ -129,7 +135,7 @@ func (g *gw) start(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("gateway not listening on %s after 30s:\n%s", g.addr(), g.out.String())
+			t.Fatalf("gateway not listening on %s after %s:\n%s", g.addr(), g.wait, g.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

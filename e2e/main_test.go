@@ -22,6 +22,12 @@ var (
 	gatewayBin string
 	// skipReason is set when this machine cannot run the suite (not CI).
 	skipReason string
+	// suiteHooks prepare what a group of tests shares, once, after the
+	// gateway is built: the kube-tagged files register one from init()
+	// that gets a Kubernetes cluster (e2e/kube_main_test.go). A hook's
+	// error fails the run; a hook that cannot prepare outside CI makes
+	// its own tests skip instead. Teardowns run after the tests.
+	suiteHooks []func(root string) (teardown func(), err error)
 )
 
 func TestMain(m *testing.M) {
@@ -64,6 +70,16 @@ func run(m *testing.M) int {
 	if err := ensureBaseImage(root); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: base image: %v\n", err)
 		return 1
+	}
+	for _, hook := range suiteHooks {
+		teardown, err := hook(root)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+			return 1
+		}
+		if teardown != nil {
+			defer teardown()
+		}
 	}
 	return m.Run()
 }
