@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/ds01/ds01-gateway/session/docker"
 	"github.com/ds01/ds01-gateway/session/kube"
@@ -43,14 +41,10 @@ func openRuntime(ctx context.Context, cfg Config, dk *docker.Docker, log *slog.L
 	log.Info("runtime: kubernetes", "api", kc.Config.Host, "kubeconfig", kubeconfig, "namespace", kcfg.Namespace, "registry", kcfg.Registry)
 	k := kube.New(kc, kcfg, dk, log)
 	// The helper sidecar's image (this binary, for -R, agent sockets and
-	// the lifecycle's process counts) is built and pushed once, before
-	// the first pod needs it; a restart finds it by the binary's hash.
-	start := time.Now()
-	helper, err := k.PrepareHelper(ctx, dk, "/proc/self/exe")
-	if err != nil {
-		return nil, nil, fmt.Errorf("runtime kubernetes: pod helper image: %w", err)
-	}
-	log.Info("pod helper image ready", "image", helper, "took", time.Since(start).Round(time.Millisecond))
+	// the lifecycle's process counts) is built and pushed in the
+	// background; the first launch waits for it, and a restart finds it
+	// by the binary's hash.
+	k.StartHelper(ctx, dk, "/proc/self/exe")
 	return k, kc, nil
 }
 

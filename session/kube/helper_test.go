@@ -264,3 +264,47 @@ func TestPodCPUCachedPerNode(t *testing.T) {
 		t.Error("Forget kept the pod's node")
 	}
 }
+
+// flakyPusher fails its first push, as a registry still starting would.
+type flakyPusher struct {
+	fakePusher
+	failed bool
+}
+
+func (p *flakyPusher) Push(ctx context.Context, image, remote string) (string, error) {
+	if !p.failed {
+		p.failed = true
+		return "", errors.New("connection refused")
+	}
+	return p.fakePusher.Push(ctx, image, remote)
+}
+
+// The image is prepared in the background; Launch's wait gets it, and a
+// preparation that failed is tried again instead of failing every launch
+// until a restart.
+func TestStartHelperAwaitedAndRetried(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/ldd"); err != nil {
+		t.Skip("no ldd")
+	}
+	data, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skip(err)
+	}
+	exe := filepath.Join(t.TempDir(), "ds01-gateway")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	k := fakeKube()
+	if err := k.awaitHelper(context.Background()); err != nil {
+		t.Fatalf("no preparation started: %v", err)
+	}
+	p := &flakyPusher{}
+	k.push = p
+	k.StartHelper(context.Background(), &fakeBuilder{}, exe)
+	if err := k.awaitHelper(context.Background()); err != nil {
+		t.Fatalf("await after a failed first push: %v", err)
+	}
+	if k.fwd.helperImage() == "" || len(p.pushed) != 1 {
+		t.Errorf("image %q, pushes %v: want the retry's", k.fwd.helperImage(), p.pushed)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ds01/ds01-gateway/session/runtime"
 )
@@ -75,6 +76,53 @@ func (k *Kube) PrepareHelper(ctx context.Context, b HelperBuilder, exe string) (
 	k.fwd.image.Store(&ref)
 	k.log.Info("pod helper image", "image", ref, "built", built)
 	return ref, nil
+}
+
+// helperPrep is one preparation of the helper image in the background.
+type helperPrep struct {
+	b    HelperBuilder
+	exe  string
+	done chan struct{}
+	err  error // set before done closes
+}
+
+// StartHelper prepares the helper image in the background. A new gateway
+// binary needs a build and a push (up to a minute on a busy host), and the
+// gateway serves commands and file transfers meanwhile; the first Launch
+// waits for it, since a pod without its helper has no -R, agent socket or
+// process count (the lifecycle could not see a detached job).
+func (k *Kube) StartHelper(ctx context.Context, b HelperBuilder, exe string) {
+	p := &helperPrep{b: b, exe: exe, done: make(chan struct{})}
+	k.fwd.prep.Store(p)
+	go func() {
+		defer close(p.done)
+		start := time.Now()
+		if _, p.err = k.PrepareHelper(ctx, b, exe); p.err != nil {
+			k.log.Error("pod helper image", "err", p.err)
+			return
+		}
+		k.log.Info("pod helper image ready", "took", time.Since(start).Round(time.Millisecond))
+	}()
+}
+
+// awaitHelper waits for StartHelper's preparation, if one was started. A
+// failed one is tried again, so a registry that was briefly down does not
+// fail every launch until a restart.
+func (k *Kube) awaitHelper(ctx context.Context) error {
+	p := k.fwd.prep.Load()
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the pod helper image: %w", ctx.Err())
+	}
+	if p.err == nil || k.fwd.helperImage() != "" {
+		return nil
+	}
+	_, err := k.PrepareHelper(ctx, p.b, p.exe)
+	return err
 }
 
 // helperImage is the image PrepareHelper made; "" before.

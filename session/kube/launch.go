@@ -34,6 +34,9 @@ func (k *Kube) pods() typedcorev1.PodInterface { return k.c.Clientset.CoreV1().P
 // mounts) is deleted again and its reason returned.
 func (k *Kube) Launch(ctx context.Context, spec runtime.ContainerSpec) (string, error) {
 	t0 := time.Now()
+	if err := k.awaitHelper(ctx); err != nil {
+		return "", err
+	}
 	image, err := k.publish(ctx, spec.Image)
 	if err != nil {
 		return "", err

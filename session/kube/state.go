@@ -10,7 +10,8 @@ import (
 // fwdState is what the forwards and the sampler keep between calls. Its
 // zero value is ready.
 type fwdState struct {
-	image atomic.Pointer[string] // the helper image pods run; see PrepareHelper
+	image atomic.Pointer[string]     // the helper image pods run; see PrepareHelper
+	prep  atomic.Pointer[helperPrep] // StartHelper's preparation, awaited by Launch
 
 	mu    sync.Mutex
 	pf    map[string]*pfConn    // pod -> its port-forward connection
