@@ -142,7 +142,7 @@ func TestGPUEnvironment(t *testing.T) {
 	for _, plugin := range []bool{false, true} {
 		rt := newMem()
 		m, u := newTestManager(t, rt, time.Minute)
-		var inv gpu.Inventory = gpu.FakeN(1)
+		inv := gpu.Inventory(gpu.FakeN(1))
 		if plugin {
 			inv = pluginInventory{inv}
 		}

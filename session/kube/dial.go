@@ -180,7 +180,7 @@ func (c *pfConn) open(port string) (*pfStream, error) {
 	h.Set(corev1.StreamType, corev1.StreamTypeData)
 	data, err := c.conn.CreateStream(h)
 	if err != nil {
-		errs.Reset()
+		_ = errs.Reset() // already failing: the data stream's error is the one to report
 		c.conn.RemoveStreams(errs)
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func (c *pfConn) open(port string) (*pfStream, error) {
 		}
 		if err != nil {
 			s.remoteErr.Store(&err)
-			data.Reset() // the peer is gone: end reads and writes
+			_ = data.Reset() // the peer is gone: end reads and writes
 		}
 	}()
 	return s, nil
@@ -232,8 +232,9 @@ func (s *pfStream) CloseWrite() error { return s.data.Close() }
 
 func (s *pfStream) Close() error {
 	s.once.Do(func() {
-		s.data.Reset()
-		s.errs.Reset()
+		// Closing: there is no one left to report a failed reset to.
+		_ = s.data.Reset()
+		_ = s.errs.Reset()
 		s.c.conn.RemoveStreams(s.data, s.errs)
 	})
 	return nil

@@ -85,7 +85,7 @@ func listen(network, addr string, in io.Reader, out io.Writer) error {
 	switch network {
 	case "tcp", "tcp4", "tcp6", "unix":
 	default:
-		m.Fail("unsupported network " + network)
+		_ = m.Fail("unsupported network " + network) // best effort: the returned error is the one that counts
 		return fmt.Errorf("unsupported network %q", network)
 	}
 	if network == "unix" {
@@ -95,13 +95,13 @@ func listen(network, addr string, in io.Reader, out io.Writer) error {
 	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
-		m.Fail(err.Error())
+		_ = m.Fail(err.Error()) // best effort: the returned error is the one that counts
 		return err
 	}
 	defer ln.Close()
 	if network == "unix" {
 		if err := os.Chmod(addr, 0o600); err != nil {
-			m.Fail(err.Error())
+			_ = m.Fail(err.Error()) // best effort: the returned error is the one that counts
 			return err
 		}
 	}
@@ -124,7 +124,7 @@ func listen(network, addr string, in io.Reader, out io.Writer) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			m.Fail(err.Error())
+			_ = m.Fail(err.Error()) // best effort: the returned error is the one that counts
 			return err
 		}
 		s, err := m.Open(c.RemoteAddr().String())
