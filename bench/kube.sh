@@ -81,18 +81,6 @@ bench_config "retire_after: 0s" "runtime: kubernetes" "kubernetes: {kubeconfig: 
 "$BIN" user add bench --uid "$BUID" --gid "$BUID" --key-file "$TMP/key.pub" --config "$TMP/gw.yaml" >/dev/null
 gw_start
 
-now_us() { echo $(($(date +%s%N) / 1000)); }
-time_us() { # CMD...: run CMD (stdout to /dev/null), print microseconds
-	local s e
-	s=$(now_us)
-	"$@" >/dev/null 2>>"$TMP/client.log" || {
-		tail -n 20 "$TMP/client.log" "$TMP/gw.log" >&2
-		die "failed: $*"
-	}
-	e=$(now_us)
-	echo $((e - s))
-}
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) m=a[(NR+1)/2]; else m=(a[NR/2]+a[NR/2+1])/2; printf "%.3f", m/1e6}'; }
 gw_pods() { kc -n "$NS" get pods -l "ds01.uid=$BUID" -o name 2>/dev/null; }
 wait_gone() {
 	for _ in $(seq 1 300); do

@@ -105,19 +105,6 @@ gw_start
 sshd_start "$SSHD_PORT"
 
 # --- helpers ---
-now_us() { echo $(($(date +%s%N) / 1000)); }
-# time_us CMD...: run CMD (stdout to /dev/null), print microseconds
-time_us() {
-	local s e
-	s=$(now_us)
-	"$@" >/dev/null 2>>"$TMP/client.log" || {
-		tail -n 20 "$TMP/client.log" "$TMP/gw.log" >&2
-		die "failed: $*"
-	}
-	e=$(now_us)
-	echo $((e - s))
-}
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) m=a[(NR+1)/2]; else m=(a[NR/2]+a[NR/2+1])/2; printf "%.3f", m/1e6}'; }
 containers() { docker ps -a -q --filter "label=ds01.uid=$BUID" --filter "label=ds01.project=$PROJ"; }
 wait_gone() {
 	for _ in $(seq 1 300); do

@@ -133,16 +133,7 @@ func TestGPUs(t *testing.T) {
 	t.Run("a waiting request gets the slot a retire frees", func(t *testing.T) {
 		wait := g.startSSH(outer, cat, "p", gpuEnv+"; sleep 300")
 		wait.waitErr(t, "position 1 of 1", timeoutLong)
-		var st struct {
-			Slots []struct {
-				UUID string  `json:"uuid"`
-				User *string `json:"user"`
-			} `json:"slots"`
-			Queue []struct {
-				User     string `json:"user"`
-				Position int    `json:"position"`
-			} `json:"queue"`
-		}
+		var st gpuStatus
 		if err := json.Unmarshal([]byte(g.mustSSH(t, ann, "ds01", "gpu-status", "--format", "json")), &st); err != nil {
 			t.Fatal(err)
 		}
@@ -236,4 +227,16 @@ func TestNoGPUs(t *testing.T) {
 	if !strings.Contains(g.out.String(), "no GPUs") {
 		t.Error("the gateway's log does not say it found no GPUs")
 	}
+}
+
+// gpuStatus is `ds01 gpu-status --format json`, the parts read here.
+type gpuStatus struct {
+	Slots []struct {
+		UUID string  `json:"uuid"`
+		User *string `json:"user"`
+	} `json:"slots"`
+	Queue []struct {
+		User     string `json:"user"`
+		Position int    `json:"position"`
+	} `json:"queue"`
 }

@@ -21,17 +21,6 @@ func startKubeGPUGateway(t *testing.T, retire string, lifecycle map[string]strin
 	}}, "nvidia.com/gpu")
 }
 
-// gpuStatus is `ds01 gpu-status --format json`, the parts read here.
-type gpuStatus struct {
-	Slots []struct {
-		UUID string  `json:"uuid"`
-		User *string `json:"user"`
-	} `json:"slots"`
-	Queue []struct {
-		User     string `json:"user"`
-		Position int    `json:"position"`
-	} `json:"queue"`
-}
 
 func (g *gw) gpuStatus(t *testing.T, u *user) gpuStatus {
 	t.Helper()

@@ -143,18 +143,7 @@ func (p *fakePusher) Push(_ context.Context, image, remote string) (string, erro
 // start with the same binary builds nothing and Launch uses the pushed
 // digest.
 func TestPrepareHelper(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/ldd"); err != nil {
-		t.Skip("no ldd")
-	}
-	// A small dynamically linked binary stands for the gateway's.
-	data, err := os.ReadFile("/bin/true")
-	if err != nil {
-		t.Skip(err)
-	}
-	exe := filepath.Join(t.TempDir(), "ds01-gateway")
-	if err := os.WriteFile(exe, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	exe := fakeGatewayBinary(t)
 	k := fakeKube()
 	p := &fakePusher{}
 	k.push = p
@@ -283,17 +272,7 @@ func (p *flakyPusher) Push(ctx context.Context, image, remote string) (string, e
 // preparation that failed is tried again instead of failing every launch
 // until a restart.
 func TestStartHelperAwaitedAndRetried(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/ldd"); err != nil {
-		t.Skip("no ldd")
-	}
-	data, err := os.ReadFile("/bin/true")
-	if err != nil {
-		t.Skip(err)
-	}
-	exe := filepath.Join(t.TempDir(), "ds01-gateway")
-	if err := os.WriteFile(exe, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	exe := fakeGatewayBinary(t)
 	k := fakeKube()
 	if err := k.awaitHelper(context.Background()); err != nil {
 		t.Fatalf("no preparation started: %v", err)
@@ -307,4 +286,22 @@ func TestStartHelperAwaitedAndRetried(t *testing.T) {
 	if k.fwd.helperImage() == "" || len(p.pushed) != 1 {
 		t.Errorf("image %q, pushes %v: want the retry's", k.fwd.helperImage(), p.pushed)
 	}
+}
+
+// fakeGatewayBinary is a small dynamically linked binary standing for the
+// gateway's, for the helper image's build context.
+func fakeGatewayBinary(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/ldd"); err != nil {
+		t.Skip("no ldd")
+	}
+	data, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Skip(err)
+	}
+	exe := filepath.Join(t.TempDir(), "ds01-gateway")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return exe
 }
