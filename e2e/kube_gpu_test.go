@@ -21,7 +21,6 @@ func startKubeGPUGateway(t *testing.T, retire string, lifecycle map[string]strin
 	}}, "nvidia.com/gpu")
 }
 
-
 func (g *gw) gpuStatus(t *testing.T, u *user) gpuStatus {
 	t.Helper()
 	var st gpuStatus
