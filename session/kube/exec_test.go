@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -90,6 +91,12 @@ func TestExecWrapperExit(t *testing.T) {
 // The signal script finds the exec's own process by its token, not a child
 // that inherited it, and not another exec's.
 func TestSignalScript(t *testing.T) {
+	// Under nohup (a CI runner's) SIGHUP is ignored, and an ignored signal
+	// stays ignored in every child, so the hang-up below would be lost.
+	// While Go handles it, children start with the default action.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	start := func(token, script string) *exec.Cmd {
 		argv := execArgv(runtime.ExecSpec{Cmd: []string{"sh", "-c", script}}, token)
 		cmd := exec.Command(argv[0], argv[1:]...)
