@@ -19,13 +19,21 @@ const startTimeout = 15 * time.Second
 // allowed only into its namespace (a Role, no cluster-wide namespace
 // access) passes when it can list pods there.
 func (c *Client) EnsureNamespace(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	ctx, cancel := context.WithTimeout(ctx, startTimeout+terminatingWait)
 	defer cancel()
 	if _, err := c.Clientset.Discovery().ServerVersion(); err != nil {
 		return fmt.Errorf("kubernetes API %s not reachable: %w", c.host(), err)
 	}
 	nss := c.Clientset.CoreV1().Namespaces()
-	_, err := nss.Get(ctx, c.Namespace, metav1.GetOptions{})
+	got, err := nss.Get(ctx, c.Namespace, metav1.GetOptions{})
+	if err == nil && got.DeletionTimestamp != nil {
+		// A namespace being deleted refuses new objects and then is
+		// gone: wait for that, then create it afresh.
+		if err = c.awaitGone(ctx); err != nil {
+			return err
+		}
+		err = apierrors.NewNotFound(corev1.Resource("namespaces"), c.Namespace)
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -45,6 +53,28 @@ func (c *Client) EnsureNamespace(ctx context.Context) error {
 		return fmt.Errorf("kubernetes namespace %s does not exist and cannot be created: %w", c.Namespace, err)
 	}
 	return nil
+}
+
+// terminatingWait bounds the wait for a namespace that is being deleted
+// (its pods get their grace period first).
+const terminatingWait = 60 * time.Second
+
+// awaitGone polls until the namespace no longer exists.
+func (c *Client) awaitGone(ctx context.Context) error {
+	for {
+		_, err := c.Clientset.CoreV1().Namespaces().Get(ctx, c.Namespace, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("kubernetes namespace %s: %w", c.Namespace, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kubernetes namespace %s is being deleted and is still there: %w", c.Namespace, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func (c *Client) host() string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -83,5 +84,25 @@ current-context: c
 	err = c.EnsureNamespace(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "kubernetes API https://127.0.0.1:1 not reachable") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A namespace still being deleted (a quick restart after a cleanup) would
+// refuse the first pod: the start waits until it is gone and creates it.
+func TestEnsureNamespaceTerminating(t *testing.T) {
+	now := metav1.Now()
+	cs := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lab", DeletionTimestamp: &now, Finalizers: []string{"kubernetes"}}})
+	c := &Client{Clientset: cs, Namespace: "lab"}
+	ctx := context.Background()
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		cs.CoreV1().Namespaces().Delete(ctx, "lab", metav1.DeleteOptions{})
+	}()
+	if err := c.EnsureNamespace(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := cs.CoreV1().Namespaces().Get(ctx, "lab", metav1.GetOptions{})
+	if err != nil || ns.DeletionTimestamp != nil {
+		t.Fatalf("after the wait: %+v, %v; want a fresh namespace", ns, err)
 	}
 }
