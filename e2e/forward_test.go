@@ -215,6 +215,14 @@ func TestRemoteForwardInsideContainer(t *testing.T) {
 	g := startGateway(t, gwOpts{RetireAfter: "20s"})
 	u := g.addUser(t, "rex", 20201, 20201)
 	const proj = "rfwd"
+	checkRemoteForward(t, g, u, proj, 10*time.Second)
+}
+
+// checkRemoteForward runs `ssh -R` to a server on the laptop: the port
+// answers inside u's container, is not open on the gateway host, and is
+// gone within gone after its connection ends.
+func checkRemoteForward(t *testing.T, g *gw, u *user, proj string, gone time.Duration) {
+	t.Helper()
 	laptop, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -249,7 +257,7 @@ func TestRemoteForwardInsideContainer(t *testing.T) {
 		t.Error("the -R port is open on the gateway host")
 	}
 	b.stop()
-	deadline = time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(gone)
 	for g.ssh(t, u, proj, fmt.Sprintf("nc -z -w1 127.0.0.1 %d", rport)).code == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the -R port outlived its connection")

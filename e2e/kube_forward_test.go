@@ -4,8 +4,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,47 +22,7 @@ func TestKubeRemoteForwardAndAgent(t *testing.T) {
 	u := g.addKubeUser(t, "rio", 28461)
 	const proj = "rfwd"
 
-	laptop, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer laptop.Close()
-	go func() {
-		for {
-			c, err := laptop.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "from-laptop\n")
-			c.Close()
-		}
-	}()
-	const rport = 9001
-	b := g.startSSH(t, u, proj, "-N", "-o", "ExitOnForwardFailure=yes", "-R",
-		fmt.Sprintf("%d:127.0.0.1:%d", rport, laptop.Addr().(*net.TCPAddr).Port))
-	deadline := time.Now().Add(timeoutLong)
-	for {
-		out := g.ssh(t, u, proj, fmt.Sprintf("nc -q1 127.0.0.1 %d </dev/null", rport)).stdout
-		if strings.Contains(out, "from-laptop") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the -R port never answered inside the pod: %q", out)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", rport), time.Second); err == nil {
-		c.Close()
-		t.Error("the -R port is open on the gateway host")
-	}
-	b.stop()
-	deadline = time.Now().Add(15 * time.Second)
-	for g.ssh(t, u, proj, fmt.Sprintf("nc -z -w1 127.0.0.1 %d", rport)).code == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the -R port outlived its connection")
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	checkRemoteForward(t, g, u, proj, 15*time.Second)
 
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	agent := exec.Command("ssh-agent", "-D", "-a", sock)
