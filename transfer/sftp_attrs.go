@@ -7,13 +7,13 @@ import (
 	"sync"
 )
 
-// pkg/sftp's request server drops the attributes of OPEN and MKDIR
-// packets (only setstat keeps them), yet the mode a client sends there is
-// how `put`, `scp` and `mkdir` keep a script executable or a directory
-// private. modeTap reads those modes off the stream on their way to the
-// server; the handlers collect them by path. The server runs OPEN and
-// MKDIR one at a time in arrival order, so a queue per path pairs each
-// mode with its request.
+// pkg/sftp's request server drops the attributes of MKDIR packets (only
+// setstat keeps them), yet the mode a client sends there is how `mkdir`
+// and `put -r` keep a directory private. modeTap reads those modes off
+// the stream on their way to the server; the handler collects them by
+// path. The server runs MKDIR one at a time in arrival order, so a queue
+// per path pairs each mode with its request. (OPEN never reaches the
+// server: fastFiles serves it, with its mode.)
 
 const (
 	fxpOpen  = 3
@@ -27,9 +27,10 @@ const (
 	maxTapped = 1024
 )
 
-// modeTap passes the client's packets through unchanged, noting the
-// requested modes of OPEN and MKDIR, except the EXTENDED requests that
-// answer takes.
+// modeTap is the SFTP server's read loop. It passes the client's packets
+// to pkg/sftp's request server unchanged, noting the requested modes of
+// MKDIR, except the requests it serves itself: the EXTENDED requests that
+// answer takes, and the requests on open files that fast takes.
 type modeTap struct {
 	r     io.Reader
 	book  *modeBook
@@ -39,6 +40,11 @@ type modeTap struct {
 	// answer, if set, sees the body of each small EXTENDED request and
 	// returns true if it answered it itself (limits.go).
 	answer func(body []byte) bool
+	// fast, if set, serves OPEN and the requests on the files it opened
+	// (sftp_fast.go); passed counts each packet given to the server.
+	fast   *fastFiles
+	passed func()
+	body   []byte // a request read whole, reused
 }
 
 func (m *modeTap) Read(p []byte) (int, error) {
@@ -69,15 +75,29 @@ func (m *modeTap) Read(p []byte) (int, error) {
 			break // malformed: the server will say so
 		}
 		body := length - 1
-		tapped := (hdr[4] == fxpOpen || hdr[4] == fxpMkdir) && body <= 64<<10
+		tapped := hdr[4] == fxpMkdir && body <= 64<<10
 		answer := hdr[4] == fxpExtended && m.answer != nil && body <= maxAnswered
-		if !tapped && !answer {
+		fast := m.fast != nil && m.fast.takes(hdr[4]) && body <= maxSFTPPacket
+		if !tapped && !answer && !fast {
 			m.left = body
 			break
 		}
-		b := make([]byte, body)
+		if cap(m.body) < body {
+			m.body = make([]byte, body, max(body, 4<<10))
+		}
+		b := m.body[:body]
 		if _, err := io.ReadFull(m.r, b); err != nil {
 			return 0, io.ErrUnexpectedEOF
+		}
+		if fast {
+			served, err := m.fast.serve(hdr[4], b)
+			if err != nil {
+				return 0, err
+			}
+			if served {
+				m.buf = m.buf[:0]
+				continue
+			}
 		}
 		if answer && m.answer(b) {
 			m.buf = m.buf[:0]
@@ -89,10 +109,13 @@ func (m *modeTap) Read(p []byte) (int, error) {
 		m.buf = append(m.buf, b...)
 		break
 	}
+	if m.passed != nil {
+		m.passed()
+	}
 	return m.Read(p)
 }
 
-// note parses "id, path, [pflags,] attrs" and books the mode, if any.
+// note parses "id, path, attrs" and books the mode, if any.
 func (m *modeTap) note(typ byte, b []byte) {
 	b, ok := skip(b, 4) // id
 	if !ok {
@@ -101,11 +124,6 @@ func (m *modeTap) note(typ byte, b []byte) {
 	p, b, ok := str(b)
 	if !ok {
 		return
-	}
-	if typ == fxpOpen {
-		if b, ok = skip(b, 4); !ok { // pflags
-			return
-		}
 	}
 	mode, has := permsOf(b)
 	m.book.put(typ, m.start(p), mode, has)

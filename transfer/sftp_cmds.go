@@ -14,7 +14,7 @@ import (
 func (h *sftpHandlers) Filecmd(r *sftp.Request) error {
 	switch r.Method {
 	case "Setstat":
-		return toSFTP("setstat", r.Filepath, h.setstat(r))
+		return toSFTP("setstat", r.Filepath, h.setstat(r.Filepath, r.AttrFlags(), r.Attributes()))
 	case "Rename":
 		return toSFTP("rename", r.Filepath, h.rename(r.Filepath, r.Target, false))
 	case "Rmdir":
@@ -38,19 +38,20 @@ func (h *sftpHandlers) PosixRename(r *sftp.Request) error {
 	return toSFTP("rename", r.Filepath, h.rename(r.Filepath, r.Target, true))
 }
 
-func (h *sftpHandlers) setstat(r *sftp.Request) error {
-	n, err := h.t.lookup(r.Filepath)
+// setstat is SETSTAT, and FSETSTAT on the path the handle was opened as
+// (what pkg/sftp's request server did with it).
+func (h *sftpHandlers) setstat(p string, flags sftp.FileAttrFlags, a *sftp.FileStat) error {
+	n, err := h.t.lookup(p)
 	if err != nil {
 		return err
 	}
 	if err := n.writable("setstat"); err != nil {
 		return err
 	}
-	flags, a := r.AttrFlags(), r.Attributes()
 	// The order is sftp-server's: size, mode, times, owner.
 	if flags.Size {
 		if a.Size > math.MaxInt64 {
-			return toSFTP("setstat", r.Filepath, syscall.EFBIG)
+			return toSFTP("setstat", p, syscall.EFBIG)
 		}
 		if err := truncate(n, int64(a.Size)); err != nil {
 			return err

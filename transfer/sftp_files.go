@@ -1,49 +1,51 @@
 package transfer
 
 import (
-	"io"
 	"io/fs"
 	"os"
 	"syscall"
-
-	"github.com/pkg/sftp"
 )
 
-// Fileread opens a file for reading (get, reget).
-func (h *sftpHandlers) Fileread(r *sftp.Request) (io.ReaderAt, error) {
-	f, err := h.open(r, os.O_RDONLY)
-	if err != nil {
-		return nil, toSFTP("open", r.Filepath, err)
-	}
-	return f, nil
+// openFlags are an OPEN request's pflags.
+type openFlags struct {
+	read, write, append, creat, trunc, excl bool
 }
 
-// Filewrite opens a file for writing (put, reput).
-func (h *sftpHandlers) Filewrite(r *sftp.Request) (io.WriterAt, error) {
-	f, err := h.open(r, os.O_WRONLY)
-	if err != nil {
-		return nil, toSFTP("open", r.Filepath, err)
+func decodeOpenFlags(v uint32) openFlags {
+	return openFlags{
+		read: v&0x01 != 0, write: v&0x02 != 0, append: v&0x04 != 0,
+		creat: v&0x08 != 0, trunc: v&0x10 != 0, excl: v&0x20 != 0,
 	}
-	return f, nil
 }
 
-// OpenFile opens a file for reading and writing on one handle.
-func (h *sftpHandlers) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
-	f, err := h.open(r, os.O_RDWR)
-	if err != nil {
-		return nil, toSFTP("open", r.Filepath, err)
+// accessMode is the open(2) access mode pkg/sftp's request server chose
+// for pf: any of write, append, create or truncate opens for writing,
+// with reading too if asked; read alone for reading; neither is refused.
+func (pf openFlags) accessMode() (int, bool) {
+	switch {
+	case pf.write, pf.append, pf.creat, pf.trunc:
+		if pf.read {
+			return os.O_RDWR, true
+		}
+		return os.O_WRONLY, true
+	case pf.read:
+		return os.O_RDONLY, true
 	}
-	return f, nil
+	return 0, false
 }
 
-func (h *sftpHandlers) open(r *sftp.Request, flag int) (*file, error) {
-	mode, hasMode := h.book.take(fxpOpen, r.Filepath)
-	n, err := h.t.lookup(r.Filepath)
+// open opens the regular file at the visible path p as OPEN asks; perm
+// is the mode the client sent with it, if hasMode.
+func (h *sftpHandlers) open(p string, pf openFlags, perm fs.FileMode, hasMode bool) (*file, error) {
+	flag, ok := pf.accessMode()
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EINVAL}
+	}
+	n, err := h.t.lookup(p)
 	if err != nil {
 		return nil, err
 	}
-	pf := r.Pflags()
-	if flag != os.O_RDONLY || pf.Creat || pf.Trunc {
+	if flag != os.O_RDONLY || pf.creat || pf.trunc {
 		if err := n.writable("open"); err != nil {
 			return nil, err
 		}
@@ -52,23 +54,23 @@ func (h *sftpHandlers) open(r *sftp.Request, flag int) (*file, error) {
 	} else if n.virtual() {
 		return nil, &fs.PathError{Op: "read", Path: n.path, Err: syscall.EISDIR}
 	}
-	if pf.Creat {
+	if pf.creat {
 		flag |= os.O_CREATE
 	}
-	if pf.Trunc {
+	if pf.trunc {
 		flag |= os.O_TRUNC
 	}
-	if pf.Excl {
+	if pf.excl {
 		flag |= os.O_EXCL
 	}
-	perm := fs.FileMode(0o666)
-	if hasMode {
-		// The client's mode, like sftp-server; the kernel applies the umask.
-		perm = mode
+	if !hasMode {
+		// Else the client's mode, like sftp-server; the kernel applies
+		// the umask.
+		perm = 0o666
 	}
 	// O_NONBLOCK: opening a FIFO planted in the workspace must not hang
-	// the request server's only command worker. It changes nothing for
-	// regular files, the only kind served.
+	// the child's read loop, which serves every open. It changes nothing
+	// for regular files, the only kind served.
 	f, err := n.root.OpenFile(n.rel, flag|syscall.O_NONBLOCK, perm)
 	if err != nil {
 		return nil, err
@@ -85,23 +87,29 @@ func (h *sftpHandlers) open(r *sftp.Request, flag int) (*file, error) {
 		f.Close()
 		return nil, err
 	}
-	fl := &file{f: f, n: &h.n, appendAt: -1}
-	if pf.Append {
+	fl := &file{f: f, n: &h.n, path: n.path, appendAt: -1,
+		readable: flag&(os.O_WRONLY|os.O_RDWR) != os.O_WRONLY, writable: flag&(os.O_WRONLY|os.O_RDWR) != os.O_RDONLY}
+	if pf.append {
 		fl.appendAt = fi.Size()
 	}
 	return fl, nil
 }
 
 // file is an open handle: positioned reads and writes straight on the
-// *os.File (pread/pwrite), safe for the request server's parallel
-// workers, with no buffering of the content.
+// *os.File (pread/pwrite), with no buffering of the content.
 type file struct {
-	f *os.File
-	n *counters
+	f    *os.File
+	n    *counters
+	path string // the visible path it was opened as
+	// What it was opened for: pkg/sftp answered a read on a handle
+	// opened for writing alone (and the converse) with a failure.
+	readable, writable bool
+
 	// appendAt is the size at open of a file opened with SSH_FXF_APPEND,
-	// else -1. The request server runs writes in parallel, so true
-	// O_APPEND would put them in whatever order the workers run; writes
-	// stay positioned instead. OpenSSH's reput sends offsets from the
+	// else -1. Writes stay positioned, as they were when pkg/sftp's
+	// request server ran them in parallel (true O_APPEND would have put
+	// them in whatever order its workers ran), so a client sees the same
+	// files as before. OpenSSH's reput sends offsets from the
 	// end of the file, which land as they are; a client that counts its
 	// offsets from 0 gets them moved past the old content, which an append
 	// never overwrites.
