@@ -94,7 +94,12 @@ func childRun(args []string) (int, Stats) {
 	in, out := polled(0, "stdin"), polled(1, "stdout")
 	switch mode {
 	case "sftp":
-		st, err := ServeSFTP(ctx, mounts, stdio{r: bufio.NewReaderSize(in, stdinBuf), w: &packetWriter{out: out}})
+		var r io.Reader = in
+		pw := &packetWriter{out: out, raw: newRawPipe(out)}
+		if rp := newRawPipe(in); rp != nil {
+			r = rp // rawio.go
+		}
+		st, err := ServeSFTP(ctx, mounts, stdio{r: bufio.NewReaderSize(r, stdinBuf), w: pw})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "sftp: %v\n", err)
 			return 1, st
@@ -190,6 +195,7 @@ func (s stdio) Close() error                { return s.w.out.Close() }
 // until the data comes. pkg/sftp sends packets one at a time, under a lock.
 type packetWriter struct {
 	out     *os.File
+	raw     *rawPipe // out through raw system calls, if non-blocking (rawio.go)
 	pending []byte // a header waiting for its data
 	need    int    // bytes of data the pending header announces
 	iov     [][]byte
@@ -246,7 +252,7 @@ func (w *packetWriter) Write(p []byte) (int, error) {
 			if err := w.flush(); err != nil {
 				return 0, err
 			}
-			return w.out.Write(p)
+			return w.write(p)
 		}
 		err := w.writeTwo(w.pending, p)
 		w.pending = w.pending[:0]
@@ -263,11 +269,18 @@ func (w *packetWriter) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
+	return w.write(p)
+}
+
+func (w *packetWriter) write(p []byte) (int, error) {
+	if w.raw != nil {
+		return w.raw.Write(p)
+	}
 	return w.out.Write(p)
 }
 
 func (w *packetWriter) flush() error {
-	_, err := w.out.Write(w.pending)
+	_, err := w.write(w.pending)
 	w.pending = w.pending[:0]
 	return err
 }

@@ -117,7 +117,7 @@ type file struct {
 }
 
 func (f *file) ReadAt(p []byte, off int64) (int, error) {
-	n, err := f.f.ReadAt(p, off)
+	n, err := preadFull(f.f, p, off)
 	f.n.out.Add(int64(n))
 	return n, err
 }
@@ -126,7 +126,7 @@ func (f *file) WriteAt(p []byte, off int64) (int, error) {
 	if off < f.appendAt {
 		off += f.appendAt
 	}
-	n, err := f.f.WriteAt(p, off)
+	n, err := pwriteFull(f.f, p, off)
 	f.n.in.Add(int64(n))
 	return n, err
 }
