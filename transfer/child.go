@@ -196,8 +196,8 @@ func (s stdio) Close() error                { return s.w.out.Close() }
 type packetWriter struct {
 	out     *os.File
 	raw     *rawPipe // out through raw system calls, if non-blocking (rawio.go)
-	pending []byte // a header waiting for its data
-	need    int    // bytes of data the pending header announces
+	pending []byte   // a header waiting for its data
+	need    int      // bytes of data the pending header announces
 	iov     [][]byte
 }
 
