@@ -328,12 +328,15 @@ func (ff *fastFiles) status(id, code uint32, msg string) {
 	ff.reply = appendString(r, "") // language tag, empty as pkg/sftp's
 }
 
-// closeAll closes the files the client left open.
-func (ff *fastFiles) closeAll() {
+// closeAll closes the files the client left open, and says whether there
+// were any.
+func (ff *fastFiles) closeAll() bool {
+	left := len(ff.files) > 0
 	for h, f := range ff.files {
 		f.Close()
 		delete(ff.files, h)
 	}
+	return left
 }
 
 // bytesStr is str without the copy into a string.

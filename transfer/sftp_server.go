@@ -21,7 +21,6 @@ func ServeSFTP(ctx context.Context, mounts []Mount, rw io.ReadWriteCloser) (Stat
 	h := &sftpHandlers{t: t, book: &modeBook{}}
 	stream := &limitsRWC{w: rw}
 	fast := newFastFiles(h, stream)
-	defer fast.closeAll()
 	stream.Reader = &modeTap{r: rw, book: h.book, start: t.abs, answer: stream.answer, fast: fast, passed: stream.passed}
 	srv := sftp.NewRequestServer(stream, sftp.Handlers{FileGet: noOpen{}, FilePut: noOpen{}, FileCmd: h, FileList: h},
 		sftp.WithStartDirectory(t.start),
@@ -37,6 +36,11 @@ func ServeSFTP(ctx context.Context, mounts []Mount, rw io.ReadWriteCloser) (Stat
 	stop := context.AfterFunc(ctx, func() { srv.Close() })
 	defer stop()
 	err = srv.Serve()
+	if fast.closeAll() && errors.Is(err, io.EOF) {
+		// A file still open: the client was cut off mid-transfer, which
+		// pkg/sftp reports so for the handles it holds.
+		err = io.ErrUnexpectedEOF
+	}
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
