@@ -345,7 +345,7 @@ func bytesStr(b []byte) ([]byte, []byte, bool) {
 		return nil, nil, false
 	}
 	n := binary.BigEndian.Uint32(b)
-	if uint64(n) > uint64(len(b)-4) {
+	if int64(n) > int64(len(b)-4) {
 		return nil, nil, false
 	}
 	return b[4 : 4+n], b[4+n:], true
