@@ -74,3 +74,44 @@ func TestPacketWriterJoinsHeaderAndData(t *testing.T) {
 		t.Fatalf("read %d bytes, want the %d written, in order", len(b), len(want))
 	}
 }
+
+// The raw pipe moves more than the pipe holds, whole and in order, in
+// both directions, waiting on the poller when the pipe is full or empty;
+// a blocking descriptor is left to os.File.
+func TestRawPipe(t *testing.T) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	r, w := newRawPipe(polled(p[0], "r")), newRawPipe(polled(p[1], "w"))
+	if r == nil || w == nil {
+		t.Fatal("no raw pipe for a non-blocking pipe")
+	}
+	data := make([]byte, 3<<20+17)
+	for i := range data {
+		data[i] = byte(i * 13)
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		got <- b
+	}()
+	time.Sleep(10 * time.Millisecond) // let the reader find the pipe empty
+	if n, err := w.Write(data); n != len(data) || err != nil {
+		t.Fatalf("write: %d %v", n, err)
+	}
+	w.Close()
+	if b := <-got; !bytes.Equal(b, data) {
+		t.Fatalf("read %d bytes, want the %d written, in order", len(b), len(data))
+	}
+	r.Close()
+
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if newRawPipe(f) != nil {
+		t.Error("a raw pipe for a blocking descriptor")
+	}
+}
