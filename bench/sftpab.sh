@@ -86,7 +86,7 @@ xfer() { # side op file: one timed sftp put or get; prints microseconds
 	time_us sftp "${SSH_OPTS[@]}" -P "${port[$side]}" -b "$TMP/x.batch" "$user@127.0.0.1"
 }
 
-declare -A t cpu
+declare -A t cpu med
 for mib in $SIZES; do
 	head -c "${mib}M" /dev/urandom >"$TMP/big.bin"
 	bytes=$((mib << 20))
@@ -125,8 +125,9 @@ for mib in $SIZES; do
 			s=$(echo "${t[$mib,$op,$side]}" | tr ' ' '\n' | grep . | spread)
 			c=$(echo "${cpu[$mib,$op,$side]}" | cpu_gib "$mib")
 			line+=" $side ${m}s ($s) cpu ${c}s/GiB;"
-			eval "med_$side=$m"
+			med[$side]=$m
 		done
-		echo "$line ratio a/sshd $(awk -v x="$med_a" -v y="$med_sshd" 'BEGIN{printf "%.2f", x/y}') b/sshd $(awk -v x="$med_b" -v y="$med_sshd" 'BEGIN{printf "%.2f", x/y}')"
+		echo "  per round, µs: a ${t[$mib,$op,a]}| b ${t[$mib,$op,b]}| sshd ${t[$mib,$op,sshd]}"
+		echo "$line ratio a/sshd $(awk -v x="${med[a]}" -v y="${med[sshd]}" 'BEGIN{printf "%.2f", x/y}') b/sshd $(awk -v x="${med[b]}" -v y="${med[sshd]}" 'BEGIN{printf "%.2f", x/y}')"
 	done
 done
