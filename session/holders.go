@@ -244,12 +244,19 @@ func (h *netHolders) adopt(ctx context.Context, live []runtime.Container, adopte
 	lastRetire := map[key]time.Time{}
 	if h.on() {
 		if rows, err := h.store.ListContainers(ctx, false); err == nil {
+			uids := map[string]int{}
 			for _, r := range rows {
-				u, err := h.store.GetUser(ctx, r.User)
-				if err != nil {
+				uid, ok := uids[r.User]
+				if !ok {
+					if u, err := h.store.GetUser(ctx, r.User); err == nil {
+						uid = u.UID
+					}
+					uids[r.User] = uid
+				}
+				if uid == 0 {
 					continue
 				}
-				k := key{u.UID, r.Project}
+				k := key{uid, r.Project}
 				if r.RetiredAt.After(lastRetire[k]) {
 					lastRetire[k] = r.RetiredAt
 				}
