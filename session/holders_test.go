@@ -219,7 +219,7 @@ func TestHoldersOff(t *testing.T) {
 func TestReconcileAdoptsHolders(t *testing.T) {
 	m, hr, clock, u := newHolderManager(t, time.Hour, 10)
 	ctx := context.Background()
-	coldStart(t, m, hr, u, "proj") // the project exists; h1
+	coldStart(t, m, hr, u, "proj")    // the project exists; h1
 	m.holders = newNetHolders(m.deps) // a new gateway process
 	m.holders.now = clock.Now
 	labels := func(user string, uid int, project string) map[string]string {
