@@ -143,11 +143,12 @@ func (h *netHolders) ensure(u store.User, project string, busy func() map[key]bo
 var errHoldersFull = errors.New("network_holders_max reached, every holder in use")
 
 func (h *netHolders) launch(ctx context.Context, u store.User, project string, busy func() map[key]bool) (string, error) {
+	inUse := busy() // before h.mu: busy takes the Manager's lock
 	h.mu.Lock()
 	var evict []string
 	// h.starting counts this one.
 	if over := len(h.byKey) + len(h.starting) - h.cfg.NetworkHoldersMax; over > 0 {
-		evict = h.pickLocked(busy(), over)
+		evict = h.pickLocked(inUse, over)
 		if len(evict) < over {
 			h.mu.Unlock()
 			return "", errHoldersFull

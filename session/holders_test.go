@@ -257,3 +257,22 @@ func TestReconcileAdoptsHolders(t *testing.T) {
 		t.Error("adopted holder outlived its linger")
 	}
 }
+
+// The early start (a verified key, before the session asks) joins the
+// project's holder too.
+func TestEarlyStartJoinsHolder(t *testing.T) {
+	m, hr, _, u := newHolderManager(t, time.Hour, 10)
+	coldStart(t, m, hr, u, "proj")
+	h := m.Prepare(u, "proj", Default)
+	waitFor(t, "the early launch", func() bool {
+		hr.mu.Lock()
+		defer hr.mu.Unlock()
+		return len(hr.joins) == 2
+	})
+	if got := hr.lastJoin(); got != "h1" {
+		t.Errorf("early start joined %q, want h1", got)
+	}
+	h.Abandon() // retires what it launched, at once
+	waitFor(t, "the early container's retire", func() bool { r, _, _ := hr.counts(); return r == 1 })
+	m.holders.wg.Wait()
+}
