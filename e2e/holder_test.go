@@ -100,6 +100,16 @@ func TestHolderJoinedOnSecondColdLogin(t *testing.T) {
 			}
 		}
 	})
+	t.Run("D", func(t *testing.T) {
+		port := freePort(t)
+		b := g.startSSH(t, u, proj, "-N", "-o", "ExitOnForwardFailure=yes", "-D", fmt.Sprintf("127.0.0.1:%d", port))
+		defer b.stop()
+		got := readFrom(t, func() (net.Conn, error) { return socks5(fmt.Sprintf("127.0.0.1:%d", port), "127.0.0.1", 8080) })
+		if !strings.Contains(got, "hello-from-joined") {
+			t.Errorf("ssh -D: read %q", got)
+		}
+	})
+	t.Run("R", func(t *testing.T) { checkRemoteForward(t, g, u, proj, 10*time.Second) })
 	t.Run("isolation", func(t *testing.T) {
 		ip := docker(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", holder)
 		if ip == "" {
