@@ -96,24 +96,22 @@ func serve(args []string) error {
 	}
 
 	mgr := session.New(session.Config{
-		Inventory:         gpus.inv,
-		Alloc:             gpus.alloc,
-		Policy:            gpus.policy,
-		LimitsFromPolicy:  cfg.LimitsFile != "",
-		MaxNanoCPUs:       int64(goruntime.NumCPU()) * 1e9,
-		QueueTimeout:      cfg.GPUQueueTimeout.Duration,
-		TransferTimeout:   cfg.TransferTimeout.Duration,
-		WorkspaceRoot:     cfg.WorkspaceRoot,
-		BaseImage:         cfg.BaseImage,
-		AllowedBases:      cfg.AllowedBases,
-		BuildTimeout:      cfg.BuildTimeout.Duration,
-		BuildCacheMax:     int64(cfg.BuildCacheMax),
-		RetireAfter:       cfg.RetireAfter.Duration,
-		NetworkLinger:     cfg.NetworkLinger.Duration,
-		NetworkHoldersMax: cfg.NetworkHoldersMax,
-		Instance:          instance,
-		RunDir:            filepath.Join(dataDir, "run"),
-		UserDir:           filepath.Join(dataDir, "users"),
+		Inventory:        gpus.inv,
+		Alloc:            gpus.alloc,
+		Policy:           gpus.policy,
+		LimitsFromPolicy: cfg.LimitsFile != "",
+		MaxNanoCPUs:      int64(goruntime.NumCPU()) * 1e9,
+		QueueTimeout:     cfg.GPUQueueTimeout.Duration,
+		TransferTimeout:  cfg.TransferTimeout.Duration,
+		WorkspaceRoot:    cfg.WorkspaceRoot,
+		BaseImage:        cfg.BaseImage,
+		AllowedBases:     cfg.AllowedBases,
+		BuildTimeout:     cfg.BuildTimeout.Duration,
+		BuildCacheMax:    int64(cfg.BuildCacheMax),
+		RetireAfter:      cfg.RetireAfter.Duration,
+		Instance:         instance,
+		RunDir:           filepath.Join(dataDir, "run"),
+		UserDir:          filepath.Join(dataDir, "users"),
 		Limits: runtime.Limits{
 			Memory:    int64(cfg.Limits.Memory),
 			NanoCPUs:  cfg.Limits.nanoCPUs(),
@@ -122,6 +120,9 @@ func serve(args []string) error {
 		},
 		Lifecycle:   cfg.lifecycleConfig(sampler(rt, log)),
 		NoSocketDir: cfg.kubernetes(),
+
+		NetworkLinger:     cfg.NetworkLinger.Duration,
+		NetworkHoldersMax: cfg.NetworkHoldersMax,
 	}, rt, dk, st, log)
 	defer mgr.Close()
 	if err := mgr.Reconcile(ctx); err != nil {
