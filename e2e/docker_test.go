@@ -28,14 +28,30 @@ func docker(t *testing.T, args ...string) string {
 func fields(s string) []string { return strings.Fields(s) }
 
 // containers lists the IDs of a user's containers (all states), for one
-// project or, with project "", all of them.
+// project or, with project "", all of them. Network holders are left
+// out: they are no containers of the user's (holder_test.go).
 func containers(t *testing.T, uid int, project string) []string {
 	t.Helper()
-	args := []string{"ps", "-a", "-q", "--no-trunc", "--filter", fmt.Sprintf("label=ds01.uid=%d", uid)}
+	return listContainers(t, uid, project, false)
+}
+
+// listContainers lists a user's containers, network holders too if
+// holders is set.
+func listContainers(t *testing.T, uid int, project string, holders bool) []string {
+	t.Helper()
+	args := []string{"ps", "-a", "--no-trunc", "--format", `{{.ID}} {{.Label "ds01.role"}}`, "--filter", fmt.Sprintf("label=ds01.uid=%d", uid)}
 	if project != "" {
 		args = append(args, "--filter", "label=ds01.project="+project)
 	}
-	return fields(docker(t, args...))
+	var ids []string
+	for _, line := range strings.Split(docker(t, args...), "\n") {
+		f := fields(line)
+		if len(f) == 0 || (!holders && len(f) > 1 && f[1] == "netholder") {
+			continue
+		}
+		ids = append(ids, f[0])
+	}
+	return ids
 }
 
 // waitContainers polls until the user has n containers for project.
@@ -72,7 +88,7 @@ func userImages(t *testing.T, uid int) []string {
 // reports problems: it runs in cleanups, where there is nothing to stop.
 func removeUserArtifacts(t *testing.T, uid int) {
 	t.Helper()
-	if ids := containers(t, uid, ""); len(ids) > 0 {
+	if ids := listContainers(t, uid, "", true); len(ids) > 0 {
 		if out, err := exec.Command("docker", append([]string{"rm", "-f", "-v"}, ids...)...).CombinedOutput(); err != nil {
 			t.Logf("cleanup: docker rm: %v: %s", err, out)
 		}

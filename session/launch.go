@@ -144,7 +144,19 @@ func (m *Manager) startContainer(ctx context.Context, e *entry, u store.User, ws
 	// name: a crash between the two must not leave a container holding
 	// GPUs the store does not know of (reconcile trusts only the store).
 	m.gpus.record(ctx, u, e.project, name, slots, start)
+	k := key{u.UID, e.project}
+	spec.NetworkHolder = m.holders.join(k)
 	id, err := m.rt.Launch(ctx, spec)
+	if err != nil && spec.NetworkHolder != "" && ctx.Err() == nil {
+		// The holder died or an admin removed it: launch as without one,
+		// once; a new holder follows.
+		m.holders.failed(k, spec.NetworkHolder, err)
+		spec.NetworkHolder = ""
+		id, err = m.rt.Launch(ctx, spec)
+	}
+	if err == nil && spec.NetworkHolder == "" {
+		m.holders.ensure(u, e.project, m.busyKeys)
+	}
 	if err != nil {
 		if len(slots) > 0 {
 			if derr := m.store.DeleteAllocations(ctx, name); derr != nil {

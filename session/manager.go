@@ -73,6 +73,11 @@ type Config struct {
 	// another node): leases then have no SocketDir, and agent sockets
 	// are made inside the container instead.
 	NoSocketDir bool
+	// NetworkLinger is how long a project's network holder outlives its
+	// last use (holders.go); zero turns holders off. NetworkHoldersMax
+	// caps their number.
+	NetworkLinger     time.Duration
+	NetworkHoldersMax int
 }
 
 // Manager holds the life of project containers: one slot per (user,
@@ -92,6 +97,7 @@ type Manager struct {
 	gpus       *GPUs
 	transfers  *Transfers
 	reaper     *Reaper // nil when the lifecycle is off
+	holders    *netHolders
 
 	mu      sync.Mutex
 	entries map[key]*entry
@@ -153,6 +159,7 @@ func New(cfg Config, rt runtime.Runtime, b runtime.Builder, st *store.Store, log
 	lim := userLimits{cfg: d.cfg, live: d.live}
 	m := &Manager{deps: d, limits: lim, entries: map[key]*entry{}}
 	m.dirs = &dirs{deps: d}
+	m.holders = newNetHolders(d)
 	m.workspaces = &Workspaces{deps: d}
 	m.catalog = &Catalog{deps: d, containers: m, workspaces: m.workspaces}
 	m.images = &Images{deps: d, limits: lim, containers: m, workspaces: m.workspaces, catalog: m.catalog, builds: map[key]*buildSlot{}}

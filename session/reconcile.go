@@ -45,7 +45,13 @@ func (r reconciler) run(ctx context.Context) error {
 	}
 	seen := map[string]bool{}
 	kept := map[string]bool{} // names of adopted containers: their run directories stay
+	var holders []runtime.Container
+	adopted := map[key]bool{}
 	for _, c := range live {
+		if c.Labels[LabelRole] == RoleHolder {
+			holders = append(holders, c) // after the project containers
+			continue
+		}
 		seen[c.ID] = true
 		uid, err := strconv.Atoi(c.Labels[LabelUID])
 		project := c.Labels[LabelProject]
@@ -66,7 +72,9 @@ func (r reconciler) run(ctx context.Context) error {
 			continue
 		}
 		kept[c.Name] = true
+		adopted[key{uid, project}] = true
 	}
+	r.containers.holders.adopt(ctx, holders, adopted)
 	r.dirs.sweepRun(kept)
 	r.gpus.reconcile(ctx, allocs, r.containers.published())
 	if n, err := r.store.FailRunningBuilds(ctx, "the gateway stopped during the build"); err != nil {

@@ -76,6 +76,7 @@ func (m *Manager) retireLocked(ctx context.Context, e *entry, why string) {
 	}
 	e.containerID = ""
 	e.publish()
+	m.holders.used(key{e.user.UID, e.project})
 	if m.images != nil {
 		m.images.retired(e.user, e.project, e.imageID)
 	}

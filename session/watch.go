@@ -20,6 +20,7 @@ func (m *Manager) Watch(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
+		m.holders.sweep(ctx, m.busyKeys())
 		m.sweepDead(ctx)
 	}
 }

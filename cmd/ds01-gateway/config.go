@@ -66,6 +66,13 @@ type Config struct {
 	GPUQueueTimeout Duration  `yaml:"gpu_queue_timeout"`
 	WatchInterval   Duration  `yaml:"watch_interval"`
 
+	// NetworkLinger keeps a project's network holder this long after its
+	// last use, so its next cold start skips Docker's network setup
+	// (session/holders.go); 0 turns holders off and removes them at start.
+	// NetworkHoldersMax caps their number.
+	NetworkLinger     Duration `yaml:"network_linger"`
+	NetworkHoldersMax int      `yaml:"network_holders_max"`
+
 	// FakeGPUUtilizationDir holds a file per fake GPU index with its
 	// utilisation in percent; "" is <data_dir>/fake-gpu-utilization.
 	FakeGPUUtilizationDir string `yaml:"fake_gpu_utilization_dir"`
@@ -161,6 +168,8 @@ func defaultConfig() Config {
 		GPUQueueTimeout:   Duration{30 * time.Minute},
 		WatchInterval:     Duration{10 * time.Second},
 		RetireAfter:       Duration{10 * time.Second},
+		NetworkLinger:     Duration{24 * time.Hour},
+		NetworkHoldersMax: 200,
 		CommandLogin:      "ds01",
 		AdminGroup:        "admin",
 		HandshakeTimeout:  Duration{30 * time.Second},
@@ -321,6 +330,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RetireAfter.Duration < 0 {
 		return errors.New("retire_after: must not be negative")
+	}
+	if c.NetworkLinger.Duration < 0 {
+		return errors.New("network_linger: must not be negative (0 turns network holders off)")
+	}
+	if c.NetworkHoldersMax < 1 || c.NetworkHoldersMax > 10000 {
+		return fmt.Errorf("network_holders_max: want 1 to 10000, got %d (network_linger: 0 turns holders off)", c.NetworkHoldersMax)
 	}
 	if err := session.ValidateProject(c.CommandLogin, ""); err != nil {
 		return fmt.Errorf("command_login: %w", err)

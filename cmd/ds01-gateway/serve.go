@@ -120,6 +120,9 @@ func serve(args []string) error {
 		},
 		Lifecycle:   cfg.lifecycleConfig(sampler(rt, log)),
 		NoSocketDir: cfg.kubernetes(),
+
+		NetworkLinger:     cfg.NetworkLinger.Duration,
+		NetworkHoldersMax: cfg.NetworkHoldersMax,
 	}, rt, dk, st, log)
 	defer mgr.Close()
 	if err := mgr.Reconcile(ctx); err != nil {

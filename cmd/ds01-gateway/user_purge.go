@@ -66,16 +66,27 @@ func (p *purge) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	// Network holders go last, after the containers that joined them,
+	// and before the network; they run no user work, so they never
+	// count as running.
 	var running []string
+	var holders []runtime.Container
+	var projects []runtime.Container
 	for _, c := range cs {
+		if c.Labels[session.LabelRole] == session.RoleHolder {
+			holders = append(holders, c)
+			continue
+		}
+		projects = append(projects, c)
 		if c.Running {
 			running = append(running, c.Labels[session.LabelProject])
 		}
 	}
+	cs = projects
 	if len(running) > 0 && !p.force {
 		return fmt.Errorf("user %s %w (%s): add --force to stop them (their sessions end), or wait until they retire", name, errRunning, strings.Join(running, ", "))
 	}
-	projects, err := p.st.ListProjects(ctx, name)
+	projectRows, err := p.st.ListProjects(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -95,6 +106,11 @@ func (p *purge) run(ctx context.Context, name string) error {
 	if len(cs) > 0 {
 		fmt.Fprintf(p.out, "stopped and removed %d container(s)\n", len(cs))
 	}
+	for _, c := range holders {
+		if err := p.eng.Retire(ctx, c.ID); err != nil {
+			return fmt.Errorf("remove %s's network holder %s: %w", name, c.Name, err)
+		}
+	}
 	if err := p.images(ctx, u, ours); err != nil {
 		return err
 	}
@@ -108,7 +124,7 @@ func (p *purge) run(ctx context.Context, name string) error {
 		fmt.Fprintf(p.out, "workspaces are kept (--purge-workspaces removes them)\n")
 		return nil
 	}
-	return p.files(ctx, u, projects)
+	return p.files(ctx, u, projectRows)
 }
 
 func (p *purge) what() string {

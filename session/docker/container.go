@@ -24,7 +24,13 @@ const stopGrace = 2
 // Launch creates the container, places spec.Files, and starts it.
 func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string, error) {
 	t0 := time.Now()
-	if err := d.ensureNetwork(ctx, spec.Network, spec.NetworkLabels); err != nil {
+	network := container.NetworkMode(spec.Network)
+	if spec.NetworkHolder != "" {
+		// The holder's namespace is on the network already; Docker
+		// refuses a hostname of our own here (the holder's is used).
+		network = container.NetworkMode("container:" + spec.NetworkHolder)
+		spec.Hostname = ""
+	} else if err := d.ensureNetwork(ctx, spec.Network, spec.NetworkLabels); err != nil {
 		return "", err
 	}
 	tNet := time.Since(t0)
@@ -52,7 +58,7 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 	}
 	pids := spec.Limits.PidsLimit
 	host := &container.HostConfig{
-		NetworkMode: container.NetworkMode(spec.Network),
+		NetworkMode: network,
 		Mounts:      mounts,
 		Init:        &init,
 		CapDrop:     []string{"ALL"},
@@ -74,7 +80,7 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 		}}
 	}
 	id, err := d.createStart(ctx, cfg, host, spec.Name)
-	if d.networkGone(ctx, err, spec.Network, spec.NetworkLabels) {
+	if spec.NetworkHolder == "" && d.networkGone(ctx, err, spec.Network, spec.NetworkLabels) {
 		// The engine lost the network we had just ensured (or someone
 		// removed it): it is there again now; try once more.
 		d.log.Info("launch: network not found, retrying once", "network", spec.Network)
@@ -86,7 +92,7 @@ func (d *Docker) Launch(ctx context.Context, spec runtime.ContainerSpec) (string
 	if spec.IODir != "" {
 		d.ioDirs.Store(id, spec.IODir)
 	}
-	d.log.Debug("launch timings", "container", id[:min(12, len(id))], "network", tNet, "create_start", time.Since(t0)-tNet)
+	d.log.Debug("launch timings", "container", id[:min(12, len(id))], "network", tNet, "create_start", time.Since(t0)-tNet, "joined", spec.NetworkHolder != "")
 	return id, nil
 }
 

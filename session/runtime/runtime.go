@@ -152,6 +152,36 @@ type ContainerSpec struct {
 	// FIFOs in it, bypassing the engine's own stream relay (the bottleneck
 	// for bulk data), and the gateway puts forwarded agent sockets there.
 	IODir string
+	// NetworkHolder, when set, is the ID of a holder (NetworkHolders)
+	// whose network namespace, and so hostname, the container joins
+	// instead of joining Network itself; Hostname is then the holder's.
+	// Only a runtime that implements NetworkHolders is given one.
+	NetworkHolder string
+}
+
+// NetworkHolders is implemented by a runtime whose start on a network
+// costs much more than joining an existing network namespace (Docker: the
+// embedded DNS setup of a user-defined network). A holder is a small idle
+// container that owns one project's namespace on the user's network; the
+// project's container joins it through ContainerSpec.NetworkHolder. A
+// holder is listed (List, by its labels) and removed (Retire) as any
+// container.
+type NetworkHolders interface {
+	// LaunchHolder creates and starts a holder and returns its ID.
+	LaunchHolder(ctx context.Context, spec HolderSpec) (string, error)
+}
+
+// HolderSpec describes one network holder. The runtime locks it down
+// itself: no capabilities, an unprivileged user, no mounts, tiny limits.
+type HolderSpec struct {
+	Name string
+	// Image must hold sleep(1); never a user's image.
+	Image    string
+	Hostname string
+	Labels   map[string]string
+	// Network and NetworkLabels as in ContainerSpec.
+	Network       string
+	NetworkLabels map[string]string
 }
 
 // Mount is a bind mount from the host.

@@ -1,0 +1,278 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
+	"github.com/ds01/ds01-gateway/store"
+)
+
+// holderRuntime is a memRuntime with network holders; a launch that
+// names a holder that is not there fails, as Docker's does.
+type holderRuntime struct {
+	*memRuntime
+	holders int
+	joins   []string // NetworkHolder of each launch
+}
+
+func (r *holderRuntime) LaunchHolder(_ context.Context, spec runtime.HolderSpec) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.holders++
+	id := fmt.Sprintf("h%d", r.holders)
+	r.running[id] = runtime.ContainerSpec{Name: spec.Name, Image: spec.Image, Hostname: spec.Hostname, Labels: spec.Labels, Network: spec.Network}
+	return id, nil
+}
+
+func (r *holderRuntime) Launch(ctx context.Context, spec runtime.ContainerSpec) (string, error) {
+	r.mu.Lock()
+	r.joins = append(r.joins, spec.NetworkHolder)
+	_, ok := r.running[spec.NetworkHolder]
+	r.mu.Unlock()
+	if spec.NetworkHolder != "" && !ok {
+		return "", errors.New("no such container: " + spec.NetworkHolder)
+	}
+	return r.memRuntime.Launch(ctx, spec)
+}
+
+func (r *holderRuntime) lastJoin() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.joins[len(r.joins)-1]
+}
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newHolderManager(t *testing.T, linger time.Duration, max int) (*Manager, *holderRuntime, *fakeClock, store.User) {
+	t.Helper()
+	hr := &holderRuntime{memRuntime: newMem()}
+	m, u := newTestManager(t, hr.memRuntime, time.Hour)
+	m.deps.rt = hr
+	m.cfg.NetworkLinger, m.cfg.NetworkHoldersMax = linger, max
+	m.holders = newNetHolders(m.deps)
+	clock := &fakeClock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
+	m.holders.now = clock.Now
+	if err := m.store.AddUser(context.Background(), u, nil); err != nil {
+		t.Fatal(err)
+	}
+	return m, hr, clock, u
+}
+
+// coldStart attaches to project (launching its container), then retires
+// the container again, and returns the holder the launch joined.
+func coldStart(t *testing.T, m *Manager, hr *holderRuntime, u store.User, project string) string {
+	t.Helper()
+	ctx := context.Background()
+	l, err := m.Attach(ctx, u, project, Default, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := hr.lastJoin()
+	m.holders.wg.Wait() // the holder made in the background
+	l.Release()
+	if err := m.RetireContainer(ctx, u, project, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return joined
+}
+
+// The first cold start launches on the network and leaves a holder
+// behind; the next one joins it; the holder is locked to its project.
+func TestHolderJoinedOnNextColdStart(t *testing.T) {
+	m, hr, _, u := newHolderManager(t, time.Hour, 10)
+	if got := coldStart(t, m, hr, u, "proj"); got != "" {
+		t.Fatalf("first cold start joined %q: there was no holder", got)
+	}
+	h := hr.running["h1"]
+	if h.Hostname != "proj" || h.Image != "base" || h.Labels[LabelRole] != RoleHolder ||
+		h.Labels[LabelProject] != "proj" || h.Labels[LabelUID] != strconv.Itoa(u.UID) || h.Network != userNetwork(u) {
+		t.Fatalf("holder spec %+v", h)
+	}
+	if got := coldStart(t, m, hr, u, "proj"); got != "h1" {
+		t.Fatalf("second cold start joined %q, want h1", got)
+	}
+	if got := coldStart(t, m, hr, u, "other"); got != "" {
+		t.Errorf("another project joined %q: holders are per project", got)
+	}
+	if hr.holders != 2 {
+		t.Errorf("%d holders made, want one per project", hr.holders)
+	}
+}
+
+// A holder that an admin removed makes the launch fall back to the
+// network, once, and a new holder follows.
+func TestHolderGoneFallsBack(t *testing.T) {
+	m, hr, _, u := newHolderManager(t, time.Hour, 10)
+	coldStart(t, m, hr, u, "proj")
+	hr.mu.Lock()
+	delete(hr.running, "h1")
+	hr.mu.Unlock()
+	if got := coldStart(t, m, hr, u, "proj"); got != "" {
+		t.Fatalf("fallback launch joined %q", got)
+	}
+	if len(hr.joins) != 3 || hr.joins[1] != "h1" {
+		t.Fatalf("launches %q: want the join tried once, then the network", hr.joins)
+	}
+	if got := coldStart(t, m, hr, u, "proj"); got != "h2" {
+		t.Errorf("joined %q, want the new holder h2", got)
+	}
+}
+
+// Holders go NetworkLinger after their project's last use (a running
+// container is a use), in the watch loop.
+func TestHolderLinger(t *testing.T) {
+	m, hr, clock, u := newHolderManager(t, time.Hour, 10)
+	ctx := context.Background()
+	coldStart(t, m, hr, u, "idle")
+	l, err := m.Attach(ctx, u, "busy", Default, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	m.holders.wg.Wait()
+	clock.add(59 * time.Minute)
+	m.holders.sweep(ctx, m.busyKeys())
+	if _, ok := hr.running["h1"]; !ok {
+		t.Fatal("holder removed before its linger")
+	}
+	clock.add(2 * time.Minute)
+	m.holders.sweep(ctx, m.busyKeys())
+	if _, ok := hr.running["h1"]; ok {
+		t.Error("holder of the idle project still there after its linger")
+	}
+	if _, ok := hr.running["h2"]; !ok {
+		t.Error("holder of a running project removed")
+	}
+}
+
+// At the cap the least recently used holder of an idle project makes
+// room; when every holder's project runs, no holder is made.
+func TestHolderCap(t *testing.T) {
+	m, hr, clock, u := newHolderManager(t, time.Hour, 2)
+	ctx := context.Background()
+	coldStart(t, m, hr, u, "a") // h1
+	clock.add(time.Minute)
+	coldStart(t, m, hr, u, "b") // h2
+	clock.add(time.Minute)
+	coldStart(t, m, hr, u, "a") // joins h1: now b's is the oldest
+	clock.add(time.Minute)
+	coldStart(t, m, hr, u, "c") // h3 replaces h2
+	if _, ok := hr.running["h2"]; ok {
+		t.Error("the least recently used holder stayed")
+	}
+	if _, ok := hr.running["h1"]; !ok {
+		t.Error("a recently used holder went")
+	}
+	// Both holders' projects run: a third project gets none.
+	la, _ := m.Attach(ctx, u, "a", Default, io.Discard)
+	lc, _ := m.Attach(ctx, u, "c", Default, io.Discard)
+	defer la.Release()
+	defer lc.Release()
+	l, err := m.Attach(ctx, u, "d", Default, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release()
+	m.holders.wg.Wait()
+	if hr.holders != 3 {
+		t.Errorf("%d holders made; want none beyond the cap while all are in use", hr.holders)
+	}
+}
+
+// network_linger 0: no holder is made, and a restart removes those left.
+func TestHoldersOff(t *testing.T) {
+	m, hr, _, u := newHolderManager(t, 0, 10)
+	hr.running["old"] = runtime.ContainerSpec{Labels: map[string]string{
+		LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelProject: "proj", LabelInstance: "test", LabelRole: RoleHolder}}
+	if err := m.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := hr.running["old"]; ok {
+		t.Error("holder kept with holders off")
+	}
+	coldStart(t, m, hr, u, "proj")
+	if hr.holders != 0 || hr.lastJoin() != "" {
+		t.Errorf("holders off, yet %d made, last join %q", hr.holders, hr.lastJoin())
+	}
+}
+
+// A restart adopts its holders, keeping their last use, and removes
+// duplicates and those whose user or project is gone.
+func TestReconcileAdoptsHolders(t *testing.T) {
+	m, hr, clock, u := newHolderManager(t, time.Hour, 10)
+	ctx := context.Background()
+	coldStart(t, m, hr, u, "proj")    // the project exists; h1
+	m.holders = newNetHolders(m.deps) // a new gateway process
+	m.holders.now = clock.Now
+	labels := func(user string, uid int, project string) map[string]string {
+		return map[string]string{LabelUser: user, LabelUID: strconv.Itoa(uid), LabelProject: project, LabelInstance: "test",
+			LabelRole: RoleHolder, LabelCreated: clock.Now().Format(time.RFC3339)}
+	}
+	hr.mu.Lock()
+	hr.running["dup"] = runtime.ContainerSpec{Labels: labels(u.Name, u.UID, "proj")}
+	hr.running["nouser"] = runtime.ContainerSpec{Labels: labels("bob", 25002, "proj")}
+	hr.running["noproject"] = runtime.ContainerSpec{Labels: labels(u.Name, u.UID, "gone")}
+	hr.mu.Unlock()
+	if err := m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	for _, id := range []string{"h1", "dup", "nouser", "noproject"} {
+		if _, ok := hr.running[id]; ok {
+			left++
+		}
+	}
+	if left != 1 {
+		t.Fatalf("%d holders left after reconcile, want the one of proj", left)
+	}
+	joined := coldStart(t, m, hr, u, "proj")
+	if joined != "h1" && joined != "dup" {
+		t.Errorf("after a restart the cold start joined %q, want the adopted holder", joined)
+	}
+	if hr.holders != 1 {
+		t.Errorf("a restart made %d holders in all, want the adopted one only", hr.holders)
+	}
+	// Its linger runs from its last use (now, the retire), not from the restart.
+	clock.add(61 * time.Minute)
+	m.holders.sweep(ctx, m.busyKeys())
+	if _, ok := hr.running[joined]; ok {
+		t.Error("adopted holder outlived its linger")
+	}
+}
+
+// The early start (a verified key, before the session asks) joins the
+// project's holder too.
+func TestEarlyStartJoinsHolder(t *testing.T) {
+	m, hr, _, u := newHolderManager(t, time.Hour, 10)
+	coldStart(t, m, hr, u, "proj")
+	h := m.Prepare(u, "proj", Default)
+	waitFor(t, "the early launch", func() bool {
+		hr.mu.Lock()
+		defer hr.mu.Unlock()
+		return len(hr.joins) == 2
+	})
+	if got := hr.lastJoin(); got != "h1" {
+		t.Errorf("early start joined %q, want h1", got)
+	}
+	h.Abandon() // retires what it launched, at once
+	waitFor(t, "the early container's retire", func() bool { r, _, _ := hr.counts(); return r == 1 })
+	m.holders.wg.Wait()
+}
