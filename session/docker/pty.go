@@ -280,6 +280,18 @@ func (d *Docker) execPty(ctx context.Context, id string, spec runtime.ExecSpec) 
 	return &ptyProcess{execRef: execRef{d: d, id: execID}, master: master, peer: peer}, true, nil
 }
 
+// engineTTYCmd is cmd for the engine's terminal: behind a stty of the
+// size (rows > 0: for engines that ignore the size given at start) and of
+// the client's modes, which the gateway cannot set on a terminal it does
+// not hold. Without either, cmd as it is.
+func engineTTYCmd(cmd []string, rows, cols uint32, modes ptymodes.Modes) []string {
+	w, f := ptymodes.SttyWords(rows, cols, modes)
+	if w == "" {
+		return cmd
+	}
+	return append([]string{"/bin/sh", "-c", `w=$1; f=$2; shift 2; ` + ptymodes.SttyShell + `; exec "$@"`, "ds01-tty", w, f}, cmd...)
+}
+
 // posixShells are shells that run ttyShell's script.
 var posixShells = map[string]bool{"sh": true, "bash": true, "dash": true, "zsh": true, "ksh": true, "mksh": true, "ash": true, "yash": true}
 

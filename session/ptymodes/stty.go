@@ -2,6 +2,7 @@ package ptymodes
 
 import (
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,6 +54,23 @@ func SttyArgs(m Modes) []string {
 		w = append(w, map[uint32]string{unix.CS5: "cs5", unix.CS6: "cs6", unix.CS7: "cs7", unix.CS8: "cs8"}[csize])
 	}
 	return w
+}
+
+// SttyShell is a line of sh that sets a terminal from inside: stty with
+// the words of $w, then with those of $f alone when a stty refuses one of
+// $w (a BusyBox one, or a pty keeping CS8 without parity: stty checks
+// what it set); nothing when $w is empty. Splitting the words on spaces
+// with globbing off is safe: see SttyArgs.
+const SttyShell = `if [ -n "$w" ]; then IFS=' '; set -f; stty $w 2>/dev/null || { [ -z "$f" ] || stty $f 2>/dev/null; }; set +f; unset IFS; fi`
+
+// SttyWords are SttyShell's $w and $f for a terminal given modes, and
+// sized rows by cols unless either is 0.
+func SttyWords(rows, cols uint32, m Modes) (w, f string) {
+	if rows > 0 && cols > 0 {
+		f = "rows " + strconv.FormatUint(uint64(rows), 10) + " cols " + strconv.FormatUint(uint64(cols), 10)
+	}
+	w = strings.Join(append([]string{f}, SttyArgs(m)...), " ")
+	return strings.TrimSpace(w), f
 }
 
 // baudOf is the rate sshd would set for baud: itself if known, else 9600.

@@ -112,3 +112,20 @@ func termiosOf(t *testing.T, f *os.File) unix.Termios {
 	}
 	return *tio
 }
+
+func TestSttyWords(t *testing.T) {
+	for _, tc := range []struct {
+		rows, cols uint32
+		m          Modes
+		w, f       string
+	}{
+		{0, 0, nil, "", ""},
+		{24, 80, nil, "rows 24 cols 80", "rows 24 cols 80"},
+		{24, 0, Modes{{53, 0}}, "-echo", ""},
+		{24, 80, Modes{{53, 0}, {3, 8}}, "rows 24 cols 80 -echo erase ^H", "rows 24 cols 80"},
+	} {
+		if w, f := SttyWords(tc.rows, tc.cols, tc.m); w != tc.w || f != tc.f {
+			t.Errorf("SttyWords(%d, %d, %v) = %q, %q; want %q, %q", tc.rows, tc.cols, tc.m, w, f, tc.w, tc.f)
+		}
+	}
+}
