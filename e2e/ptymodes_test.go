@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -94,6 +96,34 @@ func TestPtyModes(t *testing.T) {
 			return err
 		})
 		check(t, got, []string{"echo", "erase = ^?"}, []string{"-echo"})
+	})
+
+	// OpenSSH sends its own terminal's modes: set some on a terminal of
+	// script(1)'s, then run ssh -tt on it.
+	t.Run("openssh_client", func(t *testing.T) {
+		if _, err := exec.LookPath("script"); err != nil {
+			t.Skip("no script(1) here")
+		}
+		var line strings.Builder
+		line.WriteString("stty erase ^H -echo iutf8 && exec ssh")
+		for _, a := range g.sshArgs(u.key, proj, "-tt", "stty", "-a") {
+			line.WriteString(" '" + strings.ReplaceAll(a, "'", `'\''`) + "'")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "script", "-qec", line.String(), "/dev/null")
+		cmd.Env = append(os.Environ(), "SHELL=/bin/sh")
+		in, err := cmd.StdinPipe() // held open: script ends at its input's EOF
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		got := " " + strings.Join(strings.Fields(strings.ReplaceAll(string(out), ";", " ")), " ") + " "
+		check(t, got, []string{"erase = ^H", "-echo", "iutf8", "icanon", "intr = ^C"}, []string{"echo", "-iutf8"})
 	})
 
 	// Closing the session's channel (the connection stays) hangs the
