@@ -106,7 +106,7 @@ func TestPtyModes(t *testing.T) {
 		}
 		var line strings.Builder
 		line.WriteString("stty erase ^H -echo iutf8 && exec ssh")
-		for _, a := range g.sshArgs(u.key, proj, "-tt", "stty", "-a") {
+		for _, a := range append(g.sshArgs(u.key, proj, "-tt"), "stty", "-a") {
 			line.WriteString(" '" + strings.ReplaceAll(a, "'", `'\''`) + "'")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
