@@ -16,6 +16,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/ds01/ds01-gateway/session"
+	"github.com/ds01/ds01-gateway/session/ptymodes"
 	"github.com/ds01/ds01-gateway/session/runtime"
 )
 
@@ -264,12 +265,21 @@ func (sc *sessionChan) run(ctx context.Context, r request) {
 	// copy them, and do the I/O below without the lock.
 	sc.mu.Lock()
 	spec := runtime.ExecSpec{Env: append([]string{"SSH_CONNECTION=" + sshConnection(sc.gctx)}, sc.env...)}
+	var modes string
 	if sc.pty != nil {
 		spec.Tty, spec.Rows, spec.Cols = true, sc.win.Rows, sc.win.Cols
 		spec.Env = append(spec.Env, "TERM="+sc.pty.Term)
+		modes = sc.pty.Modes
 	}
 	wantAgent := sc.agent
 	sc.mu.Unlock()
+	if spec.Tty {
+		// Modes sshd would not apply are ignored, as sshd ignores them;
+		// the session still gets its terminal.
+		if spec.Modes, err = ptymodes.Parse([]byte(modes)); err != nil {
+			log.Debug("pty modes ignored", "err", err)
+		}
+	}
 	if wantAgent {
 		sock, closeAgent, err := agentSocket(ctx, sc.conn, lease, log)
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -38,6 +37,7 @@ func (d *Docker) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (ru
 		return p, err
 	}
 	var size *[2]uint
+	var rows, cols uint32
 	if spec.Tty && spec.Rows > 0 && spec.Cols > 0 {
 		size = &[2]uint{uint(spec.Rows), uint(spec.Cols)}
 		opts.ConsoleSize = size
@@ -45,9 +45,11 @@ func (d *Docker) Exec(ctx context.Context, id string, spec runtime.ExecSpec) (ru
 			// Engines before API 1.42 (Debian's Docker 20.10) ignore the
 			// size at start, and a resize after start races with the
 			// program reading it: set it from inside, before the exec.
-			opts.Cmd = append([]string{"/bin/sh", "-c", `stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"`,
-				"ds01-tty", strconv.Itoa(int(spec.Rows)), strconv.Itoa(int(spec.Cols))}, spec.Cmd...)
+			rows, cols = spec.Rows, spec.Cols
 		}
+	}
+	if spec.Tty {
+		opts.Cmd = engineTTYCmd(spec.Cmd, rows, cols, spec.Modes)
 	}
 	created, err := d.cli.ContainerExecCreate(ctx, id, opts)
 	if err != nil {

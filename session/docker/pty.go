@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ds01/ds01-gateway/session/ptymodes"
 	"github.com/ds01/ds01-gateway/session/runtime"
 )
 
@@ -192,6 +193,27 @@ func setWinsize(f *os.File, rows, cols uint32) error {
 	return ierr
 }
 
+// setModes applies a client's terminal modes to the pty of peer, starting
+// from the terminal's own settings, as sshd does before the session starts.
+func setModes(peer *os.File, m ptymodes.Modes) error {
+	rc, err := peer.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ierr error
+	if err := rc.Control(func(fd uintptr) {
+		var t *unix.Termios
+		if t, ierr = unix.IoctlGetTermios(int(fd), unix.TCGETS); ierr != nil {
+			return
+		}
+		ptymodes.Apply(t, m)
+		ierr = unix.IoctlSetTermios(int(fd), unix.TCSETS, t)
+	}); err != nil {
+		return err
+	}
+	return ierr
+}
+
 // openSessionPty makes a pty for a session of the container, sized, with
 // its secondary side owned by uid. Errors mean the engine's own terminal
 // should be used instead.
@@ -242,6 +264,12 @@ func (d *Docker) execPty(ctx context.Context, id string, spec runtime.ExecSpec) 
 		peer.Close()
 		return nil, true, err
 	}
+	if len(spec.Modes) > 0 {
+		// As in sshd: a terminal that refuses the modes is still a terminal.
+		if err := setModes(peer, spec.Modes); err != nil {
+			d.log.Debug("pty modes", "container", id, "err", err)
+		}
+	}
 	// The shell opens the terminal, which becomes its controlling one, and
 	// replaces itself with the command, which keeps the exec's PID.
 	cmd := append([]string{ttyShell(spec.Cmd), "-c", `exec "$@" <>"$0" >&0 2>&0`, "/dev/pts/" + strconv.Itoa(n)}, spec.Cmd...)
@@ -250,6 +278,18 @@ func (d *Docker) execPty(ctx context.Context, id string, spec runtime.ExecSpec) 
 		return fail(err)
 	}
 	return &ptyProcess{execRef: execRef{d: d, id: execID}, master: master, peer: peer}, true, nil
+}
+
+// engineTTYCmd is cmd for the engine's terminal: behind a stty of the
+// size (rows > 0: for engines that ignore the size given at start) and of
+// the client's modes, which the gateway cannot set on a terminal it does
+// not hold. Without either, cmd as it is.
+func engineTTYCmd(cmd []string, rows, cols uint32, modes ptymodes.Modes) []string {
+	w, f := ptymodes.SttyWords(rows, cols, modes)
+	if w == "" {
+		return cmd
+	}
+	return append([]string{"/bin/sh", "-c", `w=$1; f=$2; shift 2; ` + ptymodes.SttyShell + `; exec "$@"`, "ds01-tty", w, f}, cmd...)
 }
 
 // posixShells are shells that run ttyShell's script.

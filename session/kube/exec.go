@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/exec"
 
+	"github.com/ds01/ds01-gateway/session/ptymodes"
 	"github.com/ds01/ds01-gateway/session/runtime"
 )
 
@@ -26,14 +27,16 @@ import (
 // the script: nothing a user controls is parsed by the shell):
 //
 //	$1 token: exported as DS01_EXEC, which marks the process for Signal
-//	$2 dir ("" to stay), $3 "1" to set the terminal size $4 rows, $5 cols,
-//	$6 the number of NAME=VALUE words that follow, then the command.
+//	$2 dir ("" to stay), $3 and $4 the stty words that set a terminal's
+//	size and the client's terminal modes, and the size alone (see
+//	ptymodes.SttyShell: made from numbers only), $5 the number of
+//	NAME=VALUE words that follow, then the command.
 //
 // The wrapper execs the command, so it keeps the wrapper's PID and its exit
 // status (a death by signal N is 128+N, as with Docker) is the exec's.
-const execScript = `export DS01_EXEC="$1"; d=$2; t=$3; r=$4; c=$5; n=$6; shift 6
+const execScript = `export DS01_EXEC="$1"; d=$2; w=$3; f=$4; n=$5; shift 5
+` + ptymodes.SttyShell + `
 while [ "$n" -gt 0 ]; do export "$1"; shift; n=$((n-1)); done
-if [ "$t" = 1 ]; then stty rows "$r" cols "$c" 2>/dev/null; fi
 if [ -n "$d" ]; then cd "$d" || exit 1; fi
 exec "$@"`
 
@@ -55,12 +58,12 @@ exit 3`
 // execArgv is the wrapped command line of spec, marked with token.
 func execArgv(spec runtime.ExecSpec, token string) []string {
 	env := validEnv(spec.Env)
-	tty, rows, cols := "0", "", ""
-	if spec.Tty && spec.Rows > 0 && spec.Cols > 0 {
-		tty, rows, cols = "1", strconv.Itoa(int(spec.Rows)), strconv.Itoa(int(spec.Cols))
+	var words, size string
+	if spec.Tty {
+		words, size = ptymodes.SttyWords(spec.Rows, spec.Cols, spec.Modes)
 	}
 	argv := make([]string, 0, 9+len(env)+len(spec.Cmd))
-	argv = append(argv, "/bin/sh", "-c", execScript, "ds01-exec", token, spec.Dir, tty, rows, cols, strconv.Itoa(len(env)))
+	argv = append(argv, "/bin/sh", "-c", execScript, "ds01-exec", token, spec.Dir, words, size, strconv.Itoa(len(env)))
 	argv = append(argv, env...)
 	return append(argv, spec.Cmd...)
 }

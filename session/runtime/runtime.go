@@ -10,6 +10,8 @@ import (
 	"net"
 	"syscall"
 	"time"
+
+	"github.com/ds01/ds01-gateway/session/ptymodes"
 )
 
 // IOMountPoint is where a container sees its ContainerSpec.IODir.
@@ -217,6 +219,9 @@ type ExecSpec struct {
 	Tty  bool
 	// Rows and Cols give the initial terminal size when Tty is set.
 	Rows, Cols uint32
+	// Modes are the client's terminal modes, set on the terminal before
+	// the process starts when Tty is set, as sshd sets them.
+	Modes ptymodes.Modes
 }
 
 // Process is a running exec. Output must be consumed with Stream; Wait
