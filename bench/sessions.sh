@@ -102,10 +102,10 @@ quantile() { # q: of seconds from microseconds on stdin, nearest rank
 }
 status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$GW_PID/status"; }
 # run_ns PID: nanoseconds on a CPU of all the process's live threads (schedstat).
-run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d", s}'; }
+run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
 # ctx_switches PID: context switches of all its live threads so far.
 ctx_switches() {
-	cat /proc/"$1"/task/*/status 2>/dev/null | awk '$1 ~ /ctxt_switches:$/ {s += $2} END {printf "%d", s}'
+	cat /proc/"$1"/task/*/status 2>/dev/null | awk '$1 ~ /ctxt_switches:$/ {s += $2} END {printf "%.0f", s}'
 }
 
 log "idle gateway: one session open, $LOGINS warm logins"
