@@ -3,15 +3,17 @@
 # BENCH_SESSIONS_LOGINS warm logins against it while one session is open
 # (the idle gateway), then has BENCH_SESSIONS_USERS users open
 # BENCH_SESSIONS_PER_USER non-terminal `sleep` sessions each (50 x 10), waits
-# until every sleep runs, and reads over BENCH_SESSIONS_WINDOW seconds the
-# gateway's CPU time (/proc/<pid>/stat), its RSS and threads, and dockerd's
-# CPU time (informational: what the gateway asks of the engine while idle).
+# until every sleep runs, and reads over BENCH_IDLE_SECS seconds the
+# gateway's CPU time (/proc/<pid>/stat, and its threads' schedstat for
+# nanoseconds), its context switches per second, RSS and threads, and
+# dockerd's CPU time (what the gateway asks of the engine while idle).
 # Then times the same warm logins again with all those sessions open.
 # Prints one line of key=value pairs; bench/run.sh turns it into rows.
 # Runs alone too (root, Docker; run make build first).
 #
 # Env: BENCH_SESSIONS_USERS (50), BENCH_SESSIONS_PER_USER (10),
-#      BENCH_SESSIONS_WINDOW (seconds, 30), BENCH_SESSIONS_LOGINS (40),
+#      BENCH_IDLE_SECS (the idle window, 120 s: a clock tick is 0.08 % of a
+#      core over it; BENCH_SESSIONS_WINDOW is its older name), BENCH_SESSIONS_LOGINS (40),
 #      BENCH_SESSIONS_PARALLEL (10 users launched at a time),
 #      BENCH_SESSIONS_UID (27600: users get uids from there up),
 #      BENCH_SESSIONS_PORT (first free from 2400), BENCH_SESSIONS_LOG (a
@@ -22,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS="${BENCH_SESSIONS_USERS:-50}"
 PER="${BENCH_SESSIONS_PER_USER:-10}"
-WINDOW="${BENCH_SESSIONS_WINDOW:-30}"
+WINDOW="${BENCH_IDLE_SECS:-${BENCH_SESSIONS_WINDOW:-120}}"
 LOGINS="${BENCH_SESSIONS_LOGINS:-40}"
 PARALLEL="${BENCH_SESSIONS_PARALLEL:-10}"
 UID0="${BENCH_SESSIONS_UID:-27600}"
@@ -99,6 +101,12 @@ quantile() { # q: of seconds from microseconds on stdin, nearest rank
 	sort -n | awk -v q="$1" '{a[NR]=$1} END {i=int(q*NR+0.999999); if (i<1) i=1; printf "%.3f", a[i]/1e6}'
 }
 status_kib() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$GW_PID/status"; }
+# run_ns PID: nanoseconds on a CPU of all the process's live threads (schedstat).
+run_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+# ctx_switches PID: context switches of all its live threads so far.
+ctx_switches() {
+	cat /proc/"$1"/task/*/status 2>/dev/null | awk '$1 ~ /ctxt_switches:$/ {s += $2} END {printf "%.0f", s}'
+}
 
 log "idle gateway: one session open, $LOGINS warm logins"
 ssh_as 0 "$SLEEP" </dev/null >/dev/null 2>&1 &
@@ -128,24 +136,34 @@ sleep 5
 DOCKERD=$(pgrep -x -o dockerd || true)
 CLK_TCK=$(getconf CLK_TCK)
 a=$(cpu_ticks "$GW_PID")
+na=$(run_ns "$GW_PID")
+ca=$(ctx_switches "$GW_PID")
 [ -n "$DOCKERD" ] && da=$(cpu_ticks "$DOCKERD")
 sleep "$WINDOW"
 b=$(cpu_ticks "$GW_PID")
+nb=$(run_ns "$GW_PID")
+cb=$(ctx_switches "$GW_PID")
 [ -n "$DOCKERD" ] && db=$(cpu_ticks "$DOCKERD")
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)
 RSS=$(status_kib VmRSS)
 THREADS=$(status_kib Threads)
 n=$(running_sleeps)
 [ "$n" -ge "$SESSIONS" ] || die "only $n of $SESSIONS sessions still run after the window"
 core=$(awk -v d=$((b - a)) -v hz="$CLK_TCK" -v w="$WINDOW" 'BEGIN {printf "%.5f", d/hz/w}')
+# Threads that ended within the window take their schedstat with them:
+# ns_core is a lower bound, the ticks are the figure.
+ns_core=$(awk -v d=$((nb - na)) -v w="$WINDOW" 'BEGIN {printf "%.5f", d/1e9/w}')
+csw=$(awk -v d=$((cb - ca)) -v w="$WINDOW" 'BEGIN {printf "%.1f", d/w}')
 dcore=na
 [ -n "$DOCKERD" ] && dcore=$(awk -v d=$((db - da)) -v hz="$CLK_TCK" -v w="$WINDOW" 'BEGIN {printf "%.5f", d/hz/w}')
-log "gateway $((b - a)) ticks in $WINDOW s ($core of a core), dockerd $dcore; RSS $((RSS / 1024)) MiB, $THREADS threads"
+log "gateway $((b - a)) ticks in $WINDOW s ($core of a core; schedstat $ns_core), $csw context switches/s, dockerd $dcore;" \
+	"RSS $((RSS / 1024)) MiB, $THREADS threads; load $LOAD"
 
 log "$LOGINS warm logins with $SESSIONS sessions open"
 logins >"$TMP/busy.us"
 
 per=$(awk -v r="$RSS" -v i="$RSS_IDLE" -v n="$SESSIONS" 'BEGIN {printf "%.3f", (r-i)/1024/n}')
-echo "sessions=$SESSIONS users=$USERS launch_s=$LAUNCH_S window_s=$WINDOW core=$core dockerd_core=$dcore" \
+echo "sessions=$SESSIONS users=$USERS launch_s=$LAUNCH_S window_s=$WINDOW core=$core ns_core=$ns_core csw_per_s=$csw dockerd_core=$dcore load=$LOAD" \
 	"rss_mib=$((RSS / 1024)) rss_idle_mib=$((RSS_IDLE / 1024)) rss_per_session_mib=$per threads=$THREADS" \
 	"login_idle_p50=$(quantile 0.5 <"$TMP/idle.us") login_idle_p99=$(quantile 0.99 <"$TMP/idle.us")" \
 	"login_p50=$(quantile 0.5 <"$TMP/busy.us") login_p99=$(quantile 0.99 <"$TMP/busy.us")"

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ds01/ds01-gateway/session/gpu"
@@ -58,6 +59,12 @@ type Reaper struct {
 	mu       sync.Mutex
 	tracked  map[string]*tracked // by container ID
 	pressure bool
+
+	// kick wakes Run when a container becomes detached, so that Run need
+	// not wake often while none is.
+	kick chan struct{}
+	// wakes counts Run's wake-ups (tests: an idle reaper must not wake).
+	wakes atomic.Int64
 }
 
 // tracked is the reaper's view of one container.
@@ -76,28 +83,32 @@ type tracked struct {
 
 func newReaper(m *Manager, log *slog.Logger) *Reaper {
 	cfg := m.cfg.Lifecycle
-	r := &Reaper{m: m, cfg: cfg, sampler: cfg.Sampler, log: log, tracked: map[string]*tracked{}, exempt: exemptionsFile{path: cfg.ExemptionsFile}}
+	r := &Reaper{m: m, cfg: cfg, sampler: cfg.Sampler, log: log, tracked: map[string]*tracked{}, kick: make(chan struct{}, 1), exempt: exemptionsFile{path: cfg.ExemptionsFile}}
 	if m.cfg.Alloc != nil {
 		m.cfg.Alloc.SetQueueBound(r.queueBound)
 	}
 	return r
 }
 
-// Run sweeps until ctx ends. Detached containers are looked at more often
-// than the full sweep, as their retire must follow the end of their work
+// Run sweeps every CheckInterval until ctx ends. Detached containers are
+// looked at more often, as their retire must follow the end of their work
 // within the grace; counting their processes is one read of cgroup.procs.
+// While none is detached Run sleeps until the next full sweep: an idle
+// gateway's reaper wakes once a check interval, whatever it holds.
 func (r *Reaper) Run(ctx context.Context) {
 	if r.cfg.CheckInterval <= 0 {
 		return
 	}
 	fast := min(r.cfg.CheckInterval, max(r.m.cfg.RetireAfter/2, 500*time.Millisecond))
-	t := time.NewTicker(fast)
-	defer t.Stop()
 	next := time.Now().Add(r.cfg.CheckInterval)
+	t := time.NewTimer(r.cfg.CheckInterval)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-r.kick:
+			// A container became detached: its first look is due within fast.
 		case now := <-t.C:
 			if !now.Before(next) {
 				next = now.Add(r.cfg.CheckInterval)
@@ -106,7 +117,26 @@ func (r *Reaper) Run(ctx context.Context) {
 				r.sweepDetached(ctx)
 			}
 		}
+		r.wakes.Add(1)
+		wait := time.Until(next)
+		if r.anyDetached() {
+			wait = min(wait, fast)
+		}
+		t.Reset(max(wait, 0))
 	}
+}
+
+// anyDetached reports whether a container is detached and not stopping:
+// whether Run must look between its full sweeps.
+func (r *Reaper) anyDetached() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range r.tracked {
+		if t.detached && !t.stopping {
+			return true
+		}
+	}
+	return false
 }
 
 // live is one container the sweep looks at.

@@ -37,6 +37,10 @@ func (r *Reaper) holdsWork(ctx context.Context, e *entry) bool {
 		r.m.event(ctx, store.Event{Type: "container.detached", User: sn.user.Name, Project: e.project, Container: sn.id, Details: fmt.Sprintf("%d user process(es) running", n)})
 		r.log.Info("container detached: user processes still run", "user", sn.user.Name, "project", e.project, "container", short(sn.id), "processes", n)
 		r.persist(ctx, sn.id, t)
+		select {
+		case r.kick <- struct{}{}:
+		default: // Run has one wake-up pending already
+		}
 	}
 	return true
 }

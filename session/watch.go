@@ -3,15 +3,38 @@ package session
 import (
 	"context"
 	"time"
+
+	"github.com/ds01/ds01-gateway/session/runtime"
 )
 
+// safetySweep is how often the engine is listed when its event stream
+// tells of every stop: the sweep is only for events the stream lost. A
+// listing of every container costs the engine more than anything else the
+// gateway asks of it while idle.
+const safetySweep = 5 * time.Minute
+
 // Watch notices containers that died on their own or that an admin
-// removed (docker rm -f), every interval until ctx ends, and retires them
-// so their GPUs go back to the queue at once rather than at the next login.
+// removed (docker rm -f), and retires them so their GPUs go back to the
+// queue at once rather than at the next login. A runtime with an event
+// stream (runtime.StopWatcher) tells of each stop as it happens, with a
+// sweep every safetySweep (or interval, if longer) and at each reconnect;
+// any other is swept every interval. It runs until ctx ends; an interval of
+// 0 turns it off.
 func (m *Manager) Watch(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
 		return
 	}
+	sw, ok := m.rt.(runtime.StopWatcher)
+	if !ok {
+		m.sweepEvery(ctx, interval)
+		return
+	}
+	go m.sweepEvery(ctx, max(interval, safetySweep))
+	m.followStops(ctx, sw)
+}
+
+// sweepEvery sweeps every interval until ctx ends.
+func (m *Manager) sweepEvery(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -55,10 +78,16 @@ func (m *Manager) sweepDead(ctx context.Context) {
 		if running[id] || !e.mu.TryLock() {
 			continue // alive, or a retire is under way: next round
 		}
-		if sn := e.snap.Load(); sn != nil && sn.id == id {
-			m.log.Warn("container gone", "user", sn.user.Name, "project", e.project, "container", short(sn.id))
-			m.retireLocked(ctx, e, "stopped outside the gateway")
-		}
+		m.retireGone(ctx, e, id)
 		e.mu.Unlock()
+	}
+}
+
+// retireGone retires e's container if it is still id, which the engine
+// says stopped; e.mu is held.
+func (m *Manager) retireGone(ctx context.Context, e *entry, id string) {
+	if sn := e.snap.Load(); sn != nil && sn.id == id {
+		m.log.Warn("container gone", "user", sn.user.Name, "project", e.project, "container", short(sn.id))
+		m.retireLocked(ctx, e, "stopped outside the gateway")
 	}
 }

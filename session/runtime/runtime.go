@@ -47,6 +47,21 @@ type Runtime interface {
 	Listen(ctx context.Context, containerID, network, address string) (net.Listener, error)
 }
 
+// StopWatcher is what a runtime with an event stream offers besides
+// Runtime: it reports containers as they stop, so that the session layer
+// need not list every container periodically to find the dead ones. It is
+// optional; a runtime without it is swept by listing.
+type StopWatcher interface {
+	// WatchStops follows the stops of the containers carrying every label
+	// given (label=value, or the key alone for ""). It calls ready once the
+	// stream is open, so that the caller can look for what stopped before
+	// (a sweep), then stopped with the ID of each container that died, was
+	// removed or hit its memory limit (it may still run: the caller checks),
+	// until ctx ends or the stream breaks; it returns why it ended. Neither
+	// callback may block for long: the stream waits for them.
+	WatchStops(ctx context.Context, labels map[string]string, ready func(), stopped func(id string)) error
+}
+
 // Usage is one container's resource use as its cgroup counts it.
 type Usage struct {
 	CPU       time.Duration // cumulative CPU time of every process of the container
