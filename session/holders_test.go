@@ -65,7 +65,7 @@ func newHolderManager(t *testing.T, linger time.Duration, max int) (*Manager, *h
 	t.Helper()
 	hr := &holderRuntime{memRuntime: newMem()}
 	m, u := newTestManager(t, hr.memRuntime, time.Hour)
-	m.deps.rt = hr
+	m.rt = hr
 	m.cfg.NetworkLinger, m.cfg.NetworkHoldersMax = linger, max
 	m.holders = newNetHolders(m.deps)
 	clock := &fakeClock{t: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}

@@ -26,15 +26,24 @@ func (m *Manager) Watch(ctx context.Context, interval time.Duration) {
 	}
 	sw, ok := m.rt.(runtime.StopWatcher)
 	if !ok {
-		m.sweepEvery(ctx, interval)
+		m.every(ctx, interval, func() {
+			m.holders.sweep(ctx, m.busyKeys())
+			m.sweepDead(ctx)
+		})
 		return
 	}
-	go m.sweepEvery(ctx, max(interval, safetySweep))
+	if m.holders.on() {
+		// A holder's linger runs on the gateway's clock, not on an engine
+		// event, so it keeps the interval; the look is in memory, the
+		// engine is asked only to remove one.
+		go m.every(ctx, interval, func() { m.holders.sweep(ctx, m.busyKeys()) })
+	}
+	go m.every(ctx, max(interval, safetySweep), func() { m.sweepDead(ctx) })
 	m.followStops(ctx, sw)
 }
 
-// sweepEvery sweeps every interval until ctx ends.
-func (m *Manager) sweepEvery(ctx context.Context, interval time.Duration) {
+// every calls f every interval until ctx ends.
+func (m *Manager) every(ctx context.Context, interval time.Duration, f func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -43,8 +52,7 @@ func (m *Manager) sweepEvery(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		m.holders.sweep(ctx, m.busyKeys())
-		m.sweepDead(ctx)
+		f()
 	}
 }
 
