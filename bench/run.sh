@@ -112,27 +112,17 @@ sshd_start "$SSHD_PORT"
 # The project's container, not its network holder (whose ds01.role is set).
 containers() { docker ps -a -q --filter "label=ds01.uid=$BUID" --filter "label=ds01.project=$PROJ" --filter "label=ds01.role="; }
 holder() { docker ps -q --filter "label=ds01.uid=$BUID" --filter "label=ds01.project=$PROJ" --filter "label=ds01.role=netholder"; }
-wait_holder() {
+# wait_for CMD MSG: until CMD succeeds, for up to 30 s, else die with MSG.
+wait_for() {
 	for _ in $(seq 1 300); do
-		[ -n "$(holder)" ] && return 0
+		eval "$1" && return 0
 		sleep 0.1
 	done
-	die "no network holder 30s after the first login"
+	die "$2"
 }
-wait_gone() {
-	for _ in $(seq 1 300); do
-		[ -z "$(containers)" ] && return 0
-		sleep 0.1
-	done
-	die "container still there 30s after logout (retire_after 0s)"
-}
-wait_running() {
-	for _ in $(seq 1 300); do
-		[ -n "$(docker ps -q --filter "label=ds01.uid=$BUID" --filter "label=ds01.project=$PROJ")" ] && return 0
-		sleep 0.1
-	done
-	die "no running container 30s after login"
-}
+wait_holder() { wait_for '[ -n "$(holder)" ]' "no network holder 30s after the first login"; }
+wait_gone() { wait_for '[ -z "$(containers)" ]' "container still there 30s after logout (retire_after 0s)"; }
+wait_running() { wait_for '[ -n "$(docker ps -q --filter "label=ds01.uid=$BUID" --filter "label=ds01.project=$PROJ")" ]' "no running container 30s after login"; }
 stream() { "$@" "head -c $STREAM_BYTES /dev/zero"; }
 check_stream() { # once, untimed: a stream cut short would look fast
 	local n

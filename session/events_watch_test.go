@@ -51,6 +51,22 @@ func followForTest(t *testing.T, m *Manager, f *fakeStops) {
 	})
 }
 
+// attachFollowed is a manager that follows a fake event stream, with one
+// session attached to project p.
+func attachFollowed(t *testing.T) (*memRuntime, *Manager, *fakeStops, *Lease) {
+	t.Helper()
+	rt := newMem()
+	m, u := newTestManager(t, rt, time.Hour)
+	f := newFakeStops()
+	followForTest(t, m, f)
+	l, err := m.Attach(context.Background(), u, "p", Default, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Release)
+	return rt, m, f, l
+}
+
 func retiredWithin(l *Lease, d time.Duration) bool {
 	select {
 	case <-l.Retired():
@@ -63,16 +79,7 @@ func retiredWithin(l *Lease, d time.Duration) bool {
 // A container killed outside the gateway (docker kill) is retired as soon
 // as the engine's event arrives, with no sweep: its sessions hear why.
 func TestStopEventRetiresAtOnce(t *testing.T) {
-	rt := newMem()
-	m, u := newTestManager(t, rt, time.Hour)
-	f := newFakeStops()
-	followForTest(t, m, f)
-	ctx := context.Background()
-	l, err := m.Attach(ctx, u, "p", Default, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
+	rt, m, f, l := attachFollowed(t)
 	id := l.ContainerID()
 	rt.mu.Lock()
 	delete(rt.running, id) // died: the engine lists it stopped
@@ -93,16 +100,7 @@ func TestStopEventRetiresAtOnce(t *testing.T) {
 // An OOM event whose container still runs (a child was killed, not the
 // init) and events for containers the gateway does not hold change nothing.
 func TestStopEventSparesARunningContainer(t *testing.T) {
-	rt := newMem()
-	m, u := newTestManager(t, rt, time.Hour)
-	f := newFakeStops()
-	followForTest(t, m, f)
-	ctx := context.Background()
-	l, err := m.Attach(ctx, u, "p", Default, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
+	rt, _, f, l := attachFollowed(t)
 	f.stops <- l.ContainerID()
 	f.stops <- "someone-elses"
 	if retiredWithin(l, 300*time.Millisecond) {
@@ -116,16 +114,7 @@ func TestStopEventSparesARunningContainer(t *testing.T) {
 // A stop that happened while the stream was broken (the engine restarted)
 // is found by the sweep that follows the reconnect.
 func TestStopMissedWhileDisconnectedIsSwept(t *testing.T) {
-	rt := newMem()
-	m, u := newTestManager(t, rt, time.Hour)
-	f := newFakeStops()
-	followForTest(t, m, f)
-	ctx := context.Background()
-	l, err := m.Attach(ctx, u, "p", Default, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Release()
+	rt, _, f, l := attachFollowed(t)
 	f.breaks <- errors.New("engine restarted")
 	rt.mu.Lock()
 	delete(rt.running, l.ContainerID()) // no event for it
