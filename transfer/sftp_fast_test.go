@@ -301,3 +301,42 @@ func TestFastInterleavedRequests(t *testing.T) {
 		}
 	}
 }
+
+// Truncated or lying requests on the fast path (a hostile client) get
+// BAD_MESSAGE, touch nothing, and the session goes on.
+func TestFastMalformedRequests(t *testing.T) {
+	f := newFixture(t)
+	writeWS(t, f, "a", []byte("abc"))
+	s := startFast(t, f)
+	h := s.open(t, "a", 0x01|0x02)
+	bad := []struct {
+		name   string
+		typ    byte
+		fields []any
+	}{
+		{"OPEN without flags", fxpOpen, []any{"new"}},
+		{"READ without offset", fxpRead, []any{h}},
+		{"READ without length", fxpRead, []any{h, uint32(0), uint32(0)}},
+		{"WRITE without offset", fxpWrite, []any{h, uint32(0)}},
+		{"WRITE whose data is longer than the packet", fxpWrite, []any{h, uint32(0), uint32(0), uint32(1 << 30)}},
+	}
+	for _, b := range bad {
+		s.c.send(t, b.typ, b.fields...)
+		if code, _ := s.status(t); code != fxBadMessage {
+			t.Errorf("%s: status %d, want BAD_MESSAGE", b.name, code)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(f.ws, "new")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a truncated OPEN made the file: %v", err)
+	}
+	s.c.send(t, fxpRead, h, uint32(0), uint32(0), uint32(10))
+	if typ, body := s.c.recv(t); typ != fxpData {
+		t.Fatalf("read after the bad requests: packet %d %q, want DATA", typ, body)
+	} else if got, _, _ := str(body[4:]); got != "abc" {
+		t.Fatalf("read after the bad requests: %q, want abc", got)
+	}
+	s.c.send(t, fxpClose, h)
+	if code, _ := s.status(t); code != fxOK {
+		t.Fatalf("close: status %d", code)
+	}
+}
