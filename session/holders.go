@@ -94,6 +94,13 @@ func (h *netHolders) failed(k key, id string, err error) {
 	h.remove(context.Background(), id, "join failed")
 }
 
+// holderRunning reports whether the holder id still runs; an engine that
+// cannot say counts as no.
+func (m *Manager) holderRunning(ctx context.Context, id string) bool {
+	running, err := m.rt.Running(ctx, id)
+	return err == nil && running
+}
+
 // used records a use of k's project now: its container retired.
 func (h *netHolders) used(k key) {
 	if !h.on() {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ type holderRuntime struct {
 	*memRuntime
 	holders int
 	joins   []string // NetworkHolder of each launch
+	fail    error    // the next Launch fails with it
 }
 
 func (r *holderRuntime) LaunchHolder(_ context.Context, spec runtime.HolderSpec) (string, error) {
@@ -35,7 +37,12 @@ func (r *holderRuntime) Launch(ctx context.Context, spec runtime.ContainerSpec) 
 	r.mu.Lock()
 	r.joins = append(r.joins, spec.NetworkHolder)
 	_, ok := r.running[spec.NetworkHolder]
+	fail := r.fail
+	r.fail = nil
 	r.mu.Unlock()
+	if fail != nil {
+		return "", fail
+	}
 	if spec.NetworkHolder != "" && !ok {
 		return "", errors.New("no such container: " + spec.NetworkHolder)
 	}
@@ -133,6 +140,26 @@ func TestHolderGoneFallsBack(t *testing.T) {
 	}
 	if got := coldStart(t, m, hr, u, "proj"); got != "h2" {
 		t.Errorf("joined %q, want the new holder h2", got)
+	}
+}
+
+// A launch that fails for a reason of its own, while the holder runs,
+// reports that failure: no second launch, and the holder stays.
+func TestHolderKeptWhenLaunchFailsOtherwise(t *testing.T) {
+	m, hr, _, u := newHolderManager(t, time.Hour, 10)
+	coldStart(t, m, hr, u, "proj")
+	hr.mu.Lock()
+	hr.fail = errors.New("image not found")
+	hr.mu.Unlock()
+	_, err := m.Attach(context.Background(), u, "proj", Default, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "image not found") {
+		t.Fatalf("attach: %v, want the launch's own error", err)
+	}
+	if len(hr.joins) != 2 || hr.joins[1] != "h1" {
+		t.Fatalf("launches %q: want one, joined to h1", hr.joins)
+	}
+	if got := coldStart(t, m, hr, u, "proj"); got != "h1" {
+		t.Errorf("joined %q, want the holder kept (h1)", got)
 	}
 }
 

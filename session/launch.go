@@ -147,9 +147,10 @@ func (m *Manager) startContainer(ctx context.Context, e *entry, u store.User, ws
 	k := key{u.UID, e.project}
 	spec.NetworkHolder = m.holders.join(k)
 	id, err := m.rt.Launch(ctx, spec)
-	if err != nil && spec.NetworkHolder != "" && ctx.Err() == nil {
+	if err != nil && spec.NetworkHolder != "" && ctx.Err() == nil && !m.holderRunning(ctx, spec.NetworkHolder) {
 		// The holder died or an admin removed it: launch as without one,
-		// once; a new holder follows.
+		// once; a new holder follows. A launch that failed for another
+		// reason (the image, the limits) keeps its error and the holder.
 		m.holders.failed(k, spec.NetworkHolder, err)
 		spec.NetworkHolder = ""
 		id, err = m.rt.Launch(ctx, spec)
