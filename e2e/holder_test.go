@@ -215,3 +215,46 @@ func TestHolderPurge(t *testing.T) {
 		t.Errorf("network not removed:\n%s", out)
 	}
 }
+
+// A new project's first login builds its image, and the holder is made
+// during the build: that first container already joins it.
+func TestHolderFirstLoginJoins(t *testing.T) {
+	g := startGateway(t, gwOpts{})
+	u := g.addUser(t, "nia", 28506, 28506)
+	b := g.startSSH(t, u, "np", "echo up; sleep 60")
+	b.waitOutput(t, "up", timeoutLong)
+	defer b.stop()
+	hs := waitHolders(t, u.uid, "np", 1, timeoutShort)
+	ids := containers(t, u.uid, "np")
+	if len(ids) != 1 {
+		t.Fatalf("containers %v", ids)
+	}
+	if mode := docker(t, "inspect", "-f", "{{.HostConfig.NetworkMode}}", ids[0]); mode != "container:"+hs[0] {
+		t.Errorf("first login's NetworkMode %q, want container:%s (the holder made during the build)", mode, hs[0])
+	}
+}
+
+// After a host reboot (every holder gone while the gateway was down) the
+// gateway makes the holders of the projects used lately again at start,
+// so their first cold login joins one.
+func TestHolderWarmAfterReboot(t *testing.T) {
+	g := startGateway(t, gwOpts{})
+	u := g.addUser(t, "ola", 28507, 28507)
+	old := firstColdStart(t, g, u, "wp")
+	g.stop(t)
+	docker(t, "rm", "-f", old)
+	g.start(t)
+	hs := waitHolders(t, u.uid, "wp", 1, timeoutShort)
+	if hs[0] == old {
+		t.Fatalf("holder %s survived its removal", old)
+	}
+	b := g.startSSH(t, u, "wp", "echo up; sleep 60")
+	b.waitOutput(t, "up", timeoutLong)
+	defer b.stop()
+	if mode := docker(t, "inspect", "-f", "{{.HostConfig.NetworkMode}}", containers(t, u.uid, "wp")[0]); mode != "container:"+hs[0] {
+		t.Errorf("cold login after the reboot: NetworkMode %q, want container:%s", mode, hs[0])
+	}
+	if ids := holders(t, u.uid, ""); len(ids) != 1 {
+		t.Errorf("holders %v, want the one made at start", ids)
+	}
+}

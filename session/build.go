@@ -184,6 +184,10 @@ func (im *Images) UpdateImage(ctx context.Context, u store.User, project string,
 		return BuildResult{}, err
 	}
 	built = true
+	// The project's next cold start follows the build, often at once (a
+	// login that builds a new project's image): its network holder is
+	// made meanwhile, so that start need not set up the network.
+	im.containers.holders.ensure(u, project, im.containers.busyKeys)
 	res, err := im.buildLocked(ctx, u, project, ws, df, bases, c, out)
 	if err != nil {
 		var be *BuildError
@@ -278,16 +282,14 @@ func (im *Images) buildLocked(ctx context.Context, u store.User, project string,
 func (im *Images) buildSpec(ctx context.Context, u store.User, ref string, bases []string, c Change) runtime.BuildSpec {
 	lim, _ := im.limits.of(u)
 	return runtime.BuildSpec{
-		Ref:     ref,
-		NoCache: c.NoCache,
-		Limits:  im.limits.container(lim),
-		Network: userNetwork(u),
-		NetworkLabels: map[string]string{
-			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: im.cfg.Instance,
-		},
-		Group:     "u" + strconv.Itoa(u.UID),
-		Bases:     bases,
-		CheckBase: im.checkBase(ctx, u),
+		Ref:           ref,
+		NoCache:       c.NoCache,
+		Limits:        im.limits.container(lim),
+		Network:       userNetwork(u),
+		NetworkLabels: im.userNetworkLabels(u),
+		Group:         "u" + strconv.Itoa(u.UID),
+		Bases:         bases,
+		CheckBase:     im.checkBase(ctx, u),
 	}
 }
 

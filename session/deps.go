@@ -59,6 +59,12 @@ func (d *deps) containerLabels(u store.User, project string, created time.Time, 
 // each other, never another user's.
 func userNetwork(u store.User) string { return fmt.Sprintf("ds01-u%d", u.UID) }
 
+// userNetworkLabels are the labels of the user's network: whoever creates
+// it (a launch, a build, a holder) sets them, and a removal checks them.
+func (d *deps) userNetworkLabels(u store.User) map[string]string {
+	return map[string]string{LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: d.cfg.Instance}
+}
+
 func containerName(user, project string) string {
 	var b [3]byte
 	rand.Read(b[:])

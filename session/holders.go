@@ -18,10 +18,17 @@ import (
 // Network holders (runtime.NetworkHolders) make a project's next cold
 // start cheap: its container joins the namespace a holder keeps on the
 // user's network instead of paying Docker's network setup. The policy:
-//   - a launch joins the project's holder when there is one; when there
-//     is none it launches as before, on the network, and a holder is made
-//     in the background afterwards, for the next cold start: the first
-//     launch never waits for it;
+//   - a launch joins the project's holder when there is one, waiting a
+//     little for one being made; when there is none it launches as
+//     before, on the network, and a holder is made in the background
+//     afterwards, for the next cold start: no launch waits for a holder
+//     that is not already under way;
+//   - a holder is made ahead of use too: when the project's image is
+//     built (a new project's first login builds it, and a build that
+//     takes longer than a holder's start leaves it ready), and at start
+//     for the projects used within NetworkLinger (a host reboot took
+//     their holders), so that their first cold start is no slower than
+//     the next;
 //   - a holder lingers for NetworkLinger after its project's last use
 //     (its container running, or retired), then goes, in the watch loop;
 //   - at most NetworkHoldersMax exist: the least recently used unused one
@@ -36,15 +43,23 @@ const RoleHolder = "netholder"
 // holderTimeout bounds a holder's launch or removal.
 const holderTimeout = time.Minute
 
+// holderJoinWait bounds how long a launch waits for its project's holder
+// being made. The holder has been paying Docker's network setup since it
+// began, so waiting costs at most what launching without it would; the
+// bound is for an engine that got stuck.
+const holderJoinWait = 3 * time.Second
+
 // netHolders is the set of this gateway's network holders.
 type netHolders struct {
 	*deps
 	rt  runtime.NetworkHolders // nil when off
 	now func() time.Time
 
-	mu       sync.Mutex
-	byKey    map[key]*holder
-	starting map[key]bool
+	mu    sync.Mutex
+	byKey map[key]*holder
+	// starting are the holders being made; each channel closes when its
+	// launch ends, either way.
+	starting map[key]chan struct{}
 	// wg counts the background launches, for tests.
 	wg sync.WaitGroup
 }
@@ -55,7 +70,7 @@ type holder struct {
 }
 
 func newNetHolders(d *deps) *netHolders {
-	h := &netHolders{deps: d, now: time.Now, byKey: map[key]*holder{}, starting: map[key]bool{}}
+	h := &netHolders{deps: d, now: time.Now, byKey: map[key]*holder{}, starting: map[key]chan struct{}{}}
 	if nh, ok := d.rt.(runtime.NetworkHolders); ok && d.cfg.NetworkLinger > 0 {
 		h.rt = nh
 	}
@@ -66,12 +81,24 @@ func newNetHolders(d *deps) *netHolders {
 func (h *netHolders) on() bool { return h.rt != nil }
 
 // join returns the ID of k's holder for a launch to join, "" for none,
-// and counts the launch as a use.
-func (h *netHolders) join(k key) string {
+// and counts the launch as a use. A holder being made is waited for, up
+// to holderJoinWait.
+func (h *netHolders) join(ctx context.Context, k key) string {
 	if !h.on() {
 		return ""
 	}
 	h.mu.Lock()
+	if made := h.starting[k]; made != nil {
+		h.mu.Unlock()
+		t := time.NewTimer(holderJoinWait)
+		select {
+		case <-made:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		h.mu.Lock()
+	}
 	defer h.mu.Unlock()
 	hd := h.byKey[k]
 	if hd == nil {
@@ -117,33 +144,78 @@ func (h *netHolders) used(k key) {
 // under the cap first; busy says which projects' containers run (their
 // holders are never evicted).
 func (h *netHolders) ensure(u store.User, project string, busy func() map[key]bool) {
+	if made := h.begin(key{u.UID, project}); made != nil {
+		go h.make(u, project, made, time.Time{}, func(ctx context.Context) (string, error) {
+			return h.launch(ctx, u, project, busy)
+		})
+	}
+}
+
+// begin marks k's holder as being made and returns the channel to close
+// when that ends; nil when holders are off or k has one, made or being
+// made.
+func (h *netHolders) begin(k key) chan struct{} {
 	if !h.on() {
-		return
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.byKey[k] != nil || h.starting[k] != nil {
+		return nil
+	}
+	made := make(chan struct{})
+	h.starting[k] = made
+	h.wg.Add(1)
+	return made
+}
+
+// make runs launch for the holder begin marked, and records it as used
+// at lastUse, or now when that is zero.
+func (h *netHolders) make(u store.User, project string, made chan struct{}, lastUse time.Time, launch func(context.Context) (string, error)) {
+	defer h.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), holderTimeout)
+	defer cancel()
+	id, err := launch(ctx)
+	if err == nil && h.userGone(ctx, u) {
+		h.dropForGoneUser(ctx, u, id)
+		err = errUserGone
 	}
 	k := key{u.UID, project}
 	h.mu.Lock()
-	if h.byKey[k] != nil || h.starting[k] {
-		h.mu.Unlock()
-		return
+	delete(h.starting, k)
+	close(made)
+	if lastUse.IsZero() {
+		lastUse = h.now()
 	}
-	h.starting[k] = true
-	h.wg.Add(1)
+	if err == nil {
+		h.byKey[k] = &holder{id: id, lastUse: lastUse}
+	}
 	h.mu.Unlock()
-	go func() {
-		defer h.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), holderTimeout)
-		defer cancel()
-		id, err := h.launch(ctx, u, project, busy)
-		h.mu.Lock()
-		delete(h.starting, k)
-		if err == nil {
-			h.byKey[k] = &holder{id: id, lastUse: h.now()}
-		}
-		h.mu.Unlock()
-		if err != nil {
-			h.log.Warn("network holder", "user", u.Name, "project", project, "err", err)
-		}
-	}()
+	if err != nil {
+		h.log.Warn("network holder", "user", u.Name, "project", project, "err", err)
+	}
+}
+
+// errUserGone: the user was removed (user remove --purge) while their
+// holder was being made.
+var errUserGone = errors.New("the user was removed meanwhile")
+
+// userGone reports whether the store no longer has u; a store that cannot
+// say counts as no.
+func (h *netHolders) userGone(ctx context.Context, u store.User) bool {
+	got, err := h.store.GetUser(ctx, u.Name)
+	return errors.Is(err, store.ErrNotFound) || (err == nil && got.UID != u.UID)
+}
+
+// dropForGoneUser removes holder id, made for u after u's purge listed
+// its holders, and the network its launch may have re-created after the
+// purge removed it. A network still in use (the purge is not done with
+// u's containers) stays for the purge to remove.
+func (h *netHolders) dropForGoneUser(ctx context.Context, u store.User, id string) {
+	h.remove(ctx, id, "user removed")
+	if _, err := h.rt.RemoveNetwork(ctx, userNetwork(u), h.userNetworkLabels(u)); err != nil {
+		h.log.Info("network holder: the removed user's network stays for now", "user", u.Name, "err", err)
+	}
 }
 
 // errHoldersFull: every holder's project is in use and the cap is reached.
@@ -165,6 +237,11 @@ func (h *netHolders) launch(ctx context.Context, u store.User, project string, b
 	for _, id := range evict {
 		h.remove(ctx, id, "cap")
 	}
+	return h.start(ctx, u, project)
+}
+
+// start launches u's holder for project.
+func (h *netHolders) start(ctx context.Context, u store.User, project string) (string, error) {
 	var b [3]byte
 	rand.Read(b[:])
 	id, err := h.rt.LaunchHolder(ctx, runtime.HolderSpec{
@@ -173,7 +250,7 @@ func (h *netHolders) launch(ctx context.Context, u store.User, project string, b
 		Hostname:      project,
 		Labels:        h.containerLabels(u, project, h.now(), RoleHolder),
 		Network:       userNetwork(u),
-		NetworkLabels: map[string]string{LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: h.cfg.Instance},
+		NetworkLabels: h.userNetworkLabels(u),
 	})
 	if err != nil {
 		return "", fmt.Errorf("launch: %w", err)
@@ -240,37 +317,55 @@ func (h *netHolders) remove(ctx context.Context, id, why string) {
 	h.log.Info("network holder removed", "holder", short(id), "why", why)
 }
 
-// adopt takes over the holders a previous run left (listed with their
-// labels), keeping each one's last use: the later of its creation and
-// its project container's last retire in the store. Holders of users or
-// projects that are gone, duplicates, stopped ones, and all of them when
-// holders are off, are removed.
-func (h *netHolders) adopt(ctx context.Context, live []runtime.Container, adoptedRunning map[key]bool) {
-	if len(live) == 0 {
-		return
+// lastUse is a project's last use as the store has it: the later of its
+// newest container's launch and its last retire.
+type lastUse struct {
+	user store.User
+	at   time.Time
+}
+
+// lastUses reads the projects' last uses from the store, for adopt and
+// warm; nil when holders are off.
+func (h *netHolders) lastUses(ctx context.Context) map[key]lastUse {
+	if !h.on() {
+		return nil
 	}
-	lastRetire := map[key]time.Time{}
-	if h.on() {
-		if rows, err := h.store.ListContainers(ctx, false); err == nil {
-			uids := map[string]int{}
-			for _, r := range rows {
-				uid, ok := uids[r.User]
-				if !ok {
-					if u, err := h.store.GetUser(ctx, r.User); err == nil {
-						uid = u.UID
-					}
-					uids[r.User] = uid
-				}
-				if uid == 0 {
-					continue
-				}
-				k := key{uid, r.Project}
-				if r.RetiredAt.After(lastRetire[k]) {
-					lastRetire[k] = r.RetiredAt
-				}
+	rows, err := h.store.ListContainers(ctx, false)
+	if err != nil {
+		h.log.Warn("network holders: read last uses", "err", err)
+		return nil
+	}
+	users := map[string]*store.User{}
+	uses := map[key]lastUse{}
+	for _, r := range rows {
+		u, ok := users[r.User]
+		if !ok {
+			if got, err := h.store.GetUser(ctx, r.User); err == nil {
+				u = &got
 			}
+			users[r.User] = u
+		}
+		if u == nil {
+			continue // removed since
+		}
+		k := key{u.UID, r.Project}
+		at := r.CreatedAt
+		if r.RetiredAt.After(at) {
+			at = r.RetiredAt
+		}
+		if at.After(uses[k].at) {
+			uses[k] = lastUse{user: *u, at: at}
 		}
 	}
+	return uses
+}
+
+// adopt takes over the holders a previous run left (listed with their
+// labels), keeping each one's last use: the later of its creation and its
+// project's last use in the store. Holders of users or projects that are
+// gone, duplicates, stopped ones, and all of them when holders are off,
+// are removed.
+func (h *netHolders) adopt(ctx context.Context, live []runtime.Container, adoptedRunning map[key]bool, uses map[key]lastUse) {
 	now := h.now()
 	for _, c := range live {
 		k, why := h.adoptable(ctx, c)
@@ -279,8 +374,8 @@ func (h *netHolders) adopt(ctx context.Context, live []runtime.Container, adopte
 			if h.byKey[k] == nil {
 				created, _ := time.Parse(time.RFC3339, c.Labels[LabelCreated])
 				last := created
-				if lastRetire[k].After(last) {
-					last = lastRetire[k]
+				if uses[k].at.After(last) {
+					last = uses[k].at
 				}
 				if adoptedRunning[k] || last.After(now) {
 					last = now
@@ -296,6 +391,58 @@ func (h *netHolders) adopt(ctx context.Context, live []runtime.Container, adopte
 			continue
 		}
 		h.log.Info("reconcile: adopted network holder", "uid", k.uid, "project", k.project, "holder", short(c.ID))
+	}
+}
+
+// warm makes, one at a time, the holders the projects used within
+// NetworkLinger lack (a host reboot took them), the most recently used
+// first, while the cap has room: it never evicts one. Each keeps its
+// project's last use, so it lingers no longer than one left running
+// would. Running containers count as used now. It runs once, at start, on
+// its own: a login meanwhile makes its own holder or waits for the one
+// under way.
+func (h *netHolders) warm(ctx context.Context, uses map[key]lastUse, running map[key]bool) {
+	if !h.on() {
+		return
+	}
+	now := h.now()
+	var recent []key
+	for k, u := range uses {
+		if running[k] {
+			u.at = now
+			uses[k] = u
+		}
+		if now.Sub(u.at) < h.cfg.NetworkLinger {
+			recent = append(recent, k)
+		}
+	}
+	slices.SortFunc(recent, func(a, b key) int { return uses[b].at.Compare(uses[a].at) })
+	made := 0
+	for _, k := range recent {
+		if ctx.Err() != nil {
+			return
+		}
+		if _, err := h.store.GetProject(ctx, uses[k].user.Name, k.project); err != nil {
+			continue // removed since, or the store cannot say
+		}
+		h.mu.Lock()
+		full := len(h.byKey)+len(h.starting) >= h.cfg.NetworkHoldersMax
+		h.mu.Unlock()
+		if full {
+			break
+		}
+		ch := h.begin(k)
+		if ch == nil {
+			continue // adopted, or a login made it meanwhile
+		}
+		u := uses[k].user
+		h.make(u, k.project, ch, uses[k].at, func(ctx context.Context) (string, error) {
+			return h.start(ctx, u, k.project)
+		})
+		made++
+	}
+	if made > 0 {
+		h.log.Info("network holders made ahead of use", "count", made)
 	}
 }
 

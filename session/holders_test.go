@@ -22,15 +22,32 @@ type holderRuntime struct {
 	holders int
 	joins   []string // NetworkHolder of each launch
 	fail    error    // the next Launch fails with it
+	// gate, when set, holds each LaunchHolder until it is closed or
+	// sent on, as an engine setting up a network does.
+	gate        chan struct{}
+	netsRemoved []string // "network uid" of each RemoveNetwork
 }
 
 func (r *holderRuntime) LaunchHolder(_ context.Context, spec runtime.HolderSpec) (string, error) {
+	r.mu.Lock()
+	gate := r.gate
+	r.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.holders++
 	id := fmt.Sprintf("h%d", r.holders)
 	r.running[id] = runtime.ContainerSpec{Name: spec.Name, Image: spec.Image, Hostname: spec.Hostname, Labels: spec.Labels, Network: spec.Network}
 	return id, nil
+}
+
+func (r *holderRuntime) RemoveNetwork(_ context.Context, name string, labels map[string]string) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.netsRemoved = append(r.netsRemoved, name+" "+labels[LabelUID])
+	return true, nil
 }
 
 func (r *holderRuntime) Launch(ctx context.Context, spec runtime.ContainerSpec) (string, error) {
@@ -302,4 +319,159 @@ func TestEarlyStartJoinsHolder(t *testing.T) {
 	h.Abandon() // retires what it launched, at once
 	waitFor(t, "the early container's retire", func() bool { r, _, _ := hr.counts(); return r == 1 })
 	m.holders.wg.Wait()
+}
+
+// A new project's first login builds its image, and its holder is made
+// during the build: the first cold start joins it, waiting for it if the
+// build ended first.
+func TestHolderMadeDuringTheBuild(t *testing.T) {
+	m, hr, _, u := newHolderManager(t, time.Hour, 10)
+	hr.images = map[string]runtime.Image{} // no image yet: the login builds
+	gate := make(chan struct{})
+	hr.gate = gate
+	attached := make(chan error, 1)
+	go func() {
+		l, err := m.Attach(context.Background(), u, "fresh", Default, io.Discard)
+		if err == nil {
+			l.Release()
+		}
+		attached <- err
+	}()
+	waitFor(t, "the build", func() bool { hr.mu.Lock(); defer hr.mu.Unlock(); return len(hr.builds) == 1 })
+	select {
+	case err := <-attached:
+		t.Fatalf("the launch did not wait for the holder under way: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-attached; err != nil {
+		t.Fatal(err)
+	}
+	if got := hr.lastJoin(); got != "h1" {
+		t.Errorf("the first cold start joined %q, want the holder made during the build", got)
+	}
+	m.holders.wg.Wait()
+	if hr.holders != 1 {
+		t.Errorf("%d holders made, want 1", hr.holders)
+	}
+}
+
+// A launch waits for a holder under way no longer than holderJoinWait:
+// an engine stuck on it does not hold the login.
+func TestHolderJoinWaitIsBounded(t *testing.T) {
+	m, hr, _, u := newHolderManager(t, time.Hour, 10)
+	gate := make(chan struct{})
+	hr.gate = gate
+	m.holders.ensure(u, "proj", m.busyKeys)
+	start := time.Now()
+	if got := m.holders.join(context.Background(), key{u.UID, "proj"}); got != "" {
+		t.Errorf("joined %q while the holder was not made", got)
+	}
+	if d := time.Since(start); d < holderJoinWait || d > holderJoinWait+2*time.Second {
+		t.Errorf("join waited %v, want about %v", d, holderJoinWait)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got := m.holders.join(ctx, key{u.UID, "proj"}); got != "" {
+		t.Errorf("a cancelled join got %q", got)
+	}
+	close(gate)
+	m.holders.wg.Wait()
+	if got := m.holders.join(context.Background(), key{u.UID, "proj"}); got != "h1" {
+		t.Errorf("after the holder was made, join got %q", got)
+	}
+}
+
+// At start (a host reboot took every holder) the projects used within
+// the linger get theirs back, the most recent first, within the cap and
+// keeping their last use; older, removed and other projects get none.
+func TestHoldersWarmedAtStart(t *testing.T) {
+	m, hr, clock, u := newHolderManager(t, 24*time.Hour, 2)
+	ctx := context.Background()
+	for _, p := range []string{"old", "recent", "newest"} {
+		coldStart(t, m, hr, u, p)
+	}
+	// The store's uses: old two days ago, recent two hours ago, newest
+	// one hour ago, and a project the store no longer has, just now.
+	back := func(p string, d time.Duration) {
+		rows, err := m.store.ListContainers(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if r.Project == p {
+				r.CreatedAt, r.RetiredAt = clock.Now().Add(-d-time.Minute), clock.Now().Add(-d)
+				if err := m.store.PutContainer(ctx, r); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := m.store.PutContainer(ctx, store.Container{ID: "ghost1", Name: "g", User: u.Name, Project: "ghost", State: store.StateRetired,
+		CreatedAt: clock.Now(), RetiredAt: clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	back("old", 48*time.Hour)
+	back("recent", 2*time.Hour)
+	back("newest", time.Hour)
+	// The reboot: every holder gone, a new gateway process.
+	hr.mu.Lock()
+	for id, c := range hr.running {
+		if c.Labels[LabelRole] == RoleHolder {
+			delete(hr.running, id)
+		}
+	}
+	made := hr.holders
+	hr.mu.Unlock()
+	m.holders = newNetHolders(m.deps)
+	m.holders.now = clock.Now
+	uses := m.holders.lastUses(ctx)
+	m.holders.warm(ctx, uses, nil)
+	hr.mu.Lock()
+	var projects []string
+	for id, c := range hr.running {
+		if c.Labels[LabelRole] == RoleHolder {
+			projects = append(projects, c.Labels[LabelProject]+"="+id)
+		}
+	}
+	hr.mu.Unlock()
+	if hr.holders-made != 2 || len(projects) != 2 {
+		t.Fatalf("warm made %d holders (%v), want newest and recent", hr.holders-made, projects)
+	}
+	for _, want := range []string{"newest", "recent"} {
+		if m.holders.byKey[key{u.UID, want}] == nil {
+			t.Errorf("no holder for %s: %v", want, projects)
+		}
+	}
+	// Each lingers from its project's last use, not from the start.
+	clock.add(22*time.Hour + 30*time.Minute)
+	m.holders.sweep(ctx, m.busyKeys())
+	if m.holders.byKey[key{u.UID, "recent"}] != nil || m.holders.byKey[key{u.UID, "newest"}] == nil {
+		t.Errorf("22.5 h later: recent's holder should be gone, newest's kept")
+	}
+}
+
+// A user removed (user remove --purge, another process) while their
+// holder was being made: the gateway removes that holder and the network
+// its launch re-created, and keeps no record of it.
+func TestHolderForRemovedUserIsDropped(t *testing.T) {
+	m, hr, _, u := newHolderManager(t, time.Hour, 10)
+	ctx := context.Background()
+	gate := make(chan struct{})
+	hr.gate = gate
+	m.holders.ensure(u, "proj", m.busyKeys)
+	if err := m.store.RemoveUser(ctx, u.Name); err != nil {
+		t.Fatal(err)
+	}
+	close(gate)
+	m.holders.wg.Wait()
+	if _, ok := hr.running["h1"]; ok {
+		t.Error("the removed user's holder runs")
+	}
+	if m.holders.byKey[key{u.UID, "proj"}] != nil {
+		t.Error("the gateway keeps the removed user's holder")
+	}
+	if want := fmt.Sprintf("%s %d", userNetwork(u), u.UID); len(hr.netsRemoved) != 1 || hr.netsRemoved[0] != want {
+		t.Errorf("networks removed %v, want [%s]", hr.netsRemoved, want)
+	}
 }

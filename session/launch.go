@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"github.com/ds01/ds01-gateway/session/gpu"
@@ -124,20 +123,18 @@ func (m *Manager) startContainer(ctx context.Context, e *entry, u store.User, ws
 	// Once started, the container holds its own mount of the workspace.
 	defer unstage()
 	spec := runtime.ContainerSpec{
-		Name:     name,
-		Image:    imageID,
-		Hostname: e.project,
-		Labels:   m.containerLabels(u, e.project, start, ""),
-		User:     fmt.Sprintf("%d:%d", u.UID, u.GID),
-		Env:      []string{"HOME=" + run.home, "USER=" + u.Name, "LOGNAME=" + u.Name, "SHELL=" + run.shell},
-		Workdir:  "/workspace",
-		Mounts:   append(append([]runtime.Mount{{Source: staged, Target: "/workspace"}}, run.mounts...), home...),
-		Network:  userNetwork(u),
-		NetworkLabels: map[string]string{
-			LabelUser: u.Name, LabelUID: strconv.Itoa(u.UID), LabelInstance: m.cfg.Instance,
-		},
-		Limits: limits,
-		IODir:  run.io,
+		Name:          name,
+		Image:         imageID,
+		Hostname:      e.project,
+		Labels:        m.containerLabels(u, e.project, start, ""),
+		User:          fmt.Sprintf("%d:%d", u.UID, u.GID),
+		Env:           []string{"HOME=" + run.home, "USER=" + u.Name, "LOGNAME=" + u.Name, "SHELL=" + run.shell},
+		Workdir:       "/workspace",
+		Mounts:        append(append([]runtime.Mount{{Source: staged, Target: "/workspace"}}, run.mounts...), home...),
+		Network:       userNetwork(u),
+		NetworkLabels: m.userNetworkLabels(u),
+		Limits:        limits,
+		IODir:         run.io,
 	}
 	m.gpus.spec(&spec, slots)
 	// The slots are in the store before the container exists, under its
@@ -145,7 +142,7 @@ func (m *Manager) startContainer(ctx context.Context, e *entry, u store.User, ws
 	// GPUs the store does not know of (reconcile trusts only the store).
 	m.gpus.record(ctx, u, e.project, name, slots, start)
 	k := key{u.UID, e.project}
-	spec.NetworkHolder = m.holders.join(k)
+	spec.NetworkHolder = m.holders.join(ctx, k)
 	id, err := m.rt.Launch(ctx, spec)
 	if err != nil && spec.NetworkHolder != "" && ctx.Err() == nil && !m.holderRunning(ctx, spec.NetworkHolder) {
 		// The holder died or an admin removed it: launch as without one,

@@ -74,7 +74,8 @@ func (r reconciler) run(ctx context.Context) error {
 		kept[c.Name] = true
 		adopted[key{uid, project}] = true
 	}
-	r.containers.holders.adopt(ctx, holders, adopted)
+	uses := r.containers.holders.lastUses(ctx)
+	r.containers.holders.adopt(ctx, holders, adopted, uses)
 	r.dirs.sweepRun(kept)
 	r.gpus.reconcile(ctx, allocs, r.containers.published())
 	if n, err := r.store.FailRunningBuilds(ctx, "the gateway stopped during the build"); err != nil {
@@ -95,6 +96,8 @@ func (r reconciler) run(ctx context.Context) error {
 	// Images the containers removed above ran, or that a crash left
 	// behind: on their own, not to delay the start; a shutdown stops it.
 	go r.containers.images.startupPrune(ctx)
+	// The holders a host reboot took, for the projects used lately.
+	go r.containers.holders.warm(ctx, uses, adopted)
 	return nil
 }
 

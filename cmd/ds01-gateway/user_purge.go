@@ -66,15 +66,13 @@ func (p *purge) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	// Network holders go last, after the containers that joined them,
-	// and before the network; they run no user work, so they never
-	// count as running.
+	// Network holders go last (holders below), after the containers
+	// that joined them, and before the network; they run no user work,
+	// so they never count as running.
 	var running []string
-	var holders []runtime.Container
 	var projects []runtime.Container
 	for _, c := range cs {
 		if c.Labels[session.LabelRole] == session.RoleHolder {
-			holders = append(holders, c)
 			continue
 		}
 		projects = append(projects, c)
@@ -106,10 +104,8 @@ func (p *purge) run(ctx context.Context, name string) error {
 	if len(cs) > 0 {
 		fmt.Fprintf(p.out, "stopped and removed %d container(s)\n", len(cs))
 	}
-	for _, c := range holders {
-		if err := p.eng.Retire(ctx, c.ID); err != nil {
-			return fmt.Errorf("remove %s's network holder %s: %w", name, c.Name, err)
-		}
+	if err := p.holders(ctx, name, ours); err != nil {
+		return err
 	}
 	if err := p.images(ctx, u, ours); err != nil {
 		return err
@@ -125,6 +121,27 @@ func (p *purge) run(ctx context.Context, name string) error {
 		return nil
 	}
 	return p.files(ctx, u, projectRows)
+}
+
+// holders removes the user's network holders. They are listed now, with
+// the user gone from the store, not with the containers above: a live
+// gateway may have made one meanwhile (after a build or a launch that
+// began before). One it makes after this list, it removes itself, with
+// the network, on finding the user gone (session/holders.go).
+func (p *purge) holders(ctx context.Context, name string, ours map[string]string) error {
+	cs, err := p.eng.List(ctx, ours)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if c.Labels[session.LabelRole] != session.RoleHolder {
+			continue
+		}
+		if err := p.eng.Retire(ctx, c.ID); err != nil {
+			return fmt.Errorf("remove %s's network holder %s: %w", name, c.Name, err)
+		}
+	}
+	return nil
 }
 
 func (p *purge) what() string {

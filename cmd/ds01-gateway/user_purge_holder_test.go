@@ -53,3 +53,35 @@ func TestPurgeRemovesNetworkHolders(t *testing.T) {
 		}
 	}
 }
+
+// lateHolderEngine is an engine where a live gateway makes the user's
+// holder just after the purge's first listing.
+type lateHolderEngine struct {
+	*fakeEngine
+	lists int
+}
+
+func (l *lateHolderEngine) List(ctx context.Context, want map[string]string) ([]runtime.Container, error) {
+	cs, err := l.fakeEngine.List(ctx, want)
+	l.lists++
+	if l.lists == 1 {
+		l.containers = append(l.containers, runtime.Container{ID: "late", Running: true, Labels: map[string]string{
+			session.LabelInstance: "inst", session.LabelUID: "27401", session.LabelProject: "p", session.LabelRole: session.RoleHolder,
+		}})
+	}
+	return cs, err
+}
+
+// A holder the live gateway made while the purge ran (after its first
+// listing) goes too, before the network.
+func TestPurgeRemovesHolderMadeMeanwhile(t *testing.T) {
+	p, eng, _, _ := purgeFixture(t)
+	eng.containers[0].Running = false
+	p.eng = &lateHolderEngine{fakeEngine: eng}
+	if err := p.run(context.Background(), "ann"); err != nil {
+		t.Fatal(err)
+	}
+	if len(eng.containers) != 0 {
+		t.Errorf("left: %v", eng.containers)
+	}
+}

@@ -154,10 +154,38 @@ func (d *Docker) Retire(ctx context.Context, id string) error {
 	d.forgetInit(id)
 	d.Forget(id)
 	err = d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if cerrdefs.IsConflict(err) {
+		// "removal already in progress": another remover (user remove
+		// --purge beside the gateway, the gateway's own watch) got there
+		// first; the container is as good as gone once theirs ends.
+		err = d.waitRemoved(ctx, id, err)
+	}
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container: %w", err)
 	}
 	return nil
+}
+
+// removeWait bounds waitRemoved: a removal takes well under a second,
+// unless the engine is stuck.
+const removeWait = 30 * time.Second
+
+// waitRemoved waits until the container id, which another caller is
+// removing, is gone; if it is still there after removeWait, or ctx ends,
+// it returns conflict, the error that said so.
+func (d *Docker) waitRemoved(ctx context.Context, id string, conflict error) error {
+	deadline := time.Now().Add(removeWait)
+	for time.Now().Before(deadline) {
+		if _, err := d.cli.ContainerInspect(ctx, id); cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return conflict
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return conflict
 }
 
 // List returns all containers, running or not, that carry every label given.

@@ -184,8 +184,13 @@ type ContainerSpec struct {
 // holder is listed (List, by its labels) and removed (Retire) as any
 // container.
 type NetworkHolders interface {
-	// LaunchHolder creates and starts a holder and returns its ID.
+	// LaunchHolder creates and starts a holder and returns its ID,
+	// creating spec.Network first if it is missing.
 	LaunchHolder(ctx context.Context, spec HolderSpec) (string, error)
+	// RemoveNetwork removes the network name if its labels include
+	// labels; false if there was none. A holder made for a user removed
+	// meanwhile takes the network it re-created with it.
+	RemoveNetwork(ctx context.Context, name string, labels map[string]string) (bool, error)
 }
 
 // HolderSpec describes one network holder. The runtime locks it down
