@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -386,13 +387,13 @@ func TestHolderJoinWaitIsBounded(t *testing.T) {
 // the linger get theirs back, the most recent first, within the cap and
 // keeping their last use; older, removed and other projects get none.
 func TestHoldersWarmedAtStart(t *testing.T) {
-	m, hr, clock, u := newHolderManager(t, 24*time.Hour, 2)
+	m, hr, clock, u := newHolderManager(t, 24*time.Hour, 10)
 	ctx := context.Background()
-	for _, p := range []string{"old", "recent", "newest"} {
+	for _, p := range []string{"old", "mid", "recent", "newest"} {
 		coldStart(t, m, hr, u, p)
 	}
-	// The store's uses: old two days ago, recent two hours ago, newest
-	// one hour ago, and a project the store no longer has, just now.
+	// The store's uses: old two days ago, mid three hours ago, recent two,
+	// newest one, and a project the store no longer has, just now.
 	back := func(p string, d time.Duration) {
 		rows, err := m.store.ListContainers(ctx, false)
 		if err != nil {
@@ -412,36 +413,39 @@ func TestHoldersWarmedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	back("old", 48*time.Hour)
+	back("mid", 3*time.Hour)
 	back("recent", 2*time.Hour)
 	back("newest", time.Hour)
-	// The reboot: every holder gone, a new gateway process.
-	hr.mu.Lock()
-	for id, c := range hr.running {
-		if c.Labels[LabelRole] == RoleHolder {
-			delete(hr.running, id)
+	// reboot removes every holder and starts a new gateway process with
+	// the cap max; it returns the projects warm made holders for.
+	reboot := func(max int) []string {
+		hr.mu.Lock()
+		for id, c := range hr.running {
+			if c.Labels[LabelRole] == RoleHolder {
+				delete(hr.running, id)
+			}
 		}
-	}
-	made := hr.holders
-	hr.mu.Unlock()
-	m.holders = newNetHolders(m.deps)
-	m.holders.now = clock.Now
-	uses := m.holders.lastUses(ctx)
-	m.holders.warm(ctx, uses, nil)
-	hr.mu.Lock()
-	var projects []string
-	for id, c := range hr.running {
-		if c.Labels[LabelRole] == RoleHolder {
-			projects = append(projects, c.Labels[LabelProject]+"="+id)
+		hr.mu.Unlock()
+		m.cfg.NetworkHoldersMax = max
+		m.holders = newNetHolders(m.deps)
+		m.holders.now = clock.Now
+		m.holders.warm(ctx, m.holders.lastUses(ctx), nil)
+		hr.mu.Lock()
+		defer hr.mu.Unlock()
+		var projects []string
+		for _, c := range hr.running {
+			if c.Labels[LabelRole] == RoleHolder {
+				projects = append(projects, c.Labels[LabelProject])
+			}
 		}
+		slices.Sort(projects)
+		return projects
 	}
-	hr.mu.Unlock()
-	if hr.holders-made != 2 || len(projects) != 2 {
-		t.Fatalf("warm made %d holders (%v), want newest and recent", hr.holders-made, projects)
+	if got := reboot(10); !slices.Equal(got, []string{"mid", "newest", "recent"}) {
+		t.Errorf("warm made holders for %v, want the three used within the linger", got)
 	}
-	for _, want := range []string{"newest", "recent"} {
-		if m.holders.byKey[key{u.UID, want}] == nil {
-			t.Errorf("no holder for %s: %v", want, projects)
-		}
+	if got := reboot(2); !slices.Equal(got, []string{"newest", "recent"}) {
+		t.Fatalf("warm with a cap of 2 made holders for %v, want the two most recent", got)
 	}
 	// Each lingers from its project's last use, not from the start.
 	clock.add(22*time.Hour + 30*time.Minute)
